@@ -1,0 +1,38 @@
+"""Shared fixtures: the real recordings and the authors' reference figures live beside the checkout
+(``../shared``); tests that need them skip cleanly where that folder is absent (e.g. a user's clone)."""
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+MEDIA = SHARED / "media"
+REFERENCE = SHARED / "reference"
+
+
+@pytest.fixture(scope="session")
+def media_dir() -> pathlib.Path:
+    if not (MEDIA / "MANIFEST.md").exists():
+        pytest.skip("../shared/media is absent (the shared test recordings)")
+    return MEDIA
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> pathlib.Path:
+    if not (REFERENCE / "refcommon.py").exists():
+        pytest.skip("../shared/reference is absent (figures from the authors' code)")
+    return REFERENCE
+
+
+@pytest.fixture(scope="session")
+def refcommon(reference_dir):
+    """The reference folder's seeded-fixture module, imported from there rather than copied."""
+    spec = importlib.util.spec_from_file_location("refcommon", reference_dir / "refcommon.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("refcommon", module)
+    spec.loader.exec_module(module)
+    return module

@@ -1,0 +1,88 @@
+"""The model contract and preprocessing constants (DESIGN §1–§2), in one place.
+
+Everything that training and inference must agree on lives here and is copied into every checkpoint
+and export manifest, so a file always says how its inputs were made.
+"""
+from __future__ import annotations
+
+# --- model contract -------------------------------------------------------------------------------
+CLIP_FRAMES = 8
+CLIP_STEP_S = 0.2  # clip frame k is the frame nearest to t - (7 - k) * 0.2 s (6 frames at 30 fps)
+CROP_SIZE = 112
+CLIP_SHAPE = (4, CLIP_FRAMES, CROP_SIZE, CROP_SIZE)  # R, G, B, mask; oldest frame first
+N_MELS = 64
+WINDOW_COLUMNS = 1001  # 10 s of 10 ms hops, centred on the frame
+SPEC_SHAPE = (1, N_MELS, WINDOW_COLUMNS)
+FEATURES = 512
+N_OUTPUTS = 17
+
+EXPRESSIONS = ("Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise")
+ACTION_UNITS = ("AU1", "AU2", "AU4", "AU6", "AU12", "AU15", "AU20", "AU25")
+EXPR_SLICE = slice(0, 7)
+VA_SLICE = slice(7, 9)
+AU_SLICE = slice(9, 17)
+
+# --- video frontend -------------------------------------------------------------------------------
+# Kinetics-400 mean/std for RGB (as torchvision's video models), 0.5/0.225 for the landmark mask.
+CLIP_MEAN = (0.43216, 0.394666, 0.37645, 0.5)
+CLIP_STD = (0.22803, 0.22145, 0.216989, 0.225)
+# ArcFace 112x112 five-point template: left eye, right eye, nose tip, left and right mouth corner.
+ARCFACE_TEMPLATE = (
+    (38.2946, 51.6963),
+    (73.5318, 51.5014),
+    (56.0252, 71.7366),
+    (41.5493, 92.3655),
+    (70.7299, 92.2041),
+)
+# Mask polylines in drawing order (later on top): (first, last landmark inclusive, closed, gray).
+MASK_POLYLINES = (
+    (48, 59, True, 255),  # outer mouth
+    (17, 21, False, 223),  # left brow
+    (22, 26, False, 191),  # right brow
+    (36, 41, True, 159),  # left eye
+    (42, 47, True, 127),  # right eye
+    (28, 30, False, 63),  # nose bridge
+    (6, 10, False, 31),  # chin
+)
+
+# --- audio frontend -------------------------------------------------------------------------------
+SAMPLE_RATE = 44_100  # the authors' code (the paper's text says 41 kHz)
+N_FFT = 1024
+WIN_LENGTH = 882  # 20 ms
+HOP_LENGTH = 441  # 10 ms -> 100 columns per second
+F_MIN = 0.0
+F_MAX = SAMPLE_RATE / 2
+COLUMNS_PER_SECOND = SAMPLE_RATE / HOP_LENGTH
+TOP_DB = 80.0
+AMIN = 1e-10
+SPEC_MEAN = -14.8  # (dB + 14.8) / 19.895
+SPEC_STD = 19.895
+
+
+def preprocessing_dict() -> dict:
+    """The constants above as plain JSON-able data, stored in checkpoints and export manifests."""
+    return {
+        "clip": {
+            "frames": CLIP_FRAMES,
+            "step_s": CLIP_STEP_S,
+            "size": CROP_SIZE,
+            "mean": list(CLIP_MEAN),
+            "std": list(CLIP_STD),
+            "template": [list(p) for p in ARCFACE_TEMPLATE],
+            "mask_polylines": [list(p) for p in MASK_POLYLINES],
+        },
+        "audio": {
+            "sample_rate": SAMPLE_RATE,
+            "n_fft": N_FFT,
+            "win_length": WIN_LENGTH,
+            "hop_length": HOP_LENGTH,
+            "n_mels": N_MELS,
+            "f_min": F_MIN,
+            "f_max": F_MAX,
+            "window_columns": WINDOW_COLUMNS,
+            "top_db": TOP_DB,
+            "mean": SPEC_MEAN,
+            "std": SPEC_STD,
+        },
+        "outputs": {"expressions": list(EXPRESSIONS), "action_units": list(ACTION_UNITS)},
+    }
