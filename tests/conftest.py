@@ -36,3 +36,19 @@ def refcommon(reference_dir):
     sys.modules.setdefault("refcommon", module)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def authors_checkpoint(refcommon, tmp_path_factory) -> pathlib.Path:
+    """A file in the authors' release format (TSAV416k.pth.tar): PyTorch 1.4-style legacy (non-zip)
+    serialization of ``{'state_dict': ..., 'epoch': ..., 'best_score': numpy scalar}`` with the
+    seeded reference weights."""
+    import numpy as np
+    import torch
+
+    spec = refcommon.load_json("tsav_state_dict.json")
+    state = {k: torch.from_numpy(v) for k, v in refcommon.seeded_state_dict(spec, 0).items()}
+    path = tmp_path_factory.mktemp("authors") / "TSAV416k.pth.tar"
+    payload = {"state_dict": state, "epoch": 7, "best_score": np.float64(0.5401), "arch": "TwoStreamAuralVisualModel"}
+    torch.save(payload, path, _use_new_zipfile_serialization=False)
+    return path

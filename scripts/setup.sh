@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Set up a virtual environment in .venv with tsav-deploy and its test tools.
+#
+# torch comes first and is pinned only when none is installed: on the project's CPU machines
+# `torch==2.13.0` is the wheel already on disk (any other spelling pulls GBs of CUDA packages).
+# Set TSAV_TORCH to install another build, e.g. TSAV_TORCH="torch --index-url <your CUDA index>".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+python -c "import torch" 2>/dev/null || python -m pip install -q ${TSAV_TORCH:-torch==2.13.0}
+python -m pip install -q -e ".[dev]" 2>&1 | grep -v "is ignored: it is neither" || true
+python -c "import tsav_deploy, torch; print(f'tsav-deploy {tsav_deploy.__version__} with torch {torch.__version__} in .venv')"
