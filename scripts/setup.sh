@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 . .venv/bin/activate
-python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 python -c "import torch" 2>/dev/null || python -m pip install -q ${TSAV_TORCH:-torch==2.13.0}
-python -m pip install -q -e ".[dev]" 2>&1 | grep -v "is ignored: it is neither" || true
+log=$(mktemp)
+if ! python -m pip install -q -e ".[dev]" >"$log" 2>&1; then cat "$log"; exit 1; fi
+rm -f "$log"
 python -c "import tsav_deploy, torch; print(f'tsav-deploy {tsav_deploy.__version__} with torch {torch.__version__} in .venv')"

@@ -19,3 +19,7 @@ class MediaError(TsavError):
 
 class ArtifactError(TsavError):
     """An export directory or engine file is missing, corrupt or does not match the contract."""
+
+
+class LabelError(TsavError):
+    """An annotation or prediction file is malformed (the message names the file and line)."""

@@ -1,0 +1,33 @@
+"""What annotation produces for one video: per person, one row per decoded frame (Py-Feat style:
+one table), from which every writer (ABAW files, CSV, plot, overlay) reads."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .predictions import Predictions
+
+
+@dataclass
+class PersonResult:
+    """One tracked person over all N decoded frames of a video (frames without the face included)."""
+
+    suffix: str  # "" for the main person; "_left"/"_right" or "_personK" in --person all mode
+    track_id: int  # -1 when no face was found at all
+    face_found: np.ndarray  # [N] bool
+    boxes: np.ndarray  # [N, 4] float32 x1, y1, x2, y2 in frame pixels; NaN without a face
+    scores: np.ndarray  # [N] float32 detector score; NaN without a face
+    predictions: Predictions  # N rows
+
+
+@dataclass
+class VideoResult:
+    name: str  # file stem: the ABAW file name
+    times: np.ndarray  # [N] float64 presentation time of each decoded frame, seconds
+    persons: list[PersonResult]
+    info: dict = field(default_factory=dict)  # engine, face backend, timings, warnings (summary.json)
+
+    @property
+    def frames(self) -> int:
+        return len(self.times)

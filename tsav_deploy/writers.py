@@ -1,0 +1,100 @@
+"""Writers for the ABAW challenge files and the per-frame table (DESIGN §3), all atomic."""
+from __future__ import annotations
+
+import csv
+import io
+import pathlib
+
+import numpy as np
+
+from .atomic import atomic_path, write_text
+from .constants import ACTION_UNITS, EXPRESSIONS
+from .results import PersonResult, VideoResult
+
+ABAW_TASKS = ("VA_Set", "EXPR_Set", "AU_Set")
+ABAW_HEADERS = {
+    "VA_Set": "valence,arousal",
+    "EXPR_Set": ",".join(EXPRESSIONS),
+    "AU_Set": ",".join(ACTION_UNITS),
+}
+
+
+def abaw_paths(out_dir: pathlib.Path, name: str) -> list[pathlib.Path]:
+    return [out_dir / task / f"{name}.txt" for task in ABAW_TASKS]
+
+
+def abaw_lines(person: PersonResult) -> dict[str, list[str]]:
+    """The three challenge files' lines (header first), one line per decoded frame, in order."""
+    p = person.predictions
+    va = [f"{v:.3f},{a:.3f}" for v, a in zip(p.valence.tolist(), p.arousal.tolist())]
+    expr = [str(e) for e in p.expression.tolist()]
+    au = [",".join(map(str, row)) for row in p.au.tolist()]
+    return {task: [ABAW_HEADERS[task], *lines] for task, lines in zip(ABAW_TASKS, (va, expr, au))}
+
+
+def write_abaw(out_dir: pathlib.Path, result: VideoResult) -> list[pathlib.Path]:
+    written = []
+    for person in result.persons:
+        name = result.name + person.suffix
+        for (task, lines), path in zip(abaw_lines(person).items(), abaw_paths(out_dir, name)):
+            written.append(write_text(path, "\n".join(lines) + "\n"))
+    return written
+
+
+TABLE_COLUMNS = (
+    ["frame", "time", "person", "face_found", "track_id", "x1", "y1", "x2", "y2", "det_score", "valence", "arousal"]
+    + [f"p_{e}" for e in EXPRESSIONS]
+    + ["expression"]
+    + [f"p_{au}" for au in ACTION_UNITS]
+    + list(ACTION_UNITS)
+)
+
+
+def table_rows(result: VideoResult):
+    """Rows of the per-frame table (OpenFace FeatureExtraction style): frame-major, then person."""
+    for i, t in enumerate(result.times.tolist()):
+        for person in result.persons:
+            p = person.predictions
+            found = bool(person.face_found[i])
+            box = person.boxes[i].tolist() if found else ["", "", "", ""]
+            yield [
+                i, f"{t:.4f}", person.suffix.lstrip("_") or "main", int(found), person.track_id if found else -1,
+                *(f"{b:.1f}" if b != "" else "" for b in box),
+                f"{person.scores[i]:.3f}" if found else "",
+                f"{p.valence[i]:.4f}", f"{p.arousal[i]:.4f}",
+                *(f"{x:.4f}" for x in p.expression_probs[i]),
+                EXPRESSIONS[p.expression[i]],
+                *(f"{x:.4f}" for x in p.au_probs[i]),
+                *(str(x) for x in p.au[i]),
+            ]
+
+
+def write_table(path: pathlib.Path, result: VideoResult) -> pathlib.Path:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(TABLE_COLUMNS)
+    writer.writerows(table_rows(result))
+    return write_text(path, buffer.getvalue())
+
+
+def read_table(path: pathlib.Path):
+    """The per-frame table as a pandas DataFrame where pandas is installed, else a dict of columns."""
+    try:
+        import pandas as pd
+    except ImportError:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        return {c: np.array([r[c] for r in rows]) for c in TABLE_COLUMNS}
+    return pd.read_csv(path)
+
+
+def write_parquet_if_possible(path: pathlib.Path, csv_path: pathlib.Path) -> pathlib.Path | None:
+    """A Parquet copy of the table where pandas and pyarrow are installed (optional)."""
+    try:
+        import pandas as pd
+        import pyarrow  # noqa: F401  (pandas' parquet engine)
+    except ImportError:
+        return None
+    with atomic_path(path) as tmp:
+        pd.read_csv(csv_path).to_parquet(tmp, index=False)
+    return path
