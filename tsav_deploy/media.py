@@ -1,0 +1,560 @@
+"""Video and audio decoding with PyAV (DESIGN §2, the first stage of the data flow).
+
+Three entry points:
+
+- :func:`probe` reads what a file holds (size as displayed, frame rate, duration, rotation, audio).
+- :func:`iter_frames` streams upright RGB frames with presentation times in seconds, relative to the
+  first decoded frame. It holds one frame at a time, so memory does not grow with video length.
+- :func:`read_audio` returns the first audio track as mono float32 at 44.1 kHz, aligned to the first
+  video frame: sample 0 is that frame's time, as the authors' ``create_database.py`` aligned their
+  WAVs (pad with silence when the audio starts later, trim when it starts earlier).
+
+Everything the user can get wrong about a file (missing, empty, not media, no video, truncated)
+raises :class:`~tsav_deploy.errors.MediaError` with one line, never an ``av.error`` traceback.
+Damage found in the middle of a stream does not raise: what decodes is returned and the problem is
+reported as a warning string (``FrameStream.warnings``, the second value of ``read_audio``), so a
+batch annotation can list it per file and go on.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Iterator
+
+import av
+import av.stream
+import numpy as np
+
+from .constants import SAMPLE_RATE
+from .errors import MediaError
+
+# Audio offsets up to this are routine (encoder delay and padding, a frame of offset): not worth a
+# warning, and timestamps going back by less are overlapping pieces, not a reset of the stream.
+_ROUTINE_OFFSET_S = 0.1
+# Decoded video ending this much earlier than the container's declared duration means lost frames.
+_TRUNCATION_NOTE_S = 0.5
+# Audio is resampled in pieces of this many input samples when a whole waveform is given at once.
+_RESAMPLE_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What :func:`probe` found. ``width``/``height`` are as displayed (after rotation)."""
+
+    path: str
+    width: int
+    height: int
+    fps: float  # average frame rate (frames per second)
+    frame_count: int  # the container's count, or duration × fps; decoding may yield fewer
+    duration_s: float  # video stream duration as the container reports it
+    start_time_s: float  # container time of the first decoded frame (iter_frames' time 0)
+    rotation: int  # degrees counter-clockwise applied to make frames upright: 0, 90, 180 or 270
+    mirrored: bool  # and then flipped horizontally (rare; some front cameras)
+    has_audio: bool
+    audio_sample_rate: int | None
+    video_codec: str
+    audio_codec: str | None
+
+
+@dataclass(frozen=True)
+class VideoFrame:
+    """One decoded frame: 0-based index in output order, time in seconds (frame 0 at 0.0), RGB."""
+
+    index: int
+    time: float
+    rgb: np.ndarray  # H×W×3 uint8, C-contiguous, upright
+
+
+# --- opening and error translation ----------------------------------------------------------------
+
+
+def _open(path: str | os.PathLike) -> av.container.InputContainer:
+    """Open a file for reading, turning every way it can fail into one actionable line."""
+    name = os.fspath(path)
+    if not os.path.exists(name):
+        raise MediaError(f"{name}: no such file; check the path")
+    if os.path.isdir(name):
+        raise MediaError(f"{name}: is a directory, not a video file")
+    if os.path.getsize(name) == 0:
+        raise MediaError(f"{name}: the file is empty (0 bytes); the download or copy failed")
+    try:
+        return av.open(name, metadata_errors="ignore")
+    except PermissionError as error:
+        raise MediaError(f"{name}: cannot be read (permission denied)") from error
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as error:
+        raise MediaError(
+            f"{name}: not a readable media file ({_reason(error)}); it may be truncated, "
+            "still downloading, or not a video"
+        ) from error
+
+
+def _reason(error: BaseException) -> str:
+    """FFmpeg's own short description of an error, without errno noise or file names."""
+    text = getattr(error, "strerror", None) or str(error) or type(error).__name__
+    return " ".join(str(text).split())
+
+
+def _video_stream(container: av.container.InputContainer, name: str) -> av.video.stream.VideoStream:
+    """The first real video stream; cover art in audio files (attached pictures) does not count."""
+    for stream in container.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    raise MediaError(f"{name}: has no video stream (audio-only or data file); tsav needs a video")
+
+
+def _packets(container, stream, warnings: list[str], what: str):
+    """Demux ``stream``, ending with ``None`` (decoder flush) even when demuxing fails midway."""
+    demuxer = container.demux(stream)
+    while True:
+        try:
+            packet = next(demuxer)
+        except StopIteration:
+            break
+        except av.FFmpegError as error:
+            warnings.append(
+                f"{what}: reading stopped early ({_reason(error)}); the file is truncated or "
+                "damaged, the rest was skipped"
+            )
+            break
+        if packet.size:  # PyAV ends demuxing with empty flush packets; we flush once below
+            yield packet
+    yield None
+
+
+def _decode(container, stream, warnings: list[str], what: str):
+    """Decode every packet that can be decoded; skip and count the ones that cannot."""
+    skipped = damaged = 0
+    for packet in _packets(container, stream, warnings, what):
+        try:
+            frames = stream.codec_context.decode(packet)
+        except av.FFmpegError:
+            skipped += 1
+            continue
+        for frame in frames:
+            if frame.time_base is None:  # frames drained by the final flush come without one
+                frame.time_base = stream.time_base
+            damaged += frame.is_corrupt
+            yield frame
+    if skipped:
+        warnings.append(f"{what}: {skipped} damaged packet(s) could not be decoded; skipped")
+    if damaged:
+        warnings.append(f"{what}: {damaged} frame(s) decoded with errors concealed by the decoder")
+
+
+# --- orientation ----------------------------------------------------------------------------------
+
+
+def _orientation(frame: av.VideoFrame) -> tuple[int, int, int, int] | None:
+    """Signs (a, b, c, d) of the display matrix's 2×2 part, or None when there is none.
+
+    libavutil/display.h: a source pixel (p, q) is shown at (a·p + c·q, b·p + d·q). Phone cameras
+    store sensor-oriented pictures plus this matrix; players apply it, so we do. Only the signs
+    matter for multiples of 90° with optional mirroring (all eight EXIF orientations).
+    """
+    try:
+        data = frame.side_data["DISPLAYMATRIX"]
+    except (KeyError, IndexError):
+        return None
+    m = np.frombuffer(bytes(data), dtype=np.int32)
+    one = 1 << 16  # 16.16 fixed point
+    signs = tuple(int(np.sign(v)) if abs(int(v)) > one // 2 else 0 for v in m[[0, 1, 3, 4]])
+    a, b, c, d = signs
+    axis_aligned = (a and d and not b and not c) or (b and c and not a and not d)
+    return signs if axis_aligned else None
+
+
+def _orient(rgb: np.ndarray, signs: tuple[int, int, int, int] | None) -> np.ndarray:
+    """Apply the display matrix (as numpy views) and return a C-contiguous array."""
+    if signs is not None:
+        a, b, c, d = signs
+        if a == 0:  # quarter turn: displayed row follows source column, displayed column source row
+            rgb = rgb.transpose(1, 0, 2)
+            if b < 0:
+                rgb = rgb[::-1]
+            if c < 0:
+                rgb = rgb[:, ::-1]
+        else:
+            if d < 0:
+                rgb = rgb[::-1]
+            if a < 0:
+                rgb = rgb[:, ::-1]
+    return np.ascontiguousarray(rgb)
+
+
+def _rotation_degrees(signs: tuple[int, int, int, int] | None) -> tuple[int, bool]:
+    """(counter-clockwise rotation 0/90/180/270, mirrored) of an orientation.
+
+    A mirrored matrix (negative determinant) is read as a rotation followed by a horizontal flip,
+    the convention of PyAV's ``set_display_rotation(degrees, hflip=True)``.
+    """
+    if signs is None:
+        return 0, False
+    a, b, c, d = signs
+    mirrored = a * d - b * c < 0
+    if mirrored:
+        a = -a  # undo the flip, which negates the horizontal output coordinate
+    return int(round(math.degrees(math.atan2(-b, a)))) % 360, mirrored
+
+
+# --- probing --------------------------------------------------------------------------------------
+
+
+def _seconds(value, time_base) -> float | None:
+    return None if value is None or time_base is None else float(value * time_base)
+
+
+def _first_frame(container, stream, name: str) -> av.VideoFrame:
+    warnings: list[str] = []
+    for frame in _decode(container, stream, warnings, name):
+        return frame
+    raise _undecodable(name, warnings)
+
+
+def _undecodable(name: str, warnings: list[str]) -> MediaError:
+    detail = f" ({warnings[0]})" if warnings else ""
+    return MediaError(f"{name}: no video frame could be decoded{detail}; the file is damaged")
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Describe a video file (decodes its first frame only, for the rotation and start time)."""
+    name = os.fspath(path)
+    with _open(name) as container:
+        stream = _video_stream(container, name)
+        audio = container.streams.audio[0] if container.streams.audio else None
+        first = _first_frame(container, stream, name)
+        signs = _orientation(first)
+        rotation, mirrored = _rotation_degrees(signs)
+        width, height = first.width, first.height
+        if rotation in (90, 270):
+            width, height = height, width
+        rate = stream.average_rate or stream.guessed_rate
+        duration = _seconds(stream.duration, stream.time_base)
+        if duration is None and container.duration is not None:
+            duration = container.duration / av.time_base
+        fps = float(rate) if rate else 0.0
+        if not fps and stream.frames and duration:
+            fps = stream.frames / duration
+        if duration is None:
+            duration = stream.frames / fps if stream.frames and fps else 0.0
+        frame_count = stream.frames or int(round(duration * fps))
+        return VideoInfo(
+            path=name,
+            width=width,
+            height=height,
+            fps=fps,
+            frame_count=frame_count,
+            duration_s=duration,
+            start_time_s=first.time if first.time is not None else 0.0,
+            rotation=rotation,
+            mirrored=mirrored,
+            has_audio=audio is not None,
+            audio_sample_rate=audio.codec_context.sample_rate if audio is not None else None,
+            video_codec=stream.codec_context.name,
+            audio_codec=audio.codec_context.name if audio is not None else None,
+        )
+
+
+# --- video frames ---------------------------------------------------------------------------------
+
+
+def _scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, int] | None:
+    """Coded size shrunk so the longer side is at most ``max_side`` (never enlarged), or None."""
+    if max_side is None or max(width, height) <= max_side:
+        return None
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+class FrameStream:
+    """Iterator over :class:`VideoFrame` returned by :func:`iter_frames`.
+
+    The file is opened (and checked) when the stream is created, so a bad path fails at once.
+    ``warnings`` collects one-line notes about damage met while decoding (read it after the loop).
+    Use as a context manager, or exhaust it, to close the file.
+    """
+
+    def __init__(self, path: str | os.PathLike, max_side: int | None = None):
+        self.path = os.fspath(path)
+        self.warnings: list[str] = []
+        self._container = _open(self.path)
+        try:
+            self._stream = _video_stream(self._container, self.path)
+        except MediaError:
+            self._container.close()
+            raise
+        # Frame threading decodes several frames in parallel; AUTO picks frame or slice threads.
+        self._stream.thread_type = "AUTO"
+        self._max_side = max_side
+        self._frames = self._generate()
+
+    def __iter__(self) -> FrameStream:
+        return self
+
+    def __next__(self) -> VideoFrame:
+        return next(self._frames)
+
+    def __enter__(self) -> FrameStream:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._frames.close()
+        self._container.close()
+
+    def _generate(self) -> Iterator[VideoFrame]:
+        stream = self._stream
+        clock = _FrameClock(1.0 / float(stream.average_rate or stream.guessed_rate or 30))
+        signs = size = None
+        index = 0
+        try:
+            for frame in _decode(self._container, stream, self.warnings, self.path):
+                if index == 0:
+                    signs = _orientation(frame)
+                    size = _scaled_size(frame.width, frame.height, self._max_side)
+                time = clock.time_of(frame.time)
+                if size is None:
+                    rgb = frame.to_ndarray(format="rgb24")
+                else:
+                    rgb = frame.to_ndarray(
+                        format="rgb24", width=size[0], height=size[1], interpolation="AREA"
+                    )
+                yield VideoFrame(index=index, time=time, rgb=_orient(rgb, signs))
+                index += 1
+        finally:
+            self._container.close()
+        self.warnings += clock.notes(self.path)
+        if index == 0:
+            raise _undecodable(self.path, self.warnings)
+        declared = _seconds(stream.duration, stream.time_base)
+        if declared is not None and declared - clock.end > _TRUNCATION_NOTE_S:
+            self.warnings.append(
+                f"{self.path}: frames stop at {clock.previous:.2f} s of a declared "
+                f"{declared:.2f} s; the file seems truncated"
+            )
+
+
+class _FrameClock:
+    """Turns frames' presentation times (container seconds, or None) into strictly increasing
+    times from 0, which clip selection by time relies on.
+
+    A frame without a timestamp is placed one nominal frame interval after the previous one. A
+    timestamp that jumps backwards (a spliced or reset stream, a muxer bug) is placed likewise and
+    the same shift is kept for the frames after it, so a reset does not disturb the rest.
+    """
+
+    def __init__(self, step: float):
+        self.step = step
+        self.previous: float | None = None
+        self._origin: float | None = None  # container time of time 0
+        self._missing = self._jumps = 0
+
+    @property
+    def end(self) -> float:
+        """Where the last frame ends (nominally)."""
+        return (self.previous or 0.0) + self.step
+
+    def time_of(self, seconds: float | None) -> float:
+        nominal = 0.0 if self.previous is None else self.previous + self.step
+        if seconds is None:
+            self._missing += 1
+            time = nominal
+        else:
+            if self._origin is None:
+                self._origin = seconds - nominal
+            time = seconds - self._origin
+            if self.previous is not None and time <= self.previous:
+                self._origin -= nominal - time
+                time = nominal
+                self._jumps += 1
+        self.previous = time
+        return time
+
+    def notes(self, name: str) -> list[str]:
+        notes = []
+        if self._missing:
+            notes.append(
+                f"{name}: {self._missing} frame(s) had no timestamp; their times were extrapolated "
+                "at the nominal frame rate"
+            )
+        if self._jumps:
+            notes.append(
+                f"{name}: timestamps jumped backwards {self._jumps} time(s) (spliced or reset "
+                "stream); later frames were shifted so that time keeps increasing"
+            )
+        return notes
+
+
+def iter_frames(path: str | os.PathLike, *, max_side: int | None = None) -> FrameStream:
+    """Stream the video's frames upright as RGB uint8 with times in seconds (frame 0 at 0.0).
+
+    ``max_side`` shrinks frames (area interpolation, aspect kept) so their longer side is at most
+    that many pixels; useful for fast face detection. Raises MediaError for unusable files;
+    damage in the middle of a stream ends up in the returned stream's ``warnings``.
+    """
+    return FrameStream(path, max_side)
+
+
+# --- audio ----------------------------------------------------------------------------------------
+
+
+class _AlignedTrack:
+    """A silent mono 44.1 kHz track, sample 0 at the first video frame, that decoded pieces are
+    written into at their own timestamps.
+
+    Placing pieces by timestamp (instead of concatenating them) aligns audio to video, cuts what
+    lies before the first frame, and keeps gaps in a damaged stream silent instead of shifting
+    everything after them. A timestamp that jumps back by more than ``_ROUTINE_OFFSET_S`` is a reset
+    (as for video frames): the piece continues where the previous one ended and later pieces keep
+    that shift. With a fixed length, samples beyond it are dropped; otherwise the track grows.
+    """
+
+    def __init__(self, origin_s: float, length: int | None):
+        self._origin = origin_s * SAMPLE_RATE  # container time of sample 0, in samples
+        self._fixed = length
+        self._data = np.zeros(length if length is not None else SAMPLE_RATE, dtype=np.float32)
+        self._shift = 0
+        self._cursor: int | None = None  # where the previous piece ended
+        self.first: int | None = None  # where the first piece started (negative: cut)
+        self.end = 0  # end of the samples written
+        self.resets = 0
+
+    def add(self, seconds: float | None, samples: np.ndarray) -> None:
+        if seconds is None:
+            position = self._cursor or 0
+        else:
+            position = int(round(seconds * SAMPLE_RATE - self._origin)) + self._shift
+            overlap = 0 if self._cursor is None else self._cursor - position
+            if overlap > _ROUTINE_OFFSET_S * SAMPLE_RATE:
+                self._shift += self._cursor - position
+                position = self._cursor
+                self.resets += 1
+        if self.first is None:
+            self.first = position
+        self._cursor = position + len(samples)
+        self._write(position, samples)
+
+    def _write(self, position: int, samples: np.ndarray) -> None:
+        if position < 0:
+            samples = samples[-position:]
+            position = 0
+        stop = position + len(samples)
+        if self._fixed is not None:
+            stop = min(stop, self._fixed)
+        elif stop > len(self._data):
+            grown = np.zeros(max(stop, 2 * len(self._data)), dtype=np.float32)
+            grown[: self.end] = self._data[: self.end]
+            self._data = grown
+        if stop > position:
+            self._data[position:stop] = samples[: stop - position]
+            self.end = max(self.end, stop)
+
+    def result(self) -> np.ndarray:
+        return self._data if self._fixed is not None else self._data[: self.end].copy()
+
+
+def _mono_resampler() -> av.AudioResampler:
+    # libswresample, as `ffmpeg -ar 44100 -ac 1` in the authors' create_database.py: the same
+    # downmix (stereo -> (L + R) / sqrt 2) and the same anti-aliasing filter they trained with.
+    return av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+
+
+def _mono(frame: av.AudioFrame) -> np.ndarray:
+    return frame.to_ndarray().reshape(-1)  # packed 'flt' mono: shape (1, samples)
+
+
+def _resampled(container, warnings: list[str], what: str) -> Iterator[av.AudioFrame]:
+    """The first audio stream decoded and resampled to mono 44.1 kHz, timestamps kept.
+
+    A resampler is set up for one input format; streams that change sample rate or channel layout
+    midway (spliced broadcasts, HE-AAC switching) get a fresh one from that frame on.
+    """
+    resampler, source = None, None
+    for frame in _decode(container, container.streams.audio[0], warnings, what):
+        signature = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if signature != source:
+            if resampler is not None:
+                yield from resampler.resample(None)
+            resampler, source = _mono_resampler(), signature
+        yield from resampler.resample(frame)
+    if resampler is not None:
+        yield from resampler.resample(None)
+
+
+def read_audio(
+    path: str | os.PathLike, *, duration_s: float | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """The first audio track as mono float32 at 44.1 kHz, sample 0 at the first video frame.
+
+    With ``duration_s`` the result has exactly ``round(duration_s * 44100)`` samples (silence
+    appended or the tail cut); without it, it runs to the end of the audio. A file without audio
+    gives silence (of the video's duration when none is given) and a warning. Returns the samples
+    and a list of one-line warnings.
+    """
+    info = probe(path)  # validates the file and gives the first video frame's time
+    name = info.path
+    warnings: list[str] = []
+    if duration_s is None and not info.has_audio:
+        duration_s = info.duration_s
+    length = None if duration_s is None else max(0, int(round(duration_s * SAMPLE_RATE)))
+    track = _AlignedTrack(info.start_time_s, length)
+    if not info.has_audio:
+        warnings.append(f"{name}: has no audio track; the aural stream gets silence")
+        return track.result(), warnings
+    with _open(name) as container:
+        for piece in _resampled(container, warnings, f"{name} (audio)"):
+            track.add(piece.time, _mono(piece))
+    warnings += _alignment_notes(name, track, length)
+    return track.result(), warnings
+
+
+def _alignment_notes(name: str, track: _AlignedTrack, length: int | None) -> list[str]:
+    """One-line notes on how far the audio had to be shifted, padded or reset."""
+    if track.first is None:
+        return [f"{name}: the audio track holds no decodable sound; using silence"]
+    notes = []
+    limit = _ROUTINE_OFFSET_S * SAMPLE_RATE
+    if track.first > limit:
+        notes.append(
+            f"{name}: audio starts {track.first / SAMPLE_RATE:.2f} s after the first video frame; "
+            "padded with silence"
+        )
+    elif track.first < -limit:
+        notes.append(
+            f"{name}: audio starts {-track.first / SAMPLE_RATE:.2f} s before the first video "
+            "frame; that part was cut"
+        )
+    if length is not None and length - track.end > limit:
+        notes.append(
+            f"{name}: audio ends {(length - track.end) / SAMPLE_RATE:.2f} s before the video; "
+            "padded with silence"
+        )
+    if track.resets:
+        notes.append(
+            f"{name}: audio timestamps jumped backwards {track.resets} time(s) (spliced or reset "
+            "stream); later audio was shifted to follow on"
+        )
+    return notes
+
+
+def resample_audio(wave: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Mono float32 samples at ``sample_rate`` -> 44.1 kHz with the same resampler as read_audio."""
+    wave = np.ascontiguousarray(wave, dtype=np.float32).reshape(-1)
+    if sample_rate == SAMPLE_RATE:
+        return wave
+    resampler = _mono_resampler()
+    time_base = Fraction(1, sample_rate)
+    pieces = []
+    for start in range(0, len(wave), _RESAMPLE_CHUNK):
+        frame = av.AudioFrame.from_ndarray(
+            wave[None, start : start + _RESAMPLE_CHUNK], format="flt", layout="mono"
+        )
+        frame.sample_rate = sample_rate
+        frame.pts = start
+        frame.time_base = time_base
+        pieces += [_mono(piece) for piece in resampler.resample(frame)]
+    pieces += [_mono(piece) for piece in resampler.resample(None)]
+    return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
