@@ -1,0 +1,173 @@
+"""One entry point for every export format (in the spirit of ultralytics' Exporter).
+
+Everything is written into a staging folder inside the output directory, verified there, and only
+then moved into place, the manifest last: a failed export leaves no file that a manifest claims.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import os
+import pathlib
+import platform
+import shutil
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..checkpoint import Checkpoint, load_checkpoint
+from ..constants import preprocessing_dict
+from ..errors import ArtifactError, TsavError
+from ..model import TSAV
+from ..weights import resolve
+from .manifest import (
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST,
+    REFERENCE_FILE,
+    TIMING_CACHE,
+    contract,
+    file_entry,
+    write_json_atomic,
+)
+from .onnx_export import DEFAULT_OPSET, check_opset, export_onnx
+from .probes import PROBES, reference_outputs
+from .torchscript_export import export_torchscript
+from .verify import FP16, FP32, VerificationReport, verify_export
+
+FORMATS = ("onnx", "torchscript", "tensorrt")
+DEFAULT_FORMATS = ("onnx", "torchscript")
+DEFAULT_MAX_BATCH = 32
+
+
+@dataclass
+class ExportResult:
+    folder: pathlib.Path
+    manifest: dict
+    report: VerificationReport
+
+    @property
+    def files(self) -> list[str]:
+        return [MANIFEST, *self.manifest["artifacts"]]
+
+
+class Exporter:
+    """``Exporter(formats, opset=, max_batch=, fp16=)(checkpoint, out)`` -> :class:`ExportResult`.
+
+    ``tensorrt`` engines are built from the ONNX graphs, so it implies ``onnx``; ``fp16`` and
+    ``max_batch`` (the optimisation profile's upper bound) apply to the engines.
+    """
+
+    def __init__(
+        self,
+        formats: Iterable[str] = DEFAULT_FORMATS,
+        *,
+        opset: int = DEFAULT_OPSET,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        fp16: bool = False,
+    ):
+        formats = set(formats)
+        unknown = formats - set(FORMATS)
+        if unknown or not formats:
+            raise TsavError(f"export formats must be among {', '.join(FORMATS)} (got {', '.join(sorted(unknown)) or 'none'})")
+        if "tensorrt" in formats:
+            formats.add("onnx")
+        if fp16 and "tensorrt" not in formats:
+            raise TsavError("--fp16 applies to TensorRT engines; add --trt")
+        if max_batch < 1:
+            raise TsavError(f"--max-batch must be at least 1 (got {max_batch})")
+        check_opset(opset)
+        self.formats = tuple(f for f in FORMATS if f in formats)
+        self.opset = opset
+        self.max_batch = max_batch
+        self.fp16 = fp16
+
+    def __call__(self, checkpoint: str | os.PathLike | Checkpoint, out: str | os.PathLike) -> ExportResult:
+        if "tensorrt" in self.formats:
+            from .tensorrt_build import check_tensorrt
+
+            check_tensorrt()  # before minutes of export work
+        ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(resolve(checkpoint))
+        model = ckpt.build_model()
+        out = pathlib.Path(out)
+        if out.exists() and not out.is_dir():
+            raise TsavError(f"{out}: exists and is not a directory")
+        out.mkdir(parents=True, exist_ok=True)
+        staging = pathlib.Path(tempfile.mkdtemp(prefix=".tsav-export-", dir=out))
+        try:
+            artifacts = self._write_artifacts(model, out, staging)
+            manifest = self._manifest(ckpt, model, artifacts)
+            write_json_atomic(staging / MANIFEST, manifest)
+            report = verify_export(staging)
+            if not report.ok:
+                raise ArtifactError(f"parity check failed, nothing was written to {out}: {report.failure_line()}")
+            manifest["parity"] = report.as_records()
+            _publish(staging, out, manifest)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        report.folder = out
+        return ExportResult(out, manifest, report)
+
+    def _write_artifacts(self, model: TSAV, out: pathlib.Path, staging: pathlib.Path) -> dict[str, dict]:
+        """Write each format into ``staging``; returns the manifest's description of each file."""
+        artifacts: dict[str, dict] = {}
+        if "onnx" in self.formats:
+            onnx_files = export_onnx(model, staging, self.opset)
+            artifacts |= {p.name: {"format": "onnx", "part": part, "opset": self.opset} for part, p in onnx_files.items()}
+        if "torchscript" in self.formats:
+            path = export_torchscript(model, staging)
+            artifacts[path.name] = {"format": "torchscript", "part": "network", "methods": ["forward", "visual", "aural", "fusion"]}
+        if "tensorrt" in self.formats:
+            from .tensorrt_build import build_engines
+
+            if (out / TIMING_CACHE).exists():  # reuse the timings of an earlier export on this GPU
+                shutil.copyfile(out / TIMING_CACHE, staging / TIMING_CACHE)
+            engines = build_engines(onnx_files, staging, max_batch=self.max_batch, fp16=self.fp16)
+            profile = {"min": 1, "opt": max(1, self.max_batch // 2), "max": self.max_batch}
+            precision = "fp16" if self.fp16 else "fp32"
+            artifacts |= {p.name: {"format": "tensorrt", "part": part, "precision": precision, "profile": profile} for part, p in engines.items()}
+            artifacts[TIMING_CACHE] = {"format": "tensorrt-timing-cache"}
+        np.savez(staging / REFERENCE_FILE, **reference_outputs(model))
+        artifacts[REFERENCE_FILE] = {"format": "parity-reference", "probes": list(PROBES)}
+        return {name: file_entry(staging / name, **info) for name, info in artifacts.items()}
+
+    def _manifest(self, ckpt: Checkpoint, model: TSAV, artifacts: dict[str, dict]) -> dict:
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "source": {"path": str(ckpt.path) if ckpt.path else None, "sha256": ckpt.sha256, "kind": ckpt.kind},
+            "model_config": model.config.to_dict(),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "contract": contract(model.config),
+            "preprocessing": preprocessing_dict(),
+            "batch": {"dynamic": True, "max": self.max_batch},
+            "options": {"formats": list(self.formats), "opset": self.opset, "fp16": self.fp16},
+            "artifacts": artifacts,
+            "probes": PROBES,
+            "tolerances": {"fp32": vars(FP32), "fp16": vars(FP16)},
+            "versions": versions(),
+        }
+
+
+def versions() -> dict[str, str | None]:
+    """Versions of everything that made or can read the artifacts (None: not installed)."""
+    found: dict[str, str | None] = {"tsav_deploy": __version__, "python": platform.python_version(), "torch": torch.__version__}
+    for package in ("onnx", "onnxruntime", "tensorrt"):
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+def _publish(staging: pathlib.Path, out: pathlib.Path, manifest: dict) -> None:
+    """Move verified files into ``out``; the old manifest goes first and the new one comes last."""
+    (out / MANIFEST).unlink(missing_ok=True)
+    for name in manifest["artifacts"]:
+        os.replace(staging / name, out / name)
+    write_json_atomic(out / MANIFEST, manifest)

@@ -1,0 +1,224 @@
+"""The runtime: one Engine over PyTorch, TorchScript, ONNX Runtime (and TensorRT / CUDA where present),
+on the reduced network; bad artifacts give one-line errors."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import pathlib
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from tsav_deploy.checkpoint import file_sha256, save_checkpoint
+from tsav_deploy.errors import ArtifactError, TsavError
+from tsav_deploy.export import Exporter, verify_export
+from tsav_deploy.export.manifest import write_json_atomic
+from tsav_deploy.export.probes import probe_inputs
+from tsav_deploy.model import TSAV, ModelConfig
+from tsav_deploy.predictions import decode
+from tsav_deploy.runtime import Engine
+
+REDUCED = ModelConfig(widths=(8, 16, 32, 64), stem_mid=8)
+CUDA = torch.cuda.is_available()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> pathlib.Path:
+    torch.manual_seed(1)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "reduced.pt", TSAV(REDUCED))
+
+
+@pytest.fixture(scope="module")
+def export_dir(checkpoint, tmp_path_factory) -> pathlib.Path:
+    out = tmp_path_factory.mktemp("export") / "out"
+    Exporter()(checkpoint, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    """Realistic (frontend-like) and random inputs, 4 samples; different from the export's probes."""
+    structured = probe_inputs("structured", 2, seed=7)
+    rand = probe_inputs("random", 2, seed=8)
+    return np.concatenate([structured[0], rand[0]]), np.concatenate([structured[1], rand[1]])
+
+
+def backends_present(checkpoint, export_dir) -> list[tuple[str, Engine]]:
+    engines = [("torch", Engine.load(checkpoint)), ("onnx", Engine.load(export_dir, "onnx")), ("torchscript", Engine.load(export_dir, "torchscript"))]
+    if CUDA:
+        engines += [("torch cuda", Engine.load(checkpoint, device="cuda")), ("torchscript cuda", Engine.load(export_dir, "torchscript", device="cuda"))]
+    return engines
+
+
+def rel_err(actual, expected) -> float:
+    return float(np.abs(np.asarray(actual, np.float64) - expected).max() / np.abs(expected).max())
+
+
+def test_every_backend_gives_the_same_predictions(checkpoint, export_dir, inputs):
+    clip, spec = inputs
+    with torch.inference_mode():
+        model = TSAV(REDUCED)
+        model.load_state_dict(torch.load(checkpoint, weights_only=True)["state_dict"])
+        expected = model.eval()(torch.from_numpy(clip), torch.from_numpy(spec)).numpy()
+    want = decode(expected)
+    for label, engine in backends_present(checkpoint, export_dir):
+        logits = engine(clip, spec)
+        assert logits.dtype == np.float32 and logits.shape == (4, 17)
+        assert rel_err(logits, expected) <= 1e-4, label
+        # The streams one at a time give the same logits as the whole network.
+        staged = engine.fusion(engine.aural(torch.from_numpy(spec)), engine.visual(torch.from_numpy(clip)))
+        assert rel_err(staged, expected) <= 1e-4, label
+        got = decode(logits)
+        np.testing.assert_array_equal(got.expression, want.expression, err_msg=label)
+        np.testing.assert_array_equal(got.au, want.au, err_msg=label)
+        np.testing.assert_allclose(got.valence, want.valence, atol=1e-4, err_msg=label)
+
+
+def test_auto_picks_onnxruntime_on_cpu_and_says_so(checkpoint, export_dir):
+    engine = Engine.load(export_dir)
+    assert engine.name == "onnxruntime"
+    info = engine.describe()
+    assert info["selection"].startswith("onnx (auto") and info["providers"] == ["CPUExecutionProvider"]
+    assert info["intra_op_threads"] >= 1 and info["model_config"]["widths"] == (8, 16, 32, 64)
+    assert Engine.load(checkpoint).name == "torch"
+
+
+def test_engine_checks_shapes_and_handles_empty_batches(export_dir):
+    engine = Engine.load(export_dir)
+    with pytest.raises(ValueError, match=r"clip must have shape \[B, 4, 8, 112, 112\], got \[2, 3, 8, 112, 112\]"):
+        engine.visual(np.zeros((2, 3, 8, 112, 112), np.float32))
+    with pytest.raises(ValueError, match="disagree on the batch size"):
+        engine.fusion(np.zeros((2, 64), np.float32), np.zeros((3, 64), np.float32))
+    assert engine.visual(np.zeros((0, 4, 8, 112, 112), np.float32)).shape == (0, 64)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # inside torch.compile
+def test_torch_compile_matches_eager(checkpoint):
+    """Only the fusion head is compiled here: compiling a stream takes ~40 s on 2 CPU cores."""
+    rng = np.random.RandomState(0)
+    aural, visual = rng.standard_normal((2, 2, 64)).astype(np.float32)
+    compiled = Engine.load(checkpoint, compile=True)
+    assert compiled.describe()["compiled"] is True
+    np.testing.assert_allclose(compiled.fusion(aural, visual), Engine.load(checkpoint).fusion(aural, visual), rtol=1e-5, atol=1e-5)
+
+
+# --- bad artifacts ----------------------------------------------------------------------------------
+
+
+def edit_manifest(folder: pathlib.Path, change) -> None:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    change(manifest)
+    write_json_atomic(folder / "manifest.json", manifest)
+
+
+def rehash(folder: pathlib.Path, name: str) -> None:
+    """Record a replaced file's hash, so that only the contract checks can catch it."""
+
+    def update(manifest):
+        manifest["artifacts"][name].update(sha256=file_sha256(folder / name), bytes=(folder / name).stat().st_size)
+
+    edit_manifest(folder, update)
+
+
+def swap_in_aural_graph(folder):
+    shutil.copyfile(folder / "aural.onnx", folder / "visual.onnx")
+    rehash(folder, "visual.onnx")
+
+
+def garbage_torchscript(folder):
+    (folder / "tsav.ts").write_bytes(b"not a zip archive")
+    rehash(folder, "tsav.ts")
+
+
+def flip_byte(folder, name="aural.onnx"):
+    data = bytearray((folder / name).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (folder / name).write_bytes(bytes(data))
+
+
+def set_clip_shape(manifest):
+    manifest["contract"]["visual"]["inputs"]["clip"]["shape"] = ["batch", 3, 8, 112, 112]
+
+
+def set_clip_mean(manifest):
+    manifest["preprocessing"]["clip"]["mean"][0] = 0.5
+
+
+BAD_ARTIFACTS = {
+    "missing file": (lambda f: (f / "fusion.onnx").unlink(), "onnx", "fusion.onnx: missing"),
+    "checksum mismatch": (flip_byte, "onnx", "aural.onnx: sha256 mismatch"),
+    "format version": (lambda f: edit_manifest(f, lambda m: m.update(format_version=2)), "auto", "export format version 2"),
+    "contract mismatch": (lambda f: edit_manifest(f, set_clip_shape), "auto", "the contract of 'visual'"),
+    "preprocessing mismatch": (lambda f: edit_manifest(f, set_clip_mean), "auto", "different preprocessing constants"),
+    "wrong graph": (swap_in_aural_graph, "onnx", "visual.onnx: inputs ['spec'], the contract says ['clip']"),
+    "not torchscript": (garbage_torchscript, "torchscript", "tsav.ts: not a loadable TorchScript file"),
+    "no manifest": (lambda f: (f / "manifest.json").unlink(), "auto", "no manifest.json"),
+    "not json": (lambda f: (f / "manifest.json").write_text("{"), "auto", "not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_ARTIFACTS))
+def test_bad_artifacts_are_one_line_artifact_errors(case, export_dir, tmp_path):
+    damage, engine, message = BAD_ARTIFACTS[case]
+    folder = pathlib.Path(shutil.copytree(export_dir, tmp_path / "copy"))
+    damage(folder)
+    with pytest.raises(ArtifactError) as info:
+        Engine.load(folder, engine=engine)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_engine_and_source_must_fit(checkpoint, export_dir):
+    with pytest.raises(ArtifactError, match="needs an export directory"):
+        Engine.load(checkpoint, engine="onnx")
+    with pytest.raises(ArtifactError, match="holds no PyTorch checkpoint"):
+        Engine.load(export_dir, engine="torch")
+    with pytest.raises(ArtifactError, match="no TensorRT engine for visual, aural, fusion; export with --trt"):
+        Engine.load(export_dir, engine="tensorrt")
+    with pytest.raises(TsavError, match="unknown engine"):
+        Engine.load(export_dir, engine="openvino")
+    with pytest.raises(TsavError, match="compile=True applies to the torch engine"):
+        Engine.load(export_dir, engine="onnx", compile=True)
+
+
+def test_missing_runtimes_are_clear_errors(export_dir):
+    if not CUDA:
+        with pytest.raises(TsavError, match="sees no CUDA GPU"):
+            Engine.load(export_dir, device="cuda")
+    with pytest.raises(TsavError, match="unknown device|not supported"):
+        Engine.load(export_dir, device="tpu")
+
+
+@pytest.mark.gpu
+def test_onnxruntime_cuda_matches_cpu(export_dir, inputs):
+    ort = pytest.importorskip("onnxruntime")
+    if not CUDA or "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("needs onnxruntime-gpu and a CUDA GPU")
+    clip, spec = inputs
+    gpu = Engine.load(export_dir, "onnx", device="cuda")
+    assert "CUDAExecutionProvider" in gpu.describe()["providers"]
+    assert rel_err(gpu(clip, spec), Engine.load(export_dir, "onnx")(clip, spec)) <= 1e-3
+
+
+def test_tensorrt_engines_without_tensorrt_are_skipped_by_verify_and_refused_by_load(export_dir, tmp_path):
+    """Engine files listed in a manifest on a machine that cannot run them (the case here)."""
+    if CUDA and importlib.util.find_spec("tensorrt"):
+        pytest.skip("this machine could run engines")
+    folder = pathlib.Path(shutil.copytree(export_dir, tmp_path / "copy"))
+    for part in ("visual", "aural", "fusion"):
+        (folder / f"{part}.engine").write_bytes(b"engine bytes built elsewhere")
+
+    def add_engines(manifest):
+        for part in ("visual", "aural", "fusion"):
+            path = folder / f"{part}.engine"
+            manifest["artifacts"][path.name] = {"format": "tensorrt", "part": part, "precision": "fp16",
+                                                "sha256": file_sha256(path), "bytes": path.stat().st_size}
+
+    edit_manifest(folder, add_engines)
+    report = verify_export(folder)
+    assert report.ok and [row.backend for row in report.skipped] == ["tensorrt"]
+    with pytest.raises(TsavError, match="TensorRT is not installed|needs a CUDA GPU") as info:
+        Engine.load(folder, engine="tensorrt")
+    assert "\n" not in str(info.value)
+    assert Engine.load(folder).name == "onnxruntime"  # auto passes over what cannot run here
