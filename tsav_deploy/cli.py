@@ -163,11 +163,92 @@ def _print_parity(report) -> None:
             console.print(f"{row.status}: {row.artifact}: {row.detail}", highlight=False, soft_wrap=True)
 
 
+NO_WEIGHTS = (
+    "no model given: pass --weights CHECKPOINT (a .pth.tar from the authors, a tsav checkpoint, or a "
+    "published name such as tnt-sub1: see `tsav weights list`) or --model EXPORT_DIR (from `tsav export`)"
+)
+
+
 @app.command()
 @user_errors
-def annotate(inputs: list[str] = typer.Argument(None, help="Video files, directories or globs.")) -> None:
-    """Annotate videos with valence, arousal, expressions and action units."""
-    raise TsavError("annotate is not available in this build yet (issue 5)")
+def annotate(
+    inputs: list[str] = typer.Argument(..., help="Video files, directories or globs."),
+    weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Checkpoint path or published name."),
+    model: Optional[pathlib.Path] = typer.Option(None, "--model", "-m", help="Export directory (tsav export)."),
+    engine: str = typer.Option("auto", "--engine", help="auto | torch | torchscript | onnx | tensorrt."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda[:N]."),
+    faces: str = typer.Option("auto", "--faces", help="auto | insightface | dlib."),
+    person: str = typer.Option("main", "--person", help="main (the person seen longest) | all."),
+    out: pathlib.Path = typer.Option(pathlib.Path("tsav_out"), "--out", "-o", help="Output directory."),
+    overlay: bool = typer.Option(False, "--overlay", help="Also write <name>.overlay.mp4."),
+    plot: bool = typer.Option(True, "--plot/--no-plot", help="Write <name>.png, a timeline plot."),
+    stride: int = typer.Option(1, "--stride", min=1, help="Run the network every K-th frame, interpolate between (1 = exact)."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Frames per network batch."),
+    au_threshold: float = typer.Option(0.5, "--au-threshold", min=0.0, max=1.0, help="AU probability threshold (0.6225 = the authors' writer)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo videos whose outputs are complete."),
+) -> None:
+    """Annotate videos with valence, arousal, expressions and action units (ABAW files, table, plot, overlay)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .annotate import AnnotateOptions
+    from .faces import PERSON_CHOICES, get_backend
+    from .media import probe
+    from .runner import OutputOptions, annotate_many
+    from .runtime import Engine
+
+    if weights and model:
+        raise TsavError("pass either --weights or --model, not both")
+    if not (weights or model):
+        raise TsavError(NO_WEIGHTS)
+    if person not in PERSON_CHOICES:
+        raise TsavError(f"--person must be one of {', '.join(PERSON_CHOICES)}, not {person!r}")
+    runtime = Engine.load(model or weights, engine=engine, device=device)
+    backend = get_backend(faces)
+    err_console.print(f"engine: [bold]{runtime.selection or runtime.name}[/]; faces: [bold]{backend.name}[/]", highlight=False)
+    options = AnnotateOptions(person=person, stride=stride, batch_size=batch_size, au_threshold=au_threshold)
+    table = Table("video", "status", "frames", "faces", "s", "frames/s", "note")
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err_console, transient=True,
+    ) as bar:
+        tasks: dict[str, int] = {}
+
+        def on_start(video: pathlib.Path):
+            try:
+                total = probe(video).frame_count or None
+            except TsavError:
+                total = None
+            for stage in ("faces", "network"):
+                tasks[stage] = bar.add_task(f"{video.name} {stage}", total=total, rate="")
+
+            def advance(stage: str, n: int) -> None:
+                bar.advance(tasks[stage], n)
+                speed = bar.tasks[tasks[stage]].speed
+                if speed:
+                    bar.update(tasks[stage], rate=f"{speed:.1f} frames/s")
+
+            return advance
+
+        def on_done(outcome) -> None:
+            for task in tasks.values():
+                bar.remove_task(task)
+            tasks.clear()
+            rec = outcome.record
+            frames = rec.get("frames", "")
+            found = ", ".join(f"{v}" for v in rec.get("faces_found", {}).values())
+            wall = rec.get("wall_s")
+            rate = f"{frames / wall:.1f}" if outcome.status == "done" and wall else ""
+            note = "see error above" if outcome.status == "failed" else (outcome.message or "; ".join(rec.get("warnings", [])))[:60]
+            colour = {"done": "green", "skipped": "cyan", "failed": "red"}[outcome.status]
+            table.add_row(outcome.video.name, f"[{colour}]{outcome.status}", str(frames), found, str(wall or ""), rate, note)
+            if outcome.status == "failed":
+                err_console.print(f"[bold red]error:[/] {outcome.message}", highlight=False, soft_wrap=True)
+
+        outcomes = annotate_many(inputs, out, runtime, backend, options, OutputOptions(overlay, plot, overwrite), on_start=on_start, on_done=on_done)
+    console.print(table)
+    console.print(f"results in {out}/ (VA_Set, EXPR_Set, AU_Set, <name>.csv, summary.json)", highlight=False)
+    if outcomes and all(o.status == "failed" for o in outcomes):
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -196,9 +277,103 @@ def evaluate(
 
 @app.command()
 @user_errors
-def train() -> None:
-    """Train TSAV on Aff-Wild2 with the paper's recipe."""
-    raise TsavError("train is not available in this build yet (issue 6)")
+def preprocess(
+    videos_dir: pathlib.Path = typer.Argument(..., help="Folder of videos (searched recursively, e.g. Aff-Wild2's batch folders)."),
+    out: pathlib.Path = typer.Option(..., "--out", "-o", help="Cache folder; run again to resume an interrupted run."),
+    faces: str = typer.Option("auto", "--faces", help="Face backend: auto, insightface or dlib."),
+    workers: int = typer.Option(1, "--workers", "-j", help="Videos processed in parallel (processes)."),
+) -> None:
+    """Run the shared frontend over every video once and cache aligned crops, masks and mel power for training."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from .train.preprocess import preprocess as run_preprocess
+
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console) as bar:
+        task = bar.add_task("preprocessing", total=None)
+
+        def on_video(stem: str, status: str, total: int) -> None:
+            bar.update(task, total=total, advance=1, description=f"{status} {stem}")
+
+        report = run_preprocess(videos_dir, out, faces=faces, workers=workers, on_video=on_video)
+    table = Table(show_header=False, box=None)
+    for key, value in (
+        ("cache", str(report.cache)),
+        ("videos", f"{len(report.processed)} processed, {len(report.skipped)} already done, {len(report.failed)} failed"),
+        ("frames", f"{report.frames} ({sum(e['faces'] for e in report.entries.values())} with a face)"),
+        ("size", f"{report.bytes / 1e6:.1f} MB, {report.bytes_per_frame / 1e3:.2f} kB per frame"),
+    ):
+        table.add_row(f"[bold]{key}", value)
+    console.print(table)
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    for stem, reason in report.failed.items():
+        err_console.print(f"[red]failed:[/] {reason}", highlight=False, soft_wrap=True)
+    if report.failed:
+        raise TsavError(f"{len(report.failed)} video(s) could not be preprocessed (listed above); fix or remove them and run again")
+
+
+@app.command()
+@user_errors
+def train(
+    annotations: pathlib.Path = typer.Argument(..., help="ABAW annotation root (VA_Set/, EXPR_Set/, AU_Set/ with train and validation folders)."),
+    cache: Optional[pathlib.Path] = typer.Option(None, "--cache", help="Preprocess cache (tsav preprocess VIDEOS --out CACHE)."),
+    out: pathlib.Path = typer.Option(pathlib.Path("runs/tsav"), "--out", "-o", help="Run folder: checkpoints, curves, state for --resume."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only read the labels and print their statistics."),
+    as_json: bool = typer.Option(False, "--json", help="With --dry-run: print JSON."),
+    videos: Optional[pathlib.Path] = typer.Option(None, "--videos", help="With --dry-run: also list annotations without a video here."),
+    arch: str = typer.Option("paper", "--arch", help="paper (42.5 M parameters) or reduced (narrow, for CPU tests and demos)."),
+    pretrained: str = typer.Option("auto", "--pretrained", help="Visual stream init: a weights name or file, 'none'; auto = Kinetics-400 for the paper network."),
+    steps: int = typer.Option(3000, "--steps", help="Most training steps."),
+    batch: int = typer.Option(320, "--batch", help="Clips per step (over all processes)."),
+    micro_batch: int = typer.Option(32, "--micro-batch", help="Clips per forward pass; gradients accumulate to --batch."),
+    lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
+    val_every: int = typer.Option(100, "--val-every", help="Validate every N steps."),
+    val_stride: int = typer.Option(1, "--val-stride", help="Score every N-th annotated validation frame."),
+    patience: int = typer.Option(10, "--patience", help="Stop after N validations without improvement (0: never)."),
+    pseudo: list[str] = typer.Option(["valence"], "--pseudo", help="Pseudo labels: valence, arousal, expression (repeat the option)."),
+    final: bool = typer.Option(False, "--final", help="Then train on train + validation for 1.25x the best step count (final.pt)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last saved state."),
+    workers: int = typer.Option(4, "--workers", "-j", help="Data loader processes (per training process)."),
+    amp: str = typer.Option("auto", "--amp", help="Mixed precision on GPU: auto, bf16, fp16, off."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Train TSAV with the paper's recipe on a preprocess cache (multi-GPU: torchrun --nproc_per_node N -m tsav_deploy.cli train ...)."""
+    if dry_run:
+        from .train.statistics import label_statistics
+
+        stats = label_statistics(annotations, videos, pseudo=pseudo)
+        if as_json:
+            console.print_json(json.dumps(stats))
+            return
+        table = Table("split", "annotations", "frames", "labelled", "removed", "pseudo")
+        for split, values in stats["splits"].items():
+            table.add_row(split, str(values["annotations"]), str(values["frames"]),
+                          *(", ".join(f"{k} {v}" for k, v in values[key].items()) for key in ("labelled", "removed", "pseudo")))
+        console.print(table)
+        for path in stats.get("videos", {}).get("missing", []):
+            console.print(f"[yellow]no video for[/] {path}", highlight=False)
+        return
+    if cache is None:
+        raise TsavError("missing --cache CACHE (made by `tsav preprocess VIDEOS_DIR --out CACHE`), or use --dry-run")
+    from .train.trainer import TrainConfig, train as run_training
+
+    config = TrainConfig(
+        annotations=annotations, cache=cache, out=out, arch=arch, pretrained=pretrained, steps=steps, batch=batch,
+        micro_batch=micro_batch, lr=lr, val_every=val_every, val_stride=val_stride, patience=patience,
+        pseudo=tuple(pseudo), final=final, resume=resume, workers=workers, amp=amp, device=device, seed=seed,
+    )
+    result = run_training(config, log=lambda text: console.print(text, highlight=False), table=_print_validation)
+    console.print(f"best step {result.best_step}: criterion {result.best_scores.get('criterion', float('nan')):.4f} -> {result.best_checkpoint}")
+    if result.final_checkpoint is not None:
+        console.print(f"final model (train + validation) -> {result.final_checkpoint}")
+
+
+def _print_validation(row: dict, best: dict, improved: bool) -> None:
+    columns = ("step", "train_loss", "ccc_valence", "ccc_arousal", "expr_criterion", "au_criterion", "criterion")
+    table = Table(*columns, "best", title="validation")
+    table.add_row(*(str(row[c]) if c == "step" else f"{row[c]:.4f}" for c in columns), "[green]new best" if improved else f"{best.get('criterion', float('nan')):.4f}")
+    console.print(table)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,177 @@
+"""Annotation: one video in, per-frame predictions for its people out (then the writers).
+
+media → faces (pass 1) → crops and clips + mel windows (pass 2) → engine → predictions. Clips and
+windows are batched across frames and people; with ``stride`` K the network runs on every K-th frame
+(and the last) and the logits of the frames between are interpolated linearly in time (K=1: exact).
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .audio import LogMelTrack
+from .clips import ClipAssembler
+from .constants import CLIP_SHAPE, N_OUTPUTS
+from .faces import FaceBackend, Track, select_tracks
+from .frontend import FaceTimeline, audio_power, iter_crops, scan_faces, video_duration
+from .predictions import DEFAULT_AU_THRESHOLD, decode
+from .results import PersonResult, VideoResult
+from .runtime import Engine
+
+Progress = Callable[[str, int], None]  # (stage, frames just done)
+
+
+@dataclass(frozen=True)
+class AnnotateOptions:
+    person: str = "main"  # "main" or "all"
+    stride: int = 1
+    batch_size: int = 8
+    au_threshold: float = DEFAULT_AU_THRESHOLD
+
+    def __post_init__(self) -> None:
+        if self.stride < 1:
+            raise ValueError("stride must be at least 1")
+        if self.batch_size < 1:
+            raise ValueError("batch size must be at least 1")
+
+
+def target_frames(n_frames: int, stride: int) -> np.ndarray:
+    """Frames the network runs on: every ``stride``-th one and always the last."""
+    if n_frames == 0:
+        return np.zeros(0, dtype=np.int64)
+    targets = np.arange(0, n_frames, stride, dtype=np.int64)
+    return targets if targets[-1] == n_frames - 1 else np.append(targets, n_frames - 1)
+
+
+def interpolate_logits(times: np.ndarray, targets: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    """Logits for every frame from those at ``targets``: linear in time between target frames."""
+    if len(targets) == len(times):
+        return logits
+    return np.stack([np.interp(times, times[targets], logits[:, j]) for j in range(logits.shape[1])], axis=1).astype(np.float32)
+
+
+def person_suffixes(tracks: list[Track], person: str) -> list[str]:
+    """ABAW file suffixes: none for the main person; in ``all`` mode Aff-Wild2's ``_left``/``_right``
+    for two people (by mean box centre), ``_person1``… (most frames first) for more."""
+    if person == "main" or len(tracks) == 1:
+        return [""] * len(tracks)
+    if len(tracks) == 2:
+        centres = [np.mean([(f.box[0] + f.box[2]) / 2 for f in t.faces.values()]) for t in tracks]
+        return ["_left", "_right"] if centres[0] <= centres[1] else ["_right", "_left"]
+    return [f"_person{k + 1}" for k in range(len(tracks))]
+
+
+class _NetworkRunner:
+    """Collects clips of target frames for every person and runs the engine batch by batch; one mel
+    window (aural features) per target frame is shared by all people in it."""
+
+    def __init__(self, engine: Engine, mel: LogMelTrack, n_people: int, batch_size: int):
+        self.engine, self.mel, self.n_people, self.batch_size = engine, mel, n_people, batch_size
+        self.clips = np.empty((batch_size, n_people) + CLIP_SHAPE, dtype=np.float32)
+        self.times: list[float] = []
+        self.logits: list[np.ndarray] = []  # [batch, people, 17] per flushed batch
+
+    def slot(self) -> np.ndarray:
+        """The [people, 4, 8, 112, 112] slot the next target frame's clips are written into."""
+        return self.clips[len(self.times)]
+
+    def commit(self, t: float) -> None:
+        self.times.append(t)
+        if len(self.times) == self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        b = len(self.times)
+        if b == 0:
+            return
+        aural = self.engine.aural(self.mel.windows(self.times))
+        visual = self.engine.visual(self.clips[:b].reshape((b * self.n_people,) + CLIP_SHAPE))
+        logits = self.engine.fusion(np.repeat(aural, self.n_people, axis=0), visual)
+        self.logits.append(logits.reshape(b, self.n_people, N_OUTPUTS))
+        self.times.clear()
+
+    def result(self) -> np.ndarray:
+        self.flush()
+        return np.concatenate(self.logits) if self.logits else np.zeros((0, self.n_people, N_OUTPUTS), np.float32)
+
+
+def predict_people(
+    video: str | os.PathLike,
+    timeline: FaceTimeline,
+    tracks: list[Track],
+    engine: Engine,
+    options: AnnotateOptions,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, list[str]]:
+    """Pass 2: logits ``[people, N, 17]`` for every frame; with no track, one face-less "person"
+    (black clips + audio) so every frame still gets a prediction."""
+    power, warnings = audio_power(video, video_duration(timeline.times))
+    n_people = max(1, len(tracks))
+    runner = _NetworkRunner(engine, LogMelTrack(power), n_people, options.batch_size)
+    assemblers = [ClipAssembler() for _ in range(n_people)]
+    targets = target_frames(timeline.frames, options.stride)
+    is_target = np.zeros(timeline.frames, dtype=bool)
+    is_target[targets] = True
+    for frame, crops in iter_crops(video, timeline, [t.id for t in tracks]):
+        if frame.index >= timeline.frames:  # a second decode never yields more, but guard the arrays
+            break
+        crops = crops or [None]
+        if is_target[frame.index]:
+            slot = runner.slot()
+            for k, crop in enumerate(crops):
+                assemblers[k].push(frame.time, crop, out=slot[k])
+            runner.commit(frame.time)
+        else:
+            for k, crop in enumerate(crops):
+                assemblers[k].push(frame.time, crop)
+        if progress is not None:
+            progress("network", 1)
+    logits = runner.result()  # [targets, people, 17]
+    if len(logits) != len(targets):
+        raise RuntimeError(f"{video}: the second decode yielded {len(logits)} of {len(targets)} target frames")
+    return np.stack([interpolate_logits(timeline.times, targets, logits[:, k]) for k in range(n_people)]), warnings
+
+
+def annotate_video(
+    video: str | os.PathLike,
+    engine: Engine,
+    backend: FaceBackend,
+    options: AnnotateOptions = AnnotateOptions(),
+    progress: Progress | None = None,
+) -> VideoResult:
+    """Everything the writers need for one video (raises MediaError for unusable files)."""
+    video = pathlib.Path(video)
+    started = time.perf_counter()
+    timeline = scan_faces(video, backend, progress=None if progress is None else (lambda n: progress("faces", n)))
+    faces_s = time.perf_counter() - started
+    # Most frames first: in ``all`` mode the main person is _person1 (or the first slot).
+    tracks = sorted(select_tracks(timeline.tracks, options.person), key=lambda t: -len(t.faces))
+    logits, audio_warnings = predict_people(video, timeline, tracks, engine, options, progress)
+    network_s = time.perf_counter() - started - faces_s
+    people = []
+    slots = tracks or [None]
+    for k, (track, suffix) in enumerate(zip(slots, person_suffixes(tracks, options.person) or [""])):
+        boxes = np.full((timeline.frames, 4), np.nan, dtype=np.float32)
+        scores = np.full(timeline.frames, np.nan, dtype=np.float32)
+        found = np.zeros(timeline.frames, dtype=bool)
+        if track is not None:
+            for index, face in track.faces.items():
+                boxes[index], scores[index], found[index] = face.box, face.score, True
+        people.append(PersonResult(suffix, -1 if track is None else track.id, found, boxes, scores, decode(logits[k], options.au_threshold)))
+    info = {
+        "frames": timeline.frames,
+        "seconds": round(video_duration(timeline.times), 3),
+        "people": len(timeline.tracks),
+        "faces_found": {p.suffix.lstrip("_") or "main": int(p.face_found.sum()) for p in people},
+        "engine": engine.name,
+        "face_backend": backend.name,
+        "stride": options.stride,
+        "timings_s": {"faces": round(faces_s, 3), "network": round(network_s, 3)},
+        "warnings": timeline.warnings + audio_warnings,
+    }
+    return VideoResult(video.stem, timeline.times, people, info)

@@ -1,0 +1,110 @@
+"""The one frontend that annotation and training share: video → people → aligned crops, and
+audio → mel power. A preprocessing difference between training and inference is the costliest bug
+a deployment toolkit can have, so both call these functions and nothing else.
+
+Two passes over the video keep memory flat: pass 1 (:func:`scan_faces`) finds and follows faces and
+keeps only boxes, landmarks and a few identity vectors per frame; once the whole video is seen, the
+people are known (who is the main person needs the whole video); pass 2 (:func:`iter_crops`) decodes
+again and aligns only the chosen people's faces, each frame once.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .audio import mel_power
+from .constants import CROP_SIZE
+from .faces import Face, FaceBackend, Track, crop_and_mask, detect_video, main_track, track_faces
+from .media import VideoFrame, iter_frames, read_audio
+
+Progress = Callable[[int], None]  # called with the number of frames just processed
+
+
+@dataclass
+class FaceTimeline:
+    """Pass 1's result: every decoded frame's time and the people found across the video."""
+
+    times: np.ndarray  # [N] float64 seconds, frame 0 at 0.0
+    tracks: list[Track]
+    frame_shape: tuple[int, int]  # (height, width) of the decoded frames
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def frames(self) -> int:
+        return len(self.times)
+
+    @property
+    def main_track_id(self) -> int | None:
+        main = main_track(self.tracks)
+        return None if main is None else main.id
+
+    def track(self, track_id: int) -> Track:
+        return next(t for t in self.tracks if t.id == track_id)
+
+    def face_found(self, track_id: int) -> np.ndarray:
+        found = np.zeros(self.frames, dtype=bool)
+        found[list(self.track(track_id).faces)] = True
+        return found
+
+
+def scan_faces(video: str | os.PathLike, backend: FaceBackend, *, progress: Progress | None = None) -> FaceTimeline:
+    """Pass 1: decode, detect/follow faces, then group them into people (tracks)."""
+    times: list[float] = []
+    per_frame: list[list[Face]] = []
+    shape = (0, 0)
+
+    def frames(stream) -> Iterator[np.ndarray]:
+        nonlocal shape
+        for frame in stream:
+            times.append(frame.time)
+            shape = frame.rgb.shape[:2]
+            yield frame.rgb
+
+    with iter_frames(video) as stream:
+        for faces in detect_video(backend, frames(stream)):
+            per_frame.append(faces)
+            if progress is not None:
+                progress(1)
+        warnings = list(stream.warnings)
+    return FaceTimeline(np.asarray(times, dtype=np.float64), track_faces(per_frame, backend.identity_threshold), shape, warnings)
+
+
+def face_crop(image_rgb: np.ndarray, face: Face) -> np.ndarray:
+    """One clip frame: the aligned RGB crop and its landmark mask as uint8 [112, 112, 4]."""
+    aligned, mask = crop_and_mask(image_rgb, face.landmarks68)
+    crop = np.empty((CROP_SIZE, CROP_SIZE, 4), dtype=np.uint8)
+    crop[..., :3] = aligned
+    crop[..., 3] = mask
+    return crop
+
+
+def iter_crops(
+    video: str | os.PathLike, timeline: FaceTimeline, track_ids: Sequence[int]
+) -> Iterator[tuple[VideoFrame, list[np.ndarray | None]]]:
+    """Pass 2: every decoded frame with the crop of each requested person (None where absent)."""
+    tracks = [timeline.track(t) for t in track_ids]
+    with iter_frames(video) as stream:
+        for frame in stream:
+            crops = []
+            for track in tracks:
+                face = track.faces.get(frame.index)
+                crops.append(None if face is None else face_crop(frame.rgb, face))
+            yield frame, crops
+
+
+def audio_power(video: str | os.PathLike, duration_s: float) -> tuple[np.ndarray, list[str]]:
+    """The whole track's mel power [64, T], aligned to the first video frame and ``duration_s`` long
+    (silence where the file has no audio), with warnings about the audio track."""
+    wave, warnings = read_audio(video, duration_s=duration_s)
+    return mel_power(wave), warnings
+
+
+def video_duration(times: np.ndarray) -> float:
+    """Seconds covered by frames at ``times``: the last frame lasts one median frame interval."""
+    if len(times) == 0:
+        return 0.0
+    step = float(np.median(np.diff(times))) if len(times) > 1 else 1 / 30
+    return float(times[-1] + step)
