@@ -52,3 +52,15 @@ def authors_checkpoint(refcommon, tmp_path_factory) -> pathlib.Path:
     payload = {"state_dict": state, "epoch": 7, "best_score": np.float64(0.5401), "arch": "TwoStreamAuralVisualModel"}
     torch.save(payload, path, _use_new_zipfile_serialization=False)
     return path
+
+
+@pytest.fixture(scope="session")
+def small_checkpoint(tmp_path_factory) -> pathlib.Path:
+    """A project-format checkpoint of the reduced network with seeded weights (fast on CPU)."""
+    import torch
+
+    from tsav_deploy.checkpoint import save_checkpoint
+    from tsav_deploy.model import TSAV, ModelConfig
+
+    torch.manual_seed(0)
+    return save_checkpoint(tmp_path_factory.mktemp("small") / "small.pt", TSAV(ModelConfig.reduced()))

@@ -223,7 +223,7 @@ def annotate(
 
             def advance(stage: str, n: int) -> None:
                 bar.advance(tasks[stage], n)
-                speed = bar.tasks[tasks[stage]].speed
+                speed = next(t.speed for t in bar.tasks if t.id == tasks[stage])
                 if speed:
                     bar.update(tasks[stage], rate=f"{speed:.1f} frames/s")
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from .annotate import AnnotateOptions, Progress, annotate_video
-from .atomic import write_text
+from .atomic import PARTIAL_SUFFIX, write_text
 from .errors import MediaError, TsavError
 from .faces import FaceBackend
 from .overlay import write_overlay
@@ -96,6 +96,13 @@ def is_complete(out: pathlib.Path, name: str, outputs: OutputOptions) -> bool:
     return all((out / f).exists() for f in [*files, *wanted])
 
 
+def remove_partials(out: pathlib.Path, name: str) -> None:
+    """Temporary files a hard-killed run (SIGKILL, power loss) left for this video."""
+    for path in out.rglob(f"{name}*{PARTIAL_SUFFIX}*"):
+        if path.is_file():
+            path.unlink()
+
+
 def write_outputs(out: pathlib.Path, video: pathlib.Path, result, options: OutputOptions) -> list[pathlib.Path]:
     written = write_abaw(out, result)
     written.append(write_table(out / f"{result.name}.csv", result))
@@ -118,6 +125,7 @@ def annotate_one(
     name = video.stem
     if not outputs.overwrite and is_complete(out, name, outputs):
         return Outcome(video, "skipped", "outputs complete (use --overwrite to redo)", json.loads(record_path(out, name).read_text()))
+    remove_partials(out, name)
     started = time.perf_counter()
     try:
         if video.stat().st_size == 0:

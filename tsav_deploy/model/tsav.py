@@ -34,6 +34,11 @@ class ModelConfig:
         data = dict(data or {})
         return cls(widths=tuple(data.get("widths", cls.widths)), stem_mid=int(data.get("stem_mid", cls.stem_mid)))
 
+    @classmethod
+    def reduced(cls) -> "ModelConfig":
+        """The reduced-width network (about 1/64 of the paper's FLOPs) for CPU tests and the demo."""
+        return cls(widths=(8, 16, 32, 64), stem_mid=8)
+
     @property
     def is_paper(self) -> bool:
         return self == ModelConfig()
