@@ -1,0 +1,29 @@
+"""Faces: detection and 68 landmarks (dlib or insightface backends), people across a video, and the
+alignment and landmark mask that make the visual stream's input (DESIGN §2)."""
+from .align import align_face, five_points, transform_points
+from .face import Face, FaceBackend, FaceBackendError
+from .mask import crop_and_mask, render_mask
+from .select import BACKEND_CHOICES, get_backend, resolve_backend_name
+from .tracking import PERSON_CHOICES, Track, main_track, select_tracks, track_faces
+from .video import VideoFaceTracker, detect_video
+
+__all__ = [
+    "BACKEND_CHOICES",
+    "PERSON_CHOICES",
+    "Face",
+    "FaceBackend",
+    "FaceBackendError",
+    "Track",
+    "VideoFaceTracker",
+    "align_face",
+    "crop_and_mask",
+    "detect_video",
+    "five_points",
+    "get_backend",
+    "main_track",
+    "render_mask",
+    "resolve_backend_name",
+    "select_tracks",
+    "track_faces",
+    "transform_points",
+]
