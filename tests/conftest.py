@@ -64,3 +64,11 @@ def small_checkpoint(tmp_path_factory) -> pathlib.Path:
 
     torch.manual_seed(0)
     return save_checkpoint(tmp_path_factory.mktemp("small") / "small.pt", TSAV(ModelConfig.reduced()))
+
+
+@pytest.fixture(scope="session")
+def small_export(small_checkpoint, tmp_path_factory) -> pathlib.Path:
+    """ONNX + TorchScript export of ``small_checkpoint`` (tests that damage it work on a copy)."""
+    from tsav_deploy.export import Exporter
+
+    return Exporter()(small_checkpoint, tmp_path_factory.mktemp("small_export") / "export").folder

@@ -3,7 +3,6 @@ bad inputs. Frame counts are checked against an independent PyAV decode."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -93,17 +92,10 @@ def test_every_recording_with_an_authors_checkpoint(media_dir, authors_checkpoin
     assert not list(out.rglob("*.partial*"))
 
 
-@pytest.fixture(scope="module")
-def onnx_export(small_checkpoint, tmp_path_factory):
-    from tsav_deploy.export import Exporter
-
-    return Exporter(formats=("onnx",))(small_checkpoint, tmp_path_factory.mktemp("export")).folder
-
-
-def test_onnx_and_pytorch_engines_write_the_same_files(media_dir, small_checkpoint, onnx_export, tmp_path):
+def test_onnx_and_pytorch_engines_write_the_same_files(media_dir, small_checkpoint, small_export, tmp_path):
     video = str(media_dir / "webcam_man_mp3.mp4")
     assert run_cli("annotate", video, "--weights", str(small_checkpoint), "--out", str(tmp_path / "torch"), "--no-plot").exit_code == 0
-    assert run_cli("annotate", video, "--model", str(onnx_export), "--engine", "onnx", "--out", str(tmp_path / "onnx"), "--no-plot").exit_code == 0
+    assert run_cli("annotate", video, "--model", str(small_export), "--engine", "onnx", "--out", str(tmp_path / "onnx"), "--no-plot").exit_code == 0
     for task in ("VA_Set", "EXPR_Set", "AU_Set"):
         torch_lines = (tmp_path / "torch" / task / "webcam_man_mp3.txt").read_text().splitlines()
         onnx_lines = (tmp_path / "onnx" / task / "webcam_man_mp3.txt").read_text().splitlines()

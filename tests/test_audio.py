@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from tsav_deploy import audio
-from tsav_deploy.constants import SAMPLE_RATE
 
 SR, N_FFT, WIN, HOP, MELS, COLS = 44100, 1024, 882, 441, 64, 1001  # the paper's figures, restated
 

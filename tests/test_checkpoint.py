@@ -16,7 +16,7 @@ from tsav_deploy.cli import app
 from tsav_deploy.errors import CheckpointError
 from tsav_deploy.model import TSAV, ModelConfig
 
-SMALL = ModelConfig(widths=(8, 16, 32, 64), stem_mid=8)
+SMALL = ModelConfig.reduced()
 
 
 def test_authors_legacy_file_loads_strictly_and_reproduces_their_logits(authors_checkpoint, refcommon):

@@ -18,18 +18,18 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from tsav_deploy.checkpoint import file_sha256, load_checkpoint, save_checkpoint
+from tsav_deploy.checkpoint import file_sha256, load_checkpoint
 from tsav_deploy.cli import app
 from tsav_deploy.constants import CLIP_MEAN, CLIP_STD
 from tsav_deploy.errors import ArtifactError, TsavError
 from tsav_deploy.export import Exporter, verify_export
 from tsav_deploy.export.manifest import write_json_atomic
-from tsav_deploy.model import TSAV, ModelConfig
+from tsav_deploy.model import ModelConfig
 from tsav_deploy.predictions import decode
 from tsav_deploy.runtime import Engine
 
 PAPER_PARAMETERS = 42_489_995
-REDUCED = ModelConfig(widths=(8, 16, 32, 64), stem_mid=8)
+REDUCED = ModelConfig.reduced()
 runner = CliRunner()
 
 
@@ -183,22 +183,9 @@ def test_verify_reports_parity_per_artifact(paper_export):
 # --- reduced network ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def reduced_checkpoint(tmp_path_factory) -> pathlib.Path:
-    torch.manual_seed(0)
-    return save_checkpoint(tmp_path_factory.mktemp("reduced") / "reduced.pt", TSAV(REDUCED))
-
-
-@pytest.fixture(scope="module")
-def reduced_export(reduced_checkpoint, tmp_path_factory) -> pathlib.Path:
-    out = tmp_path_factory.mktemp("reduced_export") / "export"
-    Exporter()(reduced_checkpoint, out)
-    return out
-
-
 @pytest.fixture
-def export_copy(reduced_export, tmp_path) -> pathlib.Path:
-    return pathlib.Path(shutil.copytree(reduced_export, tmp_path / "copy"))
+def export_copy(small_export, tmp_path) -> pathlib.Path:
+    return pathlib.Path(shutil.copytree(small_export, tmp_path / "copy"))
 
 
 def flip_byte(path: pathlib.Path) -> None:
@@ -241,8 +228,8 @@ def test_verification_catches_artifacts_that_disagree_with_pytorch(export_copy):
         report.raise_for_failure()
 
 
-def test_re_export_replaces_a_previous_export_consistently(reduced_checkpoint, export_copy):
-    result = Exporter(["onnx"])(reduced_checkpoint, export_copy)
+def test_re_export_replaces_a_previous_export_consistently(small_checkpoint, export_copy):
+    result = Exporter(["onnx"])(small_checkpoint, export_copy)
     assert set(result.manifest["artifacts"]) == {"visual.onnx", "aural.onnx", "fusion.onnx", "parity_reference.npz"}
     assert verify_export(export_copy).ok
     assert Engine.load(export_copy).name == "onnxruntime"
@@ -265,13 +252,13 @@ def test_bad_export_options_are_one_line_errors(kwargs, message):
     assert "\n" not in str(info.value)
 
 
-def test_cli_errors_are_one_line(tmp_path, reduced_checkpoint, reduced_export):
+def test_cli_errors_are_one_line(tmp_path, small_checkpoint, small_export):
     cases = [
         (["export", str(tmp_path / "missing.pth")], "no such file"),
         (["export"], "missing CHECKPOINT"),
-        (["export", str(reduced_checkpoint), "--verify", str(reduced_export)], "not both"),
+        (["export", str(small_checkpoint), "--verify", str(small_export)], "not both"),
         (["export", "--verify", str(tmp_path)], "no manifest.json"),
-        (["export", str(reduced_checkpoint), "--out", str(tmp_path / "o"), "--opset", "9"], "supported opsets"),
+        (["export", str(small_checkpoint), "--out", str(tmp_path / "o"), "--opset", "9"], "supported opsets"),
     ]
     for args, message in cases:
         result = run_cli(*args)
@@ -279,20 +266,20 @@ def test_cli_errors_are_one_line(tmp_path, reduced_checkpoint, reduced_export):
         assert result.exit_code == 2 and len(errors) == 1 and message in errors[0], result.output
 
 
-def test_trt_without_tensorrt_is_a_clear_error(reduced_checkpoint, tmp_path):
+def test_trt_without_tensorrt_is_a_clear_error(small_checkpoint, tmp_path):
     if torch.cuda.is_available() and importlib.util.find_spec("tensorrt"):
         pytest.skip("this machine can build engines (covered by the TensorRT test)")
-    result = run_cli("export", str(reduced_checkpoint), "--out", str(tmp_path / "o"), "--trt")
+    result = run_cli("export", str(small_checkpoint), "--out", str(tmp_path / "o"), "--trt")
     assert result.exit_code == 2 and ("TensorRT is not installed" in result.output or "needs a CUDA GPU" in result.output)
     assert not (tmp_path / "o").exists(), "nothing is written before the TensorRT check"
 
 
 @pytest.mark.gpu
-def test_tensorrt_fp16_engines_export_and_verify(reduced_checkpoint, tmp_path):
+def test_tensorrt_fp16_engines_export_and_verify(small_checkpoint, tmp_path):
     pytest.importorskip("tensorrt")
     if not torch.cuda.is_available():
         pytest.skip("TensorRT engines need a CUDA GPU")
-    result = Exporter(["tensorrt"], fp16=True, max_batch=4)(reduced_checkpoint, tmp_path / "trt")
+    result = Exporter(["tensorrt"], fp16=True, max_batch=4)(small_checkpoint, tmp_path / "trt")
     assert {"visual.engine", "aural.engine", "fusion.engine", "timing.cache"} <= set(result.manifest["artifacts"])
     rows = [row for row in result.report.rows if row.backend == "tensorrt"]
     assert rows and all(row.status == "ok" and row.tolerance == 1e-2 for row in rows)

@@ -48,7 +48,7 @@ def test_logits_equal_authors_network(seeded_model, refcommon):
 
 
 def test_fusion_puts_aural_features_first():
-    model = TSAV(ModelConfig(widths=(8, 16, 32, 64), stem_mid=8)).eval()
+    model = TSAV(ModelConfig.reduced()).eval()
     aural, visual = torch.randn(3, 64), torch.zeros(3, 64)
     weight, bias = model.fc[1].weight, model.fc[1].bias
     with torch.no_grad():
@@ -57,11 +57,11 @@ def test_fusion_puts_aural_features_first():
 
 
 def test_reduced_network_shapes():
-    model = TSAV(ModelConfig(widths=(8, 16, 32, 64), stem_mid=8)).eval()
+    model = TSAV(ModelConfig.reduced()).eval()
     with torch.no_grad():
         out = model(torch.randn(2, 4, 8, 112, 112), torch.randn(2, 1, 64, 1001))
     assert out.shape == (2, 17)
-    assert not ModelConfig(widths=(8, 16, 32, 64), stem_mid=8).is_paper and ModelConfig().is_paper
+    assert not ModelConfig.reduced().is_paper and ModelConfig().is_paper
 
 
 def _torchvision_tsav():

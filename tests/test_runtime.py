@@ -11,30 +11,17 @@ import numpy as np
 import pytest
 import torch
 
-from tsav_deploy.checkpoint import file_sha256, save_checkpoint
+from tsav_deploy.checkpoint import file_sha256
 from tsav_deploy.errors import ArtifactError, TsavError
-from tsav_deploy.export import Exporter, verify_export
+from tsav_deploy.export import verify_export
 from tsav_deploy.export.manifest import write_json_atomic
 from tsav_deploy.export.probes import probe_inputs
 from tsav_deploy.model import TSAV, ModelConfig
 from tsav_deploy.predictions import decode
 from tsav_deploy.runtime import Engine
 
-REDUCED = ModelConfig(widths=(8, 16, 32, 64), stem_mid=8)
+REDUCED = ModelConfig.reduced()
 CUDA = torch.cuda.is_available()
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> pathlib.Path:
-    torch.manual_seed(1)
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "reduced.pt", TSAV(REDUCED))
-
-
-@pytest.fixture(scope="module")
-def export_dir(checkpoint, tmp_path_factory) -> pathlib.Path:
-    out = tmp_path_factory.mktemp("export") / "out"
-    Exporter()(checkpoint, out)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +32,10 @@ def inputs():
     return np.concatenate([structured[0], rand[0]]), np.concatenate([structured[1], rand[1]])
 
 
-def backends_present(checkpoint, export_dir) -> list[tuple[str, Engine]]:
-    engines = [("torch", Engine.load(checkpoint)), ("onnx", Engine.load(export_dir, "onnx")), ("torchscript", Engine.load(export_dir, "torchscript"))]
+def backends_present(small_checkpoint, small_export) -> list[tuple[str, Engine]]:
+    engines = [("torch", Engine.load(small_checkpoint)), ("onnx", Engine.load(small_export, "onnx")), ("torchscript", Engine.load(small_export, "torchscript"))]
     if CUDA:
-        engines += [("torch cuda", Engine.load(checkpoint, device="cuda")), ("torchscript cuda", Engine.load(export_dir, "torchscript", device="cuda"))]
+        engines += [("torch cuda", Engine.load(small_checkpoint, device="cuda")), ("torchscript cuda", Engine.load(small_export, "torchscript", device="cuda"))]
     return engines
 
 
@@ -56,14 +43,14 @@ def rel_err(actual, expected) -> float:
     return float(np.abs(np.asarray(actual, np.float64) - expected).max() / np.abs(expected).max())
 
 
-def test_every_backend_gives_the_same_predictions(checkpoint, export_dir, inputs):
+def test_every_backend_gives_the_same_predictions(small_checkpoint, small_export, inputs):
     clip, spec = inputs
     with torch.inference_mode():
         model = TSAV(REDUCED)
-        model.load_state_dict(torch.load(checkpoint, weights_only=True)["state_dict"])
+        model.load_state_dict(torch.load(small_checkpoint, weights_only=True)["state_dict"])
         expected = model.eval()(torch.from_numpy(clip), torch.from_numpy(spec)).numpy()
     want = decode(expected)
-    for label, engine in backends_present(checkpoint, export_dir):
+    for label, engine in backends_present(small_checkpoint, small_export):
         logits = engine(clip, spec)
         assert logits.dtype == np.float32 and logits.shape == (4, 17)
         assert rel_err(logits, expected) <= 1e-4, label
@@ -76,17 +63,17 @@ def test_every_backend_gives_the_same_predictions(checkpoint, export_dir, inputs
         np.testing.assert_allclose(got.valence, want.valence, atol=1e-4, err_msg=label)
 
 
-def test_auto_picks_onnxruntime_on_cpu_and_says_so(checkpoint, export_dir):
-    engine = Engine.load(export_dir)
+def test_auto_picks_onnxruntime_on_cpu_and_says_so(small_checkpoint, small_export):
+    engine = Engine.load(small_export)
     assert engine.name == "onnxruntime"
     info = engine.describe()
     assert info["selection"].startswith("onnx (auto") and info["providers"] == ["CPUExecutionProvider"]
     assert info["intra_op_threads"] >= 1 and info["model_config"]["widths"] == (8, 16, 32, 64)
-    assert Engine.load(checkpoint).name == "torch"
+    assert Engine.load(small_checkpoint).name == "torch"
 
 
-def test_engine_checks_shapes_and_handles_empty_batches(export_dir):
-    engine = Engine.load(export_dir)
+def test_engine_checks_shapes_and_handles_empty_batches(small_export):
+    engine = Engine.load(small_export)
     with pytest.raises(ValueError, match=r"clip must have shape \[B, 4, 8, 112, 112\], got \[2, 3, 8, 112, 112\]"):
         engine.visual(np.zeros((2, 3, 8, 112, 112), np.float32))
     with pytest.raises(ValueError, match="disagree on the batch size"):
@@ -95,13 +82,13 @@ def test_engine_checks_shapes_and_handles_empty_batches(export_dir):
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # inside torch.compile
-def test_torch_compile_matches_eager(checkpoint):
+def test_torch_compile_matches_eager(small_checkpoint):
     """Only the fusion head is compiled here: compiling a stream takes ~40 s on 2 CPU cores."""
     rng = np.random.RandomState(0)
     aural, visual = rng.standard_normal((2, 2, 64)).astype(np.float32)
-    compiled = Engine.load(checkpoint, compile=True)
+    compiled = Engine.load(small_checkpoint, compile=True)
     assert compiled.describe()["compiled"] is True
-    np.testing.assert_allclose(compiled.fusion(aural, visual), Engine.load(checkpoint).fusion(aural, visual), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(compiled.fusion(aural, visual), Engine.load(small_checkpoint).fusion(aural, visual), rtol=1e-5, atol=1e-5)
 
 
 # --- bad artifacts ----------------------------------------------------------------------------------
@@ -160,52 +147,52 @@ BAD_ARTIFACTS = {
 
 
 @pytest.mark.parametrize("case", list(BAD_ARTIFACTS))
-def test_bad_artifacts_are_one_line_artifact_errors(case, export_dir, tmp_path):
+def test_bad_artifacts_are_one_line_artifact_errors(case, small_export, tmp_path):
     damage, engine, message = BAD_ARTIFACTS[case]
-    folder = pathlib.Path(shutil.copytree(export_dir, tmp_path / "copy"))
+    folder = pathlib.Path(shutil.copytree(small_export, tmp_path / "copy"))
     damage(folder)
     with pytest.raises(ArtifactError) as info:
         Engine.load(folder, engine=engine)
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
-def test_engine_and_source_must_fit(checkpoint, export_dir):
+def test_engine_and_source_must_fit(small_checkpoint, small_export):
     with pytest.raises(ArtifactError, match="needs an export directory"):
-        Engine.load(checkpoint, engine="onnx")
+        Engine.load(small_checkpoint, engine="onnx")
     with pytest.raises(ArtifactError, match="holds no PyTorch checkpoint"):
-        Engine.load(export_dir, engine="torch")
+        Engine.load(small_export, engine="torch")
     with pytest.raises(ArtifactError, match="no TensorRT engine for visual, aural, fusion; export with --trt"):
-        Engine.load(export_dir, engine="tensorrt")
+        Engine.load(small_export, engine="tensorrt")
     with pytest.raises(TsavError, match="unknown engine"):
-        Engine.load(export_dir, engine="openvino")
+        Engine.load(small_export, engine="openvino")
     with pytest.raises(TsavError, match="compile=True applies to the torch engine"):
-        Engine.load(export_dir, engine="onnx", compile=True)
+        Engine.load(small_export, engine="onnx", compile=True)
 
 
-def test_missing_runtimes_are_clear_errors(export_dir):
+def test_missing_runtimes_are_clear_errors(small_export):
     if not CUDA:
         with pytest.raises(TsavError, match="sees no CUDA GPU"):
-            Engine.load(export_dir, device="cuda")
+            Engine.load(small_export, device="cuda")
     with pytest.raises(TsavError, match="unknown device|not supported"):
-        Engine.load(export_dir, device="tpu")
+        Engine.load(small_export, device="tpu")
 
 
 @pytest.mark.gpu
-def test_onnxruntime_cuda_matches_cpu(export_dir, inputs):
+def test_onnxruntime_cuda_matches_cpu(small_export, inputs):
     ort = pytest.importorskip("onnxruntime")
     if not CUDA or "CUDAExecutionProvider" not in ort.get_available_providers():
         pytest.skip("needs onnxruntime-gpu and a CUDA GPU")
     clip, spec = inputs
-    gpu = Engine.load(export_dir, "onnx", device="cuda")
+    gpu = Engine.load(small_export, "onnx", device="cuda")
     assert "CUDAExecutionProvider" in gpu.describe()["providers"]
-    assert rel_err(gpu(clip, spec), Engine.load(export_dir, "onnx")(clip, spec)) <= 1e-3
+    assert rel_err(gpu(clip, spec), Engine.load(small_export, "onnx")(clip, spec)) <= 1e-3
 
 
-def test_tensorrt_engines_without_tensorrt_are_skipped_by_verify_and_refused_by_load(export_dir, tmp_path):
+def test_tensorrt_engines_without_tensorrt_are_skipped_by_verify_and_refused_by_load(small_export, tmp_path):
     """Engine files listed in a manifest on a machine that cannot run them (the case here)."""
     if CUDA and importlib.util.find_spec("tensorrt"):
         pytest.skip("this machine could run engines")
-    folder = pathlib.Path(shutil.copytree(export_dir, tmp_path / "copy"))
+    folder = pathlib.Path(shutil.copytree(small_export, tmp_path / "copy"))
     for part in ("visual", "aural", "fusion"):
         (folder / f"{part}.engine").write_bytes(b"engine bytes built elsewhere")
 

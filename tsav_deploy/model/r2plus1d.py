@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .resnet import _init_weights
+from .resnet import _init_weights, make_stages
 
 
 def midplanes(inplanes: int, planes: int) -> int:
@@ -57,25 +57,11 @@ class R2Plus1D18(nn.Module):
             nn.BatchNorm3d(widths[0]),
             nn.ReLU(inplace=True),
         )
-        self.inplanes = widths[0]
-        self.layer1 = self._make_layer(widths[0], 1)
-        self.layer2 = self._make_layer(widths[1], 2)
-        self.layer3 = self._make_layer(widths[2], 2)
-        self.layer4 = self._make_layer(widths[3], 2)
+        self.layer1, self.layer2, self.layer3, self.layer4 = make_stages(BasicBlock3d, nn.Conv3d, nn.BatchNorm3d, widths)
         self.avgpool = nn.AdaptiveAvgPool3d(1)
         self.fc = nn.Identity()
         self.out_features = widths[3]
         _init_weights(self)
-
-    def _make_layer(self, planes: int, stride: int) -> nn.Sequential:
-        downsample = None
-        if stride != 1 or self.inplanes != planes:
-            downsample = nn.Sequential(
-                nn.Conv3d(self.inplanes, planes, 1, stride=stride, bias=False), nn.BatchNorm3d(planes)
-            )
-        layers = [BasicBlock3d(self.inplanes, planes, stride, downsample), BasicBlock3d(planes, planes)]
-        self.inplanes = planes
-        return nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)

@@ -33,34 +33,34 @@ class ResNet18(nn.Module):
 
     def __init__(self, in_channels: int = 1, widths: tuple[int, int, int, int] = (64, 128, 256, 512)):
         super().__init__()
-        self.inplanes = widths[0]
         self.conv1 = nn.Conv2d(in_channels, widths[0], 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = self._make_layer(widths[0], 1)
-        self.layer2 = self._make_layer(widths[1], 2)
-        self.layer3 = self._make_layer(widths[2], 2)
-        self.layer4 = self._make_layer(widths[3], 2)
+        self.layer1, self.layer2, self.layer3, self.layer4 = make_stages(BasicBlock, nn.Conv2d, nn.BatchNorm2d, widths)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Identity()
         self.out_features = widths[3]
         _init_weights(self)
 
-    def _make_layer(self, planes: int, stride: int) -> nn.Sequential:
-        downsample = None
-        if stride != 1 or self.inplanes != planes:
-            downsample = nn.Sequential(
-                nn.Conv2d(self.inplanes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
-            )
-        layers = [BasicBlock(self.inplanes, planes, stride, downsample), BasicBlock(planes, planes)]
-        self.inplanes = planes
-        return nn.Sequential(*layers)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def make_stages(block: type[nn.Module], conv: type[nn.Module], bn: type[nn.Module], widths: tuple[int, ...]) -> list[nn.Sequential]:
+    """torchvision's four residual stages (``layer1``–``layer4``) of two blocks each; every stage
+    but the first halves the resolution, with a 1x1 projection shortcut where the shape changes."""
+    stages, inplanes = [], widths[0]
+    for index, planes in enumerate(widths):
+        stride = 1 if index == 0 else 2
+        downsample = None
+        if stride != 1 or inplanes != planes:
+            downsample = nn.Sequential(conv(inplanes, planes, 1, stride=stride, bias=False), bn(planes))
+        stages.append(nn.Sequential(block(inplanes, planes, stride, downsample), block(planes, planes)))
+        inplanes = planes
+    return stages
 
 
 def _init_weights(module: nn.Module) -> None:
