@@ -2,7 +2,9 @@
 training test files (each wraps these in a session fixture)."""
 from __future__ import annotations
 
+import contextlib
 import pathlib
+from collections.abc import Iterator
 
 import torch
 
@@ -13,10 +15,16 @@ _made: dict[str, object] = {}
 VIDEOS, SECONDS = 6, 4.0
 
 
-def single_thread_torch() -> None:
+@contextlib.contextmanager
+def single_thread_torch() -> Iterator[None]:
     # The test machines have 2 shared cores: OpenMP threads spinning against other processes make the
     # small CPU network several times slower than one thread.
+    previous = torch.get_num_threads()
     torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def synthetic_dataset(tmp_path_factory) -> SyntheticDataset:

@@ -253,6 +253,68 @@ def annotate(
 
 @app.command()
 @user_errors
+def bench(
+    video: pathlib.Path = typer.Argument(..., help="A video (the issue's benchmark: ../shared/media/pexels_woman_silent_audio.mp4)."),
+    weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Checkpoint path or published name."),
+    model: Optional[pathlib.Path] = typer.Option(None, "--model", "-m", help="Export directory (tsav export)."),
+    engine: str = typer.Option("auto", "--engine", help="auto | torch | torchscript | onnx | onnx-int8 | tensorrt."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda[:N]."),
+    faces: str = typer.Option("dlib", "--faces", help="auto | insightface | dlib."),
+    detector: str = typer.Option("hog+cnn", "--detector", help="dlib detector: hog, cnn, hog+cnn."),
+    person: str = typer.Option("main", "--person", help="main | all."),
+    stride: int = typer.Option(1, "--stride", min=1, help="Run the network every K-th frame, interpolate between."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Frames per network batch."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Frames/s of every stage and end to end, peak memory, and the model-bound ceiling measured in the same run.
+
+    Without --weights/--model only the frontend is measured (decode, faces, alignment+mask, clips, mel).
+    """
+    from .annotate import AnnotateOptions
+    from .bench import bench_video
+    from .faces import PERSON_CHOICES, get_backend
+    from .runtime import Engine
+
+    if weights and model:
+        raise TsavError("pass either --weights or --model, not both")
+    if person not in PERSON_CHOICES:
+        raise TsavError(f"--person must be one of {', '.join(PERSON_CHOICES)}, not {person!r}")
+    if not video.is_file():
+        raise TsavError(f"{video}: no such file")
+    runtime = Engine.load(model or weights, engine=engine, device=device) if (model or weights) else None
+    backend = get_backend(faces, detector=detector)
+    options = AnnotateOptions(person=person, stride=stride, batch_size=batch_size)
+    with err_console.status("benchmark") as status:
+        report = bench_video(video, backend, runtime, options, device=device, progress=lambda s: status.update(f"benchmark: {s}"))
+    data = report.to_dict()
+    if as_json:
+        console.print_json(json.dumps(data))
+        return
+    ceiling = data["ceiling"]
+    table = Table("stage", "frames/s", "x ceiling", "seconds", "GFLOP/s", "of matmul",
+                  title=f"{video.name}: {data['frames']} frames, stride {stride}, batch {batch_size}")
+    for name, stage in data["stages"].items():
+        if stage["fps"] is None:  # the stage did not run on this video (e.g. no identity samples)
+            table.add_row(name, "-", "-", "0", "", "")
+            continue
+        table.add_row(name, f"{stage['fps']:.1f}", f"{stage['x_ceiling']:.2f}", f"{stage['seconds']:.2f}",
+                      str(stage.get("gflops", "")), f"{stage['fraction_of_matmul']:.0%}" if "fraction_of_matmul" in stage else "")
+    table.add_row("[bold]frontend", f"{data['frontend']['fps']:.1f}", f"{data['frontend']['fps'] / ceiling['fps']:.2f}", f"{data['frontend']['seconds']:.2f}", "", "")
+    if "end_to_end" in data:
+        e2e = data["end_to_end"]
+        table.add_row("[bold]end to end", f"{e2e['fps']:.2f}", f"{e2e['fraction_of_ceiling']:.2f}", f"{e2e['seconds']:.2f}", "", "")
+    console.print(table)
+    engine_name = "none (frontend only)" if runtime is None else runtime.selection or runtime.name
+    console.print(
+        f"ceiling: {ceiling['fps']:.2f} frames/s = {max(ceiling['matmul_gflops']):.0f} GFLOP/s ({ceiling['precision']} matmul, "
+        f"{data['threads']} threads) / {ceiling['gflop_per_frame']:.2f} GFLOP per frame ({ceiling['network']} network); "
+        f"engine: {engine_name}; faces: {data['face_backend']}; peak RSS {data['peak_rss_mb']:.0f} MB",
+        highlight=False,
+    )
+
+
+@app.command()
+@user_errors
 def evaluate(
     predictions_dir: pathlib.Path = typer.Argument(..., help="ABAW predictions: VA_Set/, EXPR_Set/, AU_Set/ with <name>.txt."),
     labels_dir: pathlib.Path = typer.Argument(

@@ -1,0 +1,186 @@
+"""The preprocess cache and the training loader: the clip training sees is the clip annotation builds."""
+from __future__ import annotations
+
+import colorsys
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from tsav_deploy import frontend
+from tsav_deploy.cli import app
+from tsav_deploy.clips import ClipAssembler
+from tsav_deploy.constants import preprocessing_dict
+from tsav_deploy.faces import get_backend
+from tsav_deploy.train.cache import CacheError, open_cache, video_folder
+from tsav_deploy.train.dataset import (
+    ClipDataset,
+    augment_clip,
+    build_samples,
+    fit_histograms,
+    hsv_jitter,
+    normalization_table,
+    normalize_batch,
+)
+from tsav_deploy.train.labels import read_annotations
+from tsav_deploy.train.preprocess import preprocess
+
+from synthetic_data import synthetic_cache, synthetic_dataset
+
+JPEG_MEAN_ERROR = 3.0  # gray levels: mean absolute error of an RGB crop after JPEG quality 95 (4:2:0)
+JPEG_MAX_ERROR = 48  # the worst pixel (sharp edges: the black border, the AU dots)
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory):
+    return synthetic_dataset(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory):
+    return synthetic_cache(tmp_path_factory)
+
+
+def test_index_and_entries(synth, cache):
+    index = open_cache(cache)
+    assert json.loads((cache / "index.json").read_text())["preprocessing"] == preprocessing_dict()
+    assert index.faces == "dlib" and sorted(index.videos) == [v.name for v in synth.videos]
+    for video in synth.videos:
+        entry = index.videos[video.name]
+        assert entry["frames"] == len(video.va)
+        assert entry["faces"] >= 0.9 * entry["frames"]
+        cached = index.open(video.name)
+        assert len(cached) == entry["frames"] and cached.face_found.sum() == entry["faces"]
+        np.testing.assert_allclose(np.diff(cached.times), 1 / 30, atol=1e-6)
+    assert 1_000 < index.bytes / index.frames < 15_000  # bytes per frame
+
+
+def test_resume_redoes_only_unfinished_videos(synth, cache, tmp_path):
+    copy = tmp_path / "cache"
+    import shutil
+
+    shutil.copytree(cache, copy)
+    (video_folder(copy, "synth_02") / "entry.json").unlink()  # as if interrupted during synth_02
+    report = preprocess(synth.videos_dir, copy, faces="dlib")
+    assert report.processed == ["synth_02"] and len(report.skipped) == len(synth.videos) - 1
+    assert json.loads((copy / "index.json").read_text()) == json.loads((cache / "index.json").read_text())
+
+
+def test_cli_reports_size_per_frame(synth, cache):
+    result = CliRunner().invoke(app, ["preprocess", str(synth.videos_dir), "--out", str(cache), "--faces", "dlib"])
+    assert result.exit_code == 0, result.output
+    assert "already done" in result.output and "kB per frame" in result.output
+
+
+def test_cache_from_another_version_is_refused(cache, tmp_path):
+    with pytest.raises(CacheError, match="tsav preprocess"):
+        open_cache(tmp_path)
+    index = json.loads((cache / "index.json").read_text())
+    index["preprocessing"]["clip"]["step_s"] = 0.25
+    (tmp_path / "index.json").write_text(json.dumps(index))
+    with pytest.raises(CacheError, match="other preprocessing constants"):
+        open_cache(tmp_path)
+
+
+def test_training_clip_equals_annotation_clip(synth, cache):
+    """The annotate-side path (frontend pass 1 + 2, ClipAssembler) against the cache and the loader."""
+    video = next(v for v in synth.videos if v.split == "validation")
+    timeline = frontend.scan_faces(video.path, get_backend("dlib"))
+    index = open_cache(cache)
+    cached = index.open(video.name)
+    assembler = ClipAssembler()
+    reference_clips, reference_crops = [], []
+    for frame, (crop,) in frontend.iter_crops(video.path, timeline, [timeline.main_track_id]):
+        reference_crops.append(crop)
+        reference_clips.append(assembler.push(frame.time, crop))
+    for i, crop in enumerate(reference_crops):
+        stored = cached.crop(i)
+        assert (crop is None) == (stored is None)
+        if crop is not None:
+            np.testing.assert_array_equal(stored[..., 3], crop[..., 3])
+            error = np.abs(stored[..., :3].astype(int) - crop[..., :3])
+            assert error.mean() < JPEG_MEAN_ERROR and error.max() <= JPEG_MAX_ERROR
+    samples = build_samples(read_annotations(synth.annotations_dir)["validation"], index, training=False)
+    dataset = ClipDataset(index, samples)
+    rows = [r for r in range(len(samples)) if samples.videos[samples.video[r]] == video.name][::7]
+    items = [dataset[r] for r in rows]
+    clips = normalize_batch(torch.from_numpy(np.stack([it["crops"] for it in items])), normalization_table()).numpy()
+    std = np.asarray(preprocessing_dict()["clip"]["std"], np.float32)[:, None, None, None]
+    for clip, row in zip(clips, rows):
+        reference = reference_clips[samples.frame[row]]
+        np.testing.assert_array_equal(clip[3], reference[3])  # the mask: exact
+        error = np.abs(clip[:3] - reference[:3]) * std[:3] * 255  # back in gray levels
+        assert error.mean() < JPEG_MEAN_ERROR and error.max() <= JPEG_MAX_ERROR + 1
+
+
+def test_clip_frames_at_30_fps(synth, cache):
+    """Frame i's clip is frames i-42, i-36, ..., i; earlier than frame 0 is black."""
+    index = open_cache(cache)
+    samples = build_samples(read_annotations(synth.annotations_dir)["validation"], index, training=False)
+    dataset = ClipDataset(index, samples)
+    row = int(np.flatnonzero(samples.frame == 20)[0])
+    rgb, mask, present = dataset.frames(row)
+    assert present.tolist() == [False] * 4 + [True] * 4
+    assert not rgb[:4].any() and not mask[:4].any()
+    cached = index.open(samples.videos[samples.video[row]])
+    for k, frame in zip(range(4, 8), (2, 8, 14, 20)):
+        np.testing.assert_array_equal(np.dstack([rgb[k], mask[k]]), cached.crop(frame))
+
+
+def _hsv_reference(rgb: np.ndarray, hue: int, saturation: int, value: int) -> np.ndarray:
+    """Python's colorsys in floating point, on OpenCV's scales (hue 0-180, saturation/value 0-255)."""
+    out = np.empty_like(rgb)
+    for idx in np.ndindex(rgb.shape[:-1]):
+        h, s, v = colorsys.rgb_to_hsv(*(rgb[idx] / 255.0))
+        h = ((h * 180 + hue) % 180) / 180
+        s = np.clip(s * 255 + saturation, 0, 255) / 255
+        v = np.clip(v * 255 + value, 0, 255) / 255
+        out[idx] = np.round(np.array(colorsys.hsv_to_rgb(h, s, v)) * 255)
+    return out
+
+
+def test_hsv_jitter_against_colorsys():
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(30, 226, (1, 16, 16, 3), dtype=np.uint8)
+    for hue, saturation, value in ((10, 0, 0), (-10, 25, -20), (0, -25, 20)):
+        ours = hsv_jitter(rgb, hue, saturation, value).astype(int)
+        reference = _hsv_reference(rgb, hue, saturation, value).astype(int)
+        # OpenCV keeps hue in 180 integer steps (2°): a few gray levels of rounding on saturated pixels.
+        assert np.abs(ours - reference).mean() < 2.0 and np.percentile(np.abs(ours - reference), 99) <= 8
+
+
+def test_augmentation_flips_rgb_and_mask_together():
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (8, 112, 112, 3), dtype=np.uint8)
+    mask = np.zeros((8, 112, 112), np.uint8)
+    mask[:, 50, 10:20] = 255  # a mark on the left
+    present = np.array([False] * 2 + [True] * 6)
+    rgb[~present], mask[~present] = 0, 0  # as ClipDataset.frames gives them
+    flipped = unflipped = 0
+    for seed in range(12):
+        out = augment_clip(rgb, mask, present, np.random.default_rng(seed))
+        assert not out[~present].any()  # absent frames stay black
+        if out[2, 50, 101, 3] == 255:  # mirrored: the mark is on the right
+            flipped += 1
+            np.testing.assert_array_equal(out[..., 3], mask[:, :, ::-1])
+        else:
+            unflipped += 1
+            np.testing.assert_array_equal(out[..., 3], mask)
+    assert flipped and unflipped
+
+
+def test_training_items_are_reproducible_and_pseudo_labels_redrawn(synth, cache):
+    index = open_cache(cache)
+    tables = read_annotations(synth.annotations_dir)["train"]
+    histograms = fit_histograms(tables, index)
+    samples = build_samples(tables, index, training=True, histograms=histograms)
+    dataset = ClipDataset(index, samples, histograms=histograms, seed=3)
+    row = int(np.flatnonzero(np.isnan(samples.va[:, 0]) & (samples.expr >= 0))[0])  # expression only
+    first, again = dataset[(row, 5, 2)], dataset[(row, 5, 2)]
+    for key in first:
+        np.testing.assert_array_equal(first[key], again[key])
+    drawn = {float(dataset[(row, step, 0)]["va"][0]) for step in range(6)}
+    assert len(drawn) == 6 and all(-1 <= v <= 1 for v in drawn)  # pseudo valence, new each time
+    assert np.isnan(dataset[(row, 0, 0)]["va"][1])  # arousal stays unlabelled (paper default)

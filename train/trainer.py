@@ -1,0 +1,430 @@
+"""``tsav train``: the paper's recipe (DESIGN §4) on the preprocess cache.
+
+Adam (lr 1e-3) on the summed losses, 320 clips per step by gradient accumulation over micro-batches,
+flip + HSV jitter, pseudo valence, validation with the ABAW 2020 metrics every ``val_every`` steps,
+the best step's weights kept (``best.pt``), early stop after ``patience`` validations without a better
+score, and optionally the final model: train + validation for 1.25× the best step count (``final.pt``).
+Mixed precision on GPUs (bf16 where supported, else fp16 with loss scaling). Data parallel over
+``torchrun`` processes (:mod:`.ddp`): every process computes its share of each step's micro-batches.
+
+The validation criterion is the mean of the ABAW task criteria that the validation labels allow:
+CCC mean (valence, arousal), expression 0.67·F1 + 0.33·accuracy, AU 0.5·F1 + 0.5·accuracy.
+
+Run folder: ``config.json``, ``best.pt``, ``final.pt``, ``state.pt`` (for ``--resume``),
+``curves.json`` and ``train_curve.csv`` / ``validation_curve.csv``.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import json
+import math
+import pathlib
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from tsav_deploy.atomic import atomic_path, write_text
+from tsav_deploy.checkpoint import save_checkpoint
+from tsav_deploy.errors import TsavError
+from tsav_deploy.model import TSAV, ModelConfig
+from tsav_deploy.predictions import decode
+
+from . import ddp
+from .cache import CacheIndex, open_cache
+from .dataset import ClipDataset, Samples, StepSchedule, build_samples, fit_histograms, normalization_table, normalize_batch
+from .labels import read_annotations
+from .losses import tsav_loss
+from .metrics import au_scores, expression_scores, va_scores
+from .pseudo_labels import DEFAULT_PSEUDO, VAHistograms, check_kinds
+
+ARCHITECTURES = {"paper": ModelConfig(), "reduced": ModelConfig.reduced()}
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+FINAL_FACTOR = 1.25
+LOSS_PARTS = ("expression", "valence", "arousal", "au")
+
+
+@dataclass
+class TrainConfig:
+    annotations: pathlib.Path
+    cache: pathlib.Path
+    out: pathlib.Path
+    arch: str = "paper"
+    pretrained: str | None = "auto"  # a weights name or path; "auto": Kinetics-400 for the paper network
+    steps: int = 3000  # at most this many steps
+    batch: int = 320
+    micro_batch: int = 32
+    lr: float = 1e-3
+    val_every: int = 100
+    patience: int = 10  # validations without improvement before stopping; 0 = never stop early
+    val_stride: int = 1  # score every n-th annotated validation frame (1 = all)
+    pseudo: tuple[str, ...] = DEFAULT_PSEUDO
+    final: bool = False
+    resume: bool = False
+    seed: int = 0
+    workers: int = 4
+    amp: str = "auto"
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        self.annotations, self.cache, self.out = (pathlib.Path(p) for p in (self.annotations, self.cache, self.out))
+        if self.arch not in ARCHITECTURES:
+            raise TsavError(f"unknown --arch {self.arch!r}: choose {', '.join(ARCHITECTURES)}")
+        if self.amp not in AMP_MODES:
+            raise TsavError(f"unknown --amp {self.amp!r}: choose {', '.join(AMP_MODES)}")
+        if min(self.steps, self.batch, self.micro_batch, self.val_every, self.val_stride) < 1:
+            raise TsavError("--steps, --batch, --micro-batch, --val-every and --val-stride must be positive")
+        self.pseudo = check_kinds(self.pseudo)
+
+    def to_dict(self) -> dict:
+        return {k: (str(v) if isinstance(v, pathlib.Path) else list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass
+class TrainResult:
+    run_dir: pathlib.Path
+    best_step: int
+    best_scores: dict
+    best_checkpoint: pathlib.Path
+    final_checkpoint: pathlib.Path | None
+    curves: dict
+
+
+@dataclass
+class TrainingData:
+    cache: CacheIndex
+    histograms: VAHistograms
+    train: Samples
+    validation: Samples
+    train_and_validation: Samples
+
+    def describe(self, config: TrainConfig) -> dict:
+        return {
+            "cache": str(config.cache),
+            "annotations": str(config.annotations),
+            "faces": self.cache.faces,
+            "train": {"videos": len(set(self.train.video.tolist())), "samples": len(self.train)},
+            "validation": {"videos": len(set(self.validation.video.tolist())), "frames": len(self.validation)},
+            "notes": sorted(set(self.train.notes + self.validation.notes)),
+        }
+
+
+def load_training_data(config: TrainConfig) -> TrainingData:
+    """Annotations (bad files raise ``LabelError`` naming file and line), cache, histograms, samples."""
+    annotations = read_annotations(config.annotations)
+    cache = open_cache(config.cache)
+    if not annotations["train"]:
+        raise TsavError(f"{config.annotations}: no training annotations (…/Train_Set or …/Training_Set)")
+    histograms = fit_histograms(annotations["train"], cache)
+    train = build_samples(annotations["train"], cache, training=True, histograms=histograms, pseudo=config.pseudo)
+    validation = build_samples(annotations["validation"], cache, training=False)
+    validation_as_training = build_samples(annotations["validation"], cache, training=True, histograms=histograms, pseudo=config.pseudo)
+    if not len(train):
+        raise TsavError("no usable training frames (no face found, or every frame filtered out)")
+    if not len(validation):
+        raise TsavError(f"{config.annotations}: no validation annotations (…/Validation_Set); training stops at the best validation score")
+    return TrainingData(cache, histograms, train, validation, Samples.concatenate([train, validation_as_training]))
+
+
+# --- model ---------------------------------------------------------------------------------------------
+
+
+def build_model(config: TrainConfig) -> TSAV:
+    """A fresh network (seeded), the visual stream from Kinetics-400 where asked (DESIGN §1)."""
+    from tsav_deploy.model.pretrained import init_visual_from_kinetics
+    from tsav_deploy.weights import resolve
+
+    torch.manual_seed(config.seed)
+    model = TSAV(ARCHITECTURES[config.arch])
+    source = config.pretrained
+    if source == "auto":
+        source = "r2plus1d_18-kinetics400" if config.arch == "paper" else None
+    if source not in (None, "", "none"):
+        if config.arch != "paper":
+            raise TsavError("--pretrained needs the paper network (--arch paper); the reduced one has other widths")
+        init_visual_from_kinetics(model, resolve(source))
+    return model
+
+
+def _autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    if device.type != "cuda" or config.amp == "off":
+        return None
+    if config.amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[config.amp]
+
+
+def _autocast(dtype: torch.dtype | None, device: torch.device):
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+# --- validation ----------------------------------------------------------------------------------------
+
+
+def validation_scores(logits: np.ndarray, samples: Samples) -> dict[str, float]:
+    """ABAW 2020 metrics of the validation frames and the criterion (module docstring)."""
+    predictions = decode(logits)
+    va = va_scores(np.stack([predictions.valence, predictions.arousal], 1), samples.va)
+    expression = expression_scores(predictions.expression, samples.expr)
+    au = au_scores(predictions.au, samples.au)
+    scores = {
+        "ccc_valence": va["ccc_valence"],
+        "ccc_arousal": va["ccc_arousal"],
+        "ccc_mean": va["ccc_mean"],
+        "expr_f1": expression["f1"],
+        "expr_accuracy": expression["accuracy"],
+        "expr_criterion": expression["criterion"],
+        "au_f1": au["f1"],
+        "au_accuracy": au["accuracy"],
+        "au_criterion": au["criterion"],
+    }
+    criteria = [v for v in (va["ccc_mean"], expression["criterion"], au["criterion"]) if math.isfinite(v)]
+    scores["criterion"] = float(np.mean(criteria)) if criteria else float("nan")
+    return {k: float(v) for k, v in scores.items()}
+
+
+def _loader(dataset: ClipDataset, batches, workers: int, device: torch.device) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=batches,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=_quiet_worker,
+    )
+
+
+def _quiet_worker(_: int) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # loader workers run side by side: one thread each
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, dataset: ClipDataset, rows: np.ndarray, *, batch: int, workers: int,
+            device: torch.device, dtype: torch.dtype | None) -> np.ndarray:
+    """Logits ``[len(rows), 17]`` float32 for sample ``rows`` (no augmentation)."""
+    model.eval()
+    batches = [rows[i : i + batch].tolist() for i in range(0, len(rows), batch)]
+    table = normalization_table().to(device)
+    out = []
+    for items in _loader(dataset, batches, workers, device):
+        clip = normalize_batch(items["crops"].to(device, non_blocking=True), table)
+        with _autocast(dtype, device):
+            logits = model(clip, items["spec"].to(device, non_blocking=True))
+        out.append(logits.float().cpu().numpy())
+    model.train()
+    return np.concatenate(out) if out else np.zeros((0, 17), np.float32)
+
+
+# --- one training phase --------------------------------------------------------------------------------
+
+
+class _StepBatches:
+    """A DataLoader batch_sampler over steps ``[first, last)`` of a schedule (re-iterable)."""
+
+    def __init__(self, schedule: StepSchedule, first: int, last: int):
+        self.schedule, self.first, self.last = schedule, first, last
+
+    def __iter__(self):
+        return self.schedule.batches(self.first, self.last)
+
+    def __len__(self) -> int:
+        return (self.last - self.first) * self.schedule.micro_batches_per_rank
+
+
+@dataclass
+class Phase:
+    """One run of the loop: the validation phase (``validate=True``) or the final phase (fixed steps)."""
+
+    name: str
+    folder: pathlib.Path
+    samples: Samples
+    steps: int
+    validate: bool
+    curves: dict = field(default_factory=lambda: {"train": [], "validation": []})
+    best_step: int = 0
+    best_scores: dict = field(default_factory=dict)
+    stale: int = 0  # validations since the last improvement
+    step: int = 0
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, data: TrainingData, context: ddp.Distributed,
+                 log: Callable[[str], None] | None = None, table: Callable[[dict, dict, bool], None] | None = None):
+        self.config, self.data, self.context = config, data, context
+        self.log = log or (lambda _: None)
+        self.table = table or (lambda *_: None)
+        self.dtype = _autocast_dtype(config, context.device)
+
+    # -- state on disk --
+
+    def _state_path(self, phase: Phase) -> pathlib.Path:
+        return phase.folder / "state.pt"
+
+    def _save_state(self, phase: Phase, model: TSAV, optimizer, scaler) -> None:
+        if not self.context.is_main:
+            return
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(),
+            "phase": {k: getattr(phase, k) for k in ("name", "curves", "best_step", "best_scores", "stale", "step")},
+        }
+        with atomic_path(self._state_path(phase)) as tmp:
+            torch.save(state, tmp)
+        self._write_curves(phase)
+
+    def _load_state(self, phase: Phase, model: TSAV, optimizer, scaler) -> None:
+        path = self._state_path(phase)
+        if not (self.config.resume and path.exists()):
+            return
+        state = torch.load(path, map_location=self.context.device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        for key, value in state["phase"].items():
+            setattr(phase, key, value)
+        self.log(f"{phase.name}: resumed at step {phase.step}")
+
+    def _write_curves(self, phase: Phase) -> None:
+        write_text(phase.folder / "curves.json", json.dumps(phase.curves, indent=1))
+        for kind, rows in phase.curves.items():
+            if rows:
+                with atomic_path(phase.folder / f"{kind}_curve.csv") as tmp, open(tmp, "w", newline="") as fh:
+                    writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                    writer.writeheader()
+                    writer.writerows(rows)
+
+    def _save_checkpoint(self, path: pathlib.Path, model: TSAV, phase: Phase, scores: dict) -> None:
+        if not self.context.is_main:
+            return
+        save_checkpoint(
+            path,
+            model,
+            training=self.config.to_dict() | {"phase": phase.name, "step": phase.step, "scores": scores, "processes": self.context.world},
+            data=self.data.describe(self.config),
+            extras={"pseudo_histograms": self.data.histograms.to_dict(), "pseudo_kinds": list(self.config.pseudo), "step": phase.step},
+        )
+
+    # -- the loop --
+
+    def run(self, phase: Phase) -> Phase:
+        config, context = self.config, self.context
+        model = build_model(config).to(context.device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        scaler = torch.amp.GradScaler(context.device.type, enabled=self.dtype == torch.float16)
+        self._load_state(phase, model, optimizer, scaler)
+        wrapped = model
+        if context.active:
+            with warnings.catch_warnings():
+                # Newer torch renames broadcast_buffers; the old name works on every supported version.
+                warnings.filterwarnings("ignore", message=".*broadcast_buffers", category=FutureWarning)
+                # Buffers are averaged after each step (ddp.average_buffers), not broadcast in forward.
+                wrapped = torch.nn.parallel.DistributedDataParallel(
+                    model, device_ids=[context.device.index] if context.device.type == "cuda" else None, broadcast_buffers=False
+                )
+        schedule = StepSchedule(len(phase.samples), config.batch, config.micro_batch, seed=config.seed, rank=context.rank, world=context.world)
+        dataset = ClipDataset(self.data.cache, phase.samples, histograms=self.data.histograms, pseudo=config.pseudo, seed=config.seed)
+        validation = ClipDataset(self.data.cache, self.data.validation)
+        per_rank = schedule.micro_batches_per_rank
+        table = normalization_table().to(context.device)
+        loader = iter(_loader(dataset, _StepBatches(schedule, phase.step, phase.steps), config.workers, context.device))
+        model.train()
+        started = time.perf_counter()
+        while phase.step < phase.steps and not self._out_of_patience(phase):
+            sums = torch.zeros(1 + len(LOSS_PARTS), dtype=torch.float64)
+            for j in range(per_rank):
+                items = next(loader)
+                sync = contextlib.nullcontext() if j == per_rank - 1 or not context.active else wrapped.no_sync()
+                clip = normalize_batch(items["crops"].to(context.device, non_blocking=True), table)
+                with sync:
+                    with _autocast(self.dtype, context.device):
+                        logits = wrapped(clip, items["spec"].to(context.device, non_blocking=True))
+                    loss, parts = tsav_loss(
+                        logits.float(),
+                        expression=items["expression"].to(context.device),
+                        va=items["va"].to(context.device),
+                        au=items["au"].to(context.device),
+                    )
+                    scaler.scale(loss / per_rank).backward()
+                sums += torch.tensor([loss.item(), *(parts[name].item() for name in LOSS_PARTS)], dtype=torch.float64)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            ddp.average_buffers(model, context)
+            ddp.all_reduce_sum(sums, context)
+            phase.step += 1
+            means = (sums / (per_rank * context.world)).tolist()
+            elapsed = time.perf_counter() - started
+            phase.curves["train"].append(
+                {"step": phase.step, "loss": means[0], **dict(zip(LOSS_PARTS, means[1:])), "clips_per_s": config.batch / max(elapsed, 1e-9)}
+            )
+            started = time.perf_counter()
+            if phase.step % config.val_every == 0 or phase.step == phase.steps:
+                if phase.validate:
+                    self._validate(phase, model, validation)
+                self._save_state(phase, model, optimizer, scaler)
+        if not phase.validate:
+            self._save_checkpoint(phase.folder / "final.pt", model, phase, {})
+        ddp.barrier(context)
+        return phase
+
+    def _out_of_patience(self, phase: Phase) -> bool:
+        return bool(self.config.patience) and phase.stale >= self.config.patience
+
+    def _validate(self, phase: Phase, model: TSAV, validation: ClipDataset) -> None:
+        """Score, keep the best checkpoint, log."""
+        config, context = self.config, self.context
+        rows = np.arange(0, len(self.data.validation), config.val_stride)
+        mine = rows[context.rank :: context.world]
+        logits = predict(model, validation, mine, batch=config.micro_batch, workers=config.workers, device=context.device, dtype=self.dtype)
+        pieces = ddp.gather((mine, logits), context)
+        order = np.concatenate([p[0] for p in pieces])
+        all_logits = np.concatenate([p[1] for p in pieces])[np.argsort(order)]
+        scores = validation_scores(all_logits, self.data.validation.subset(rows))
+        recent = phase.curves["train"][-config.val_every :]
+        train_loss = float(np.mean([r["loss"] for r in recent])) if recent else float("nan")
+        improved = not phase.best_scores or scores["criterion"] > phase.best_scores["criterion"]
+        if improved:
+            phase.best_step, phase.best_scores, phase.stale = phase.step, scores, 0
+            self._save_checkpoint(phase.folder / "best.pt", model, phase, scores)
+        else:
+            phase.stale += 1
+        phase.curves["validation"].append({"step": phase.step, "train_loss": train_loss, **scores})
+        self.table(phase.curves["validation"][-1], phase.best_scores, improved)
+
+    # -- both phases --
+
+    def fit(self) -> TrainResult:
+        config = self.config
+        main = Phase("validation", config.out, self.data.train, config.steps, validate=True)
+        self.run(main)
+        ddp.barrier(self.context)
+        final_checkpoint = None
+        if config.final:
+            steps = max(1, math.ceil(FINAL_FACTOR * main.best_step))
+            self.log(f"final: train + validation for {steps} steps (1.25 × best step {main.best_step})")
+            final = Phase("final", config.out / "final", self.data.train_and_validation, steps, validate=False)
+            self.run(final)
+            final_checkpoint = final.folder / "final.pt"
+        return TrainResult(config.out, main.best_step, main.best_scores, config.out / "best.pt", final_checkpoint, main.curves)
+
+
+def train(config: TrainConfig, *, log: Callable[[str], None] | None = None,
+          table: Callable[[dict, dict, bool], None] | None = None) -> TrainResult:
+    """Train per ``config`` in this process, joining torchrun's process group when there is one."""
+    context = ddp.setup(config.device)
+    try:
+        data = load_training_data(config)
+        if context.is_main:
+            config.out.mkdir(parents=True, exist_ok=True)
+            write_text(config.out / "config.json", json.dumps(config.to_dict() | {"processes": context.world}, indent=1))
+        speak = log if context.is_main else None
+        return Trainer(config, data, context, log=speak, table=table if context.is_main else None).fit()
+    finally:
+        ddp.teardown(context)
