@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from tsav_deploy import load_model
 from tsav_deploy.checkpoint import load_checkpoint
 from tsav_deploy.cli import app
+from tsav_deploy.export import Exporter
 from tsav_deploy.train.cache import open_cache
 from tsav_deploy.train.dataset import ClipDataset, build_samples, fit_histograms
 from tsav_deploy.train.labels import read_annotations
@@ -125,6 +126,14 @@ def test_end_to_end_learns_above_chance(synth, cache, tmp_path):
     print(f"validation criterion {scores['criterion']:.3f} (CCC mean {scores['ccc_mean']:.3f}) vs chance {chance:.3f}")
     assert scores["criterion"] > chance + 0.05
     assert scores["ccc_mean"] > 0.2
+
+    # The trained checkpoint exports (parity-checked) and annotates a held-out video.
+    export = Exporter(["onnx"])(run / "best.pt", tmp_path / "export").folder
+    video = next(v for v in synth.videos if v.split == "validation")
+    result = CliRunner().invoke(app, ["annotate", str(video.path), "--model", str(export), "--faces", "dlib", "--out", str(tmp_path / "ann"), "--no-plot"])
+    assert result.exit_code == 0, result.output
+    lines = (tmp_path / "ann" / "VA_Set" / f"{video.path.stem}.txt").read_text().splitlines()
+    assert len(lines) == len(video.va) + 1
 
 
 def test_final_mode_trains_on_both_splits_for_longer(synth, cache, tmp_path):
