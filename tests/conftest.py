@@ -72,3 +72,29 @@ def small_export(small_checkpoint, tmp_path_factory) -> pathlib.Path:
     from tsav_deploy.export import Exporter
 
     return Exporter()(small_checkpoint, tmp_path_factory.mktemp("small_export") / "export").folder
+
+
+# --- the synthetic Aff-Wild2-shaped dataset, made once per session for the training tests ----------
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Training tests run torch on one thread (see synthetic_data.single_thread_torch)."""
+    from synthetic_data import single_thread_torch
+
+    with single_thread_torch():
+        yield
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory):
+    from synthetic_data import synthetic_dataset
+
+    return synthetic_dataset(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory):
+    from synthetic_data import synthetic_cache
+
+    return synthetic_cache(tmp_path_factory)

@@ -13,25 +13,12 @@ import torch.multiprocessing as mp
 from tsav_deploy.train.dataset import StepSchedule
 from tsav_deploy.train.trainer import TrainConfig, train
 
-from synthetic_data import single_thread_torch, synthetic_cache, synthetic_dataset
+from synthetic_data import single_thread_torch
 
 STEPS = 3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with single_thread_torch():
-        yield
-
-
-@pytest.fixture(scope="session")
-def synth(tmp_path_factory):
-    return synthetic_dataset(tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def cache(tmp_path_factory):
-    return synthetic_cache(tmp_path_factory)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _config(synth, cache, out, **overrides) -> TrainConfig:

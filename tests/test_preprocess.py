@@ -27,20 +27,9 @@ from tsav_deploy.train.dataset import (
 from tsav_deploy.train.labels import read_annotations
 from tsav_deploy.train.preprocess import preprocess
 
-from synthetic_data import synthetic_cache, synthetic_dataset
 
 JPEG_MEAN_ERROR = 3.0  # gray levels: mean absolute error of an RGB crop after JPEG quality 95 (4:2:0)
 JPEG_MAX_ERROR = 48  # the worst pixel (sharp edges: the black border, the AU dots)
-
-
-@pytest.fixture(scope="session")
-def synth(tmp_path_factory):
-    return synthetic_dataset(tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def cache(tmp_path_factory):
-    return synthetic_cache(tmp_path_factory)
 
 
 def test_index_and_entries(synth, cache):

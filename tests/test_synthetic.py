@@ -3,19 +3,13 @@ annotation folders the label reader accepts, and labels that the picture and the
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from tsav_deploy.faces import get_backend
 from tsav_deploy.media import iter_frames, probe, read_audio
 from tsav_deploy.train.labels import read_annotations
 from tsav_deploy.train.synthetic import FPS, HEIGHT, WIDTH
 
-from synthetic_data import SECONDS, VIDEOS, synthetic_dataset
-
-
-@pytest.fixture(scope="session")
-def synth(tmp_path_factory):
-    return synthetic_dataset(tmp_path_factory)
+from synthetic_data import SECONDS, VIDEOS
 
 
 def test_videos_decode_with_sound(synth):

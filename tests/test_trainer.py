@@ -22,23 +22,9 @@ from tsav_deploy.train.pseudo_labels import VAHistograms
 from tsav_deploy.train.statistics import label_statistics
 from tsav_deploy.train.trainer import ARCHITECTURES, predict, validation_scores
 
-from synthetic_data import single_thread_torch, synthetic_cache, synthetic_dataset
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with single_thread_torch():
-        yield
-
-
-@pytest.fixture(scope="session")
-def synth(tmp_path_factory):
-    return synthetic_dataset(tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def cache(tmp_path_factory):
-    return synthetic_cache(tmp_path_factory)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _train(*args: str):
