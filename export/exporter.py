@@ -12,7 +12,7 @@ import pathlib
 import platform
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,7 +59,9 @@ class Exporter:
     """``Exporter(formats, opset=, max_batch=, fp16=)(checkpoint, out)`` -> :class:`ExportResult`.
 
     ``tensorrt`` engines are built from the ONNX graphs, so it implies ``onnx``; ``fp16`` and
-    ``max_batch`` (the optimisation profile's upper bound) apply to the engines.
+    ``max_batch`` (the optimisation profile's upper bound) apply to the engines. ``int8`` adds
+    statically quantized visual and aural graphs (implies ``onnx``), calibrated on the frontend's
+    inputs from the ``calibration`` videos; their agreement with float32 goes into the manifest.
     """
 
     def __init__(
@@ -69,13 +71,17 @@ class Exporter:
         opset: int = DEFAULT_OPSET,
         max_batch: int = DEFAULT_MAX_BATCH,
         fp16: bool = False,
+        int8: bool = False,
+        calibration: Sequence[str | os.PathLike] = (),
     ):
         formats = set(formats)
         unknown = formats - set(FORMATS)
         if unknown or not formats:
             raise TsavError(f"export formats must be among {', '.join(FORMATS)} (got {', '.join(sorted(unknown)) or 'none'})")
-        if "tensorrt" in formats:
+        if "tensorrt" in formats or int8:
             formats.add("onnx")
+        if int8 and not calibration:
+            raise TsavError("--int8 needs real recordings to calibrate on: add --calibrate VIDEO (repeat for several)")
         if fp16 and "tensorrt" not in formats:
             raise TsavError("--fp16 applies to TensorRT engines; add --trt")
         if max_batch < 1:
@@ -85,6 +91,9 @@ class Exporter:
         self.opset = opset
         self.max_batch = max_batch
         self.fp16 = fp16
+        self.int8 = int8
+        self.calibration = [pathlib.Path(v) for v in calibration]
+        self._int8_record: dict = {}
 
     def __call__(self, checkpoint: str | os.PathLike | Checkpoint, out: str | os.PathLike) -> ExportResult:
         if "tensorrt" in self.formats:
@@ -118,6 +127,8 @@ class Exporter:
         if "onnx" in self.formats:
             onnx_files = export_onnx(model, staging, self.opset)
             artifacts |= {p.name: {"format": "onnx", "part": part, "opset": self.opset} for part, p in onnx_files.items()}
+        if self.int8:
+            artifacts |= self._write_int8(model, onnx_files, staging)
         if "torchscript" in self.formats:
             path = export_torchscript(model, staging)
             artifacts[path.name] = {"format": "torchscript", "part": "network", "methods": ["forward", "visual", "aural", "fusion"]}
@@ -135,6 +146,22 @@ class Exporter:
         artifacts[REFERENCE_FILE] = {"format": "parity-reference", "probes": list(PROBES)}
         return {name: file_entry(staging / name, **info) for name, info in artifacts.items()}
 
+    def _write_int8(self, model: TSAV, onnx_files: dict[str, pathlib.Path], staging: pathlib.Path) -> dict[str, dict]:
+        """Quantize on every other calibration sample; measure agreement on the samples in between."""
+        from .int8 import agreement, calibration_inputs, quantize_streams
+
+        inputs = calibration_inputs(self.calibration)
+        calibrate = {name: x[::2] for name, x in inputs.items()}
+        held_out = {name: x[1::2] for name, x in inputs.items()}
+        files = quantize_streams(onnx_files, staging, calibrate)
+        with torch.inference_mode():
+            reference = model(torch.from_numpy(held_out["clip"]), torch.from_numpy(held_out["spec"])).numpy()
+        self._int8_record = {
+            "calibration": {"videos": [v.name for v in self.calibration], "samples": len(calibrate["clip"])},
+            "agreement": agreement(reference, _int8_logits(model, files, held_out["clip"], held_out["spec"])),
+        }
+        return {p.name: {"format": "onnx-int8", "part": part, "precision": "int8"} for part, p in files.items()}
+
     def _manifest(self, ckpt: Checkpoint, model: TSAV, artifacts: dict[str, dict]) -> dict:
         return {
             "format": FORMAT,
@@ -146,12 +173,23 @@ class Exporter:
             "contract": contract(model.config),
             "preprocessing": preprocessing_dict(),
             "batch": {"dynamic": True, "max": self.max_batch},
-            "options": {"formats": list(self.formats), "opset": self.opset, "fp16": self.fp16},
+            "options": {"formats": list(self.formats), "opset": self.opset, "fp16": self.fp16, "int8": self.int8},
+            **({"int8": self._int8_record} if self.int8 else {}),
             "artifacts": artifacts,
             "probes": PROBES,
             "tolerances": {"fp32": vars(FP32), "fp16": vars(FP16)},
             "versions": versions(),
         }
+
+
+def _int8_logits(model: TSAV, files: dict[str, pathlib.Path], clip: np.ndarray, spec: np.ndarray) -> np.ndarray:
+    """Logits with the int8 streams (ONNX Runtime, one sample at a time) and the float32 fusion head."""
+    import onnxruntime as ort
+
+    visual, aural = (ort.InferenceSession(str(files[part]), providers=["CPUExecutionProvider"]) for part in ("visual", "aural"))
+    features = [(aural.run(None, {"spec": s[None]})[0], visual.run(None, {"clip": c[None]})[0]) for c, s in zip(clip, spec)]
+    with torch.inference_mode():
+        return model.fusion(*(torch.from_numpy(np.concatenate(f)) for f in zip(*features))).numpy()
 
 
 def versions() -> dict[str, str | None]:

@@ -23,6 +23,7 @@ PARTS = ("visual", "aural", "fusion")
 # File names inside an export directory, by format and network part.
 ONNX_FILES = {part: f"{part}.onnx" for part in PARTS}
 ENGINE_FILES = {part: f"{part}.engine" for part in PARTS}
+INT8_FILES = {part: f"{part}.int8.onnx" for part in ("visual", "aural")}  # the fusion head stays float32
 TORCHSCRIPT_FILE = "tsav.ts"
 TIMING_CACHE = "timing.cache"
 REFERENCE_FILE = "parity_reference.npz"

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .audio import LogMelTrack
-from .clips import ClipAssembler
 from .constants import CLIP_SHAPE, N_OUTPUTS
 from .faces import FaceBackend, Track, select_tracks
-from .frontend import FaceTimeline, audio_power, iter_crops, scan_faces, video_duration
+from .frontend import FaceTimeline, audio_power, iter_clips, scan_faces, video_duration
 from .predictions import DEFAULT_AU_THRESHOLD, decode
+from .prefetch import prefetch
 from .results import PersonResult, VideoResult
 from .runtime import Engine
 
@@ -113,22 +113,15 @@ def predict_people(
     power, warnings = audio_power(video, video_duration(timeline.times))
     n_people = max(1, len(tracks))
     runner = _NetworkRunner(engine, LogMelTrack(power), n_people, options.batch_size)
-    assemblers = [ClipAssembler() for _ in range(n_people)]
     targets = target_frames(timeline.frames, options.stride)
     is_target = np.zeros(timeline.frames, dtype=bool)
     is_target[targets] = True
-    for frame, crops in iter_crops(video, timeline, [t.id for t in tracks]):
-        if frame.index >= timeline.frames:  # a second decode never yields more, but guard the arrays
-            break
-        crops = crops or [None]
-        if is_target[frame.index]:
-            slot = runner.slot()
-            for k, crop in enumerate(crops):
-                assemblers[k].push(frame.time, crop, out=slot[k])
-            runner.commit(frame.time)
-        else:
-            for k, crop in enumerate(crops):
-                assemblers[k].push(frame.time, crop)
+    # Decoding, alignment and clip assembly run a batch ahead in a thread, overlapping the network.
+    frames = iter_clips(video, timeline, [t.id for t in tracks], is_target)
+    for _, t, clips in prefetch(frames, depth=2 * options.batch_size):
+        if clips is not None:
+            runner.slot()[...] = clips
+            runner.commit(t)
         if progress is not None:
             progress("network", 1)
     logits = runner.result()  # [targets, people, 17]

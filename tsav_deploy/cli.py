@@ -119,6 +119,8 @@ def export(
     torchscript: bool = typer.Option(False, "--torchscript", help="tsav.ts, the whole network (default with --onnx)."),
     trt: bool = typer.Option(False, "--trt", help="TensorRT engines built from the ONNX graphs (needs TensorRT 10 and a GPU)."),
     fp16: bool = typer.Option(False, "--fp16", help="FP16 TensorRT engines."),
+    int8: bool = typer.Option(False, "--int8", help="Also int8 visual/aural ONNX graphs (engine onnx-int8), calibrated on --calibrate videos."),
+    calibrate: list[pathlib.Path] = typer.Option([], "--calibrate", help="With --int8: a real recording to calibrate on (repeat for several)."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset (13-20)."),
     max_batch: int = typer.Option(32, "--max-batch", help="Largest batch of the TensorRT optimisation profiles."),
     verify: Optional[pathlib.Path] = typer.Option(None, "--verify", help="Verify an export directory instead of exporting."),
@@ -140,9 +142,12 @@ def export(
     from .export.exporter import DEFAULT_FORMATS, Exporter
 
     formats = [name for name, wanted in (("onnx", onnx), ("torchscript", torchscript), ("tensorrt", trt)) if wanted]
-    exporter = Exporter(formats or DEFAULT_FORMATS, opset=opset, max_batch=max_batch, fp16=fp16)
+    exporter = Exporter(formats or DEFAULT_FORMATS, opset=opset, max_batch=max_batch, fp16=fp16, int8=int8, calibration=calibrate)
     result = exporter(checkpoint, out)
     _print_parity(result.report)
+    if int8:
+        record = result.manifest["int8"]
+        console.print(f"int8 vs float32 on {record['agreement']['samples']} held-out real inputs: {json.dumps(record['agreement'])}", highlight=False)
     console.print(f"wrote {', '.join(result.files)} to {result.folder}")
 
 

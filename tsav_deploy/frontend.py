@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .audio import mel_power
-from .constants import CROP_SIZE
+from .clips import ClipAssembler
+from .constants import CLIP_SHAPE, CROP_SIZE
 from .faces import Face, FaceBackend, Track, crop_and_mask, detect_video, main_track, track_faces
 from .media import VideoFrame, iter_frames, read_audio
 
@@ -93,6 +94,27 @@ def iter_crops(
                 face = track.faces.get(frame.index)
                 crops.append(None if face is None else face_crop(frame.rgb, face))
             yield frame, crops
+
+
+def iter_clips(
+    video: str | os.PathLike, timeline: FaceTimeline, track_ids: Sequence[int], is_target: np.ndarray
+) -> Iterator[tuple[int, float, np.ndarray | None]]:
+    """Pass 2 for the network: ``(index, time, clips)`` for every decoded frame, where ``clips`` is
+    ``[people, 4, 8, 112, 112]`` float32 on frames marked in ``is_target`` and None on the others.
+
+    Every frame goes through each person's :class:`ClipAssembler` (a clip looks back 1.4 s); with no
+    person, one face-less stream of black clips, so the audio still gets a prediction per frame.
+    """
+    n_people = max(1, len(track_ids))
+    assemblers = [ClipAssembler() for _ in range(n_people)]
+    for frame, crops in iter_crops(video, timeline, track_ids):
+        if frame.index >= len(is_target):  # a second decode never yields more, but guard the arrays
+            return
+        crops = crops or [None]
+        clips = np.empty((n_people,) + CLIP_SHAPE, dtype=np.float32) if is_target[frame.index] else None
+        for k, crop in enumerate(crops):
+            assemblers[k].push(frame.time, crop, out=None if clips is None else clips[k])
+        yield frame.index, frame.time, clips
 
 
 def audio_power(video: str | os.PathLike, duration_s: float) -> tuple[np.ndarray, list[str]]:

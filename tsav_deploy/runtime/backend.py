@@ -18,6 +18,7 @@ class Backend:
 
     name: str = ""
     max_batch: int | None = None  # largest batch one call accepts (TensorRT profiles); None: any
+    precision: str = "fp32"  # arithmetic of the heavy layers: fp32, fp16, bf16 or int8 (the bench's ceiling)
 
     def visual(self, clip: Array) -> np.ndarray:
         raise NotImplementedError

@@ -20,7 +20,9 @@ from ..export.manifest import Manifest, read_manifest
 from ..model import ModelConfig
 from .backend import Array, Backend
 
-ENGINES = ("auto", "torch", "torchscript", "onnx", "tensorrt")
+# onnx-int8: the statically quantized streams of `tsav export --int8` (never picked by auto: it
+# changes the numerics; agreement with float32 is in the export's manifest).
+ENGINES = ("auto", "torch", "torchscript", "onnx", "onnx-int8", "tensorrt")
 # What `auto` tries, fastest first. CPU: measured with the paper-size network on a 2-core x86 VM
 # (torch 2.13, ONNX Runtime 1.32, batch 1 and 8): relative to torch eager, ONNX Runtime ran the visual
 # stream 1.2-1.7x and the aural stream 1.9-3.0x as fast, TorchScript 1.2-1.4x and 1.2-2.6x. CUDA:
@@ -135,10 +137,10 @@ def parse_device(device: str) -> torch.device:
 
 def open_backend(manifest: Manifest, engine: str, device: torch.device, *, check_hashes: bool = True) -> Backend:
     """The backend for one artifact format of an export directory."""
-    if engine == "onnx":
+    if engine in ("onnx", "onnx-int8"):
         from .onnx_backend import OnnxBackend
 
-        return OnnxBackend(manifest, device=device, check_hashes=check_hashes)
+        return OnnxBackend(manifest, device=device, check_hashes=check_hashes, int8=engine == "onnx-int8")
     if engine == "torchscript":
         from .torch_backend import TorchBackend
 

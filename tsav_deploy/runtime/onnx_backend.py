@@ -25,7 +25,7 @@ def physical_cores() -> int:
 class OnnxBackend(Backend):
     name = "onnxruntime"
 
-    def __init__(self, manifest: Manifest, *, device: torch.device, check_hashes: bool = True):
+    def __init__(self, manifest: Manifest, *, device: torch.device, check_hashes: bool = True, int8: bool = False):
         import onnxruntime as ort
         from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
@@ -37,6 +37,12 @@ class OnnxBackend(Backend):
         missing = [part for part in ("visual", "aural", "fusion") if part not in files]
         if missing:
             raise ArtifactError(f"{manifest.folder}: no ONNX file for {', '.join(missing)}; export with --onnx")
+        if int8:
+            quantized = manifest.files("onnx-int8")
+            if not quantized:
+                raise ArtifactError(f"{manifest.folder}: no int8 graphs; export with --int8 --calibrate VIDEO")
+            files |= quantized
+            self.name, self.precision = "onnxruntime-int8", "int8"
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = physical_cores()
@@ -71,7 +77,7 @@ class OnnxBackend(Backend):
         import onnxruntime as ort
 
         return {"backend": self.name, "device": str(self.device), "source": str(self.folder), "providers": self.providers,
-                "onnxruntime": ort.__version__, "intra_op_threads": physical_cores()}
+                "onnxruntime": ort.__version__, "intra_op_threads": physical_cores(), "precision": self.precision}
 
 
 def _providers(ort, device: torch.device, folder: pathlib.Path, inputs: dict, max_batch: int) -> list:

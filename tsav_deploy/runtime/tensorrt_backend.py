@@ -104,7 +104,8 @@ class TensorRTBackend(Backend):
                 for part, name in files.items()
             }
         self.max_batch = min(e.max_batch for e in self._engines.values())
-        self.precision = {name: manifest.artifacts[name].get("precision", "fp32") for name in files.values()}
+        self.precisions = {name: manifest.artifacts[name].get("precision", "fp32") for name in files.values()}
+        self.precision = "fp16" if "fp16" in self.precisions.values() else "fp32"
         self.tensorrt_version = trt.__version__
 
     def visual(self, clip: Array) -> np.ndarray:
@@ -118,4 +119,4 @@ class TensorRTBackend(Backend):
 
     def describe(self) -> dict:
         return {"backend": self.name, "device": str(self.device), "source": str(self.folder), "tensorrt": self.tensorrt_version,
-                "precision": self.precision, "max_batch": self.max_batch}
+                "precision": self.precisions, "max_batch": self.max_batch}

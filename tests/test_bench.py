@@ -1,0 +1,86 @@
+"""tsav bench: every stage measured, a ceiling from counted FLOPs; int8 export agrees with fp32.
+
+No timed assertions: speed targets live in the benchmark's output, never in tests.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from tsav_deploy.bench import FRONTEND_STAGES, NETWORK_STAGES, count_flops, network_flops
+from tsav_deploy.cli import app
+from tsav_deploy.model import ModelConfig
+
+
+def test_bench_json_has_every_stage_and_a_ceiling(media_dir, small_checkpoint):
+    video = media_dir / "webcam_man_mp3.mp4"
+    result = CliRunner().invoke(app, ["bench", str(video), "--weights", str(small_checkpoint), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["frames"] == 72 and report["targets"] == 72
+    for stage in (*FRONTEND_STAGES, *NETWORK_STAGES, "writers"):
+        assert report["stages"][stage]["fps"] > 0, stage
+    for stage in NETWORK_STAGES:
+        assert report["stages"][stage]["items"] == 72
+    ceiling = report["ceiling"]
+    flops = network_flops(ModelConfig.reduced())
+    assert ceiling["gflop_per_frame"] == pytest.approx(sum(flops.values()) / 1e9, rel=1e-3)
+    assert ceiling["network"].startswith("reduced") and ceiling["fps"] > 0
+    assert report["end_to_end"]["fps"] > 0 and 0 < report["end_to_end"]["fraction_of_ceiling"]
+    assert report["frontend"]["fps"] > 0 and report["peak_rss_mb"] > 0
+
+
+def test_stride_lowers_the_work_per_frame(media_dir, small_checkpoint):
+    """Frontend only (no model): the ceiling is the paper network's, divided among strided frames."""
+    video = media_dir / "webcam_man_mp3.mp4"
+    result = CliRunner().invoke(app, ["bench", str(video), "--stride", "8", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert "end_to_end" not in report and report["engine"] is None
+    assert report["targets"] == 10  # frames 0, 8, ..., 64 and the last, 71
+    assert report["ceiling"]["network"] == "paper"
+    assert report["ceiling"]["gflop_per_frame"] == pytest.approx(sum(network_flops(ModelConfig()).values()) * 10 / 72 / 1e9, rel=1e-3)
+
+
+def test_flop_counter_matches_a_hand_count():
+    conv2d = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    assert count_flops(conv2d, torch.zeros(1, 3, 10, 10)) == 2 * (8 * 10 * 10) * (3 * 3 * 3)
+    conv3d = torch.nn.Conv3d(4, 6, (3, 1, 1), stride=(1, 2, 2), padding=(1, 0, 0), bias=False)
+    assert count_flops(conv3d, torch.zeros(2, 4, 8, 6, 6)) == 2 * (2 * 6 * 8 * 3 * 3) * (4 * 3)
+    linear = torch.nn.Linear(5, 7)
+    assert count_flops(linear, torch.zeros(2, 5)) == 2 * 2 * 5 * 7
+
+
+def test_paper_network_costs_the_issues_45_gflop_per_frame():
+    flops = network_flops(ModelConfig())
+    assert flops["visual"] / 1e9 == pytest.approx(40.5, rel=0.01)
+    assert sum(flops.values()) / 1e9 == pytest.approx(45.2, rel=0.01)
+    reduced = network_flops(ModelConfig.reduced())
+    assert sum(reduced.values()) < sum(flops.values()) / 40
+
+
+def test_int8_export_of_the_reduced_network_agrees_with_float32(media_dir, small_checkpoint, tmp_path):
+    """Calibrated on 16 frames of a real recording, checked on all its frames through the onnx-int8 engine."""
+    from tsav_deploy.annotate import AnnotateOptions, annotate_video
+    from tsav_deploy.export.exporter import Exporter
+    from tsav_deploy.export.manifest import read_manifest
+    from tsav_deploy.faces import get_backend
+    from tsav_deploy.runtime import Engine
+
+    result = Exporter(["onnx"], int8=True, calibration=[media_dir / "webcam_man_mp3.mp4"])(small_checkpoint, tmp_path / "export")
+    manifest = read_manifest(tmp_path / "export")
+    assert set(manifest.files("onnx-int8")) == {"visual", "aural"}
+    assert result.manifest["int8"]["calibration"]["samples"] > 0
+    fp32, int8 = Engine.load(tmp_path / "export", engine="onnx"), Engine.load(tmp_path / "export", engine="onnx-int8")
+    assert (fp32.backend.precision, int8.backend.precision) == ("fp32", "int8")
+    backend = get_backend("dlib")
+    video = media_dir / "webcam_man_mp3.mp4"
+    a, b = (annotate_video(video, engine, backend, AnnotateOptions()).persons[0].predictions for engine in (fp32, int8))
+    assert np.mean(a.expression == b.expression) >= 0.9
+    assert np.mean(a.au == b.au) >= 0.9
+    assert np.abs(a.valence - b.valence).max() < 0.1 and np.abs(a.arousal - b.arousal).max() < 0.1
+    assert not np.array_equal(a.au_probs, b.au_probs)  # the int8 graphs really ran
