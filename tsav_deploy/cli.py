@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import pathlib
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -27,6 +27,16 @@ app = typer.Typer(
 )
 weights_app = typer.Typer(help="Published weights: list, download, locate.", no_args_is_help=True)
 app.add_typer(weights_app, name="weights")
+
+# Options that several commands share, declared once so their names and help stay the same.
+Weights = Annotated[Optional[str], typer.Option("--weights", "-w", help="Checkpoint path or published name.")]
+ExportDir = Annotated[Optional[pathlib.Path], typer.Option("--model", "-m", help="Export directory (tsav export).")]
+EngineName = Annotated[str, typer.Option("--engine", help="auto | torch | torchscript | onnx | onnx-int8 | tensorrt.")]
+Device = Annotated[str, typer.Option("--device", help="cpu | cuda[:N].")]
+FaceBackendName = Annotated[str, typer.Option("--faces", help="auto | insightface | dlib.")]
+Person = Annotated[str, typer.Option("--person", help="main (the person seen in most frames) | all.")]
+Stride = Annotated[int, typer.Option("--stride", min=1, help="Run the network every K-th frame, interpolate between (1 = exact).")]
+BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Frames per network batch.")]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -178,17 +188,17 @@ NO_WEIGHTS = (
 @user_errors
 def annotate(
     inputs: list[str] = typer.Argument(..., help="Video files, directories or globs."),
-    weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Checkpoint path or published name."),
-    model: Optional[pathlib.Path] = typer.Option(None, "--model", "-m", help="Export directory (tsav export)."),
-    engine: str = typer.Option("auto", "--engine", help="auto | torch | torchscript | onnx | tensorrt."),
-    device: str = typer.Option("cpu", "--device", help="cpu | cuda[:N]."),
-    faces: str = typer.Option("auto", "--faces", help="auto | insightface | dlib."),
-    person: str = typer.Option("main", "--person", help="main (the person seen longest) | all."),
+    weights: Weights = None,
+    model: ExportDir = None,
+    engine: EngineName = "auto",
+    device: Device = "cpu",
+    faces: FaceBackendName = "auto",
+    person: Person = "main",
     out: pathlib.Path = typer.Option(pathlib.Path("tsav_out"), "--out", "-o", help="Output directory."),
     overlay: bool = typer.Option(False, "--overlay", help="Also write <name>.overlay.mp4."),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Write <name>.png, a timeline plot."),
-    stride: int = typer.Option(1, "--stride", min=1, help="Run the network every K-th frame, interpolate between (1 = exact)."),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Frames per network batch."),
+    stride: Stride = 1,
+    batch_size: BatchSize = 8,
     au_threshold: float = typer.Option(0.5, "--au-threshold", min=0.0, max=1.0, help="AU probability threshold (0.6225 = the authors' writer)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo videos whose outputs are complete."),
 ) -> None:
@@ -260,15 +270,15 @@ def annotate(
 @user_errors
 def bench(
     video: pathlib.Path = typer.Argument(..., help="A video (the issue's benchmark: ../shared/media/pexels_woman_silent_audio.mp4)."),
-    weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Checkpoint path or published name."),
-    model: Optional[pathlib.Path] = typer.Option(None, "--model", "-m", help="Export directory (tsav export)."),
-    engine: str = typer.Option("auto", "--engine", help="auto | torch | torchscript | onnx | onnx-int8 | tensorrt."),
-    device: str = typer.Option("cpu", "--device", help="cpu | cuda[:N]."),
-    faces: str = typer.Option("dlib", "--faces", help="auto | insightface | dlib."),
+    weights: Weights = None,
+    model: ExportDir = None,
+    engine: EngineName = "auto",
+    device: Device = "cpu",
+    faces: FaceBackendName = "dlib",
     detector: str = typer.Option("hog+cnn", "--detector", help="dlib detector: hog, cnn, hog+cnn."),
-    person: str = typer.Option("main", "--person", help="main | all."),
-    stride: int = typer.Option(1, "--stride", min=1, help="Run the network every K-th frame, interpolate between."),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Frames per network batch."),
+    person: Person = "main",
+    stride: Stride = 1,
+    batch_size: BatchSize = 8,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Frames/s of every stage and end to end, peak memory, and the model-bound ceiling measured in the same run.
@@ -367,7 +377,7 @@ def evaluate(
 def preprocess(
     videos_dir: pathlib.Path = typer.Argument(..., help="Folder of videos (searched recursively, e.g. Aff-Wild2's batch folders)."),
     out: pathlib.Path = typer.Option(..., "--out", "-o", help="Cache folder; run again to resume an interrupted run."),
-    faces: str = typer.Option("auto", "--faces", help="Face backend: auto, insightface or dlib."),
+    faces: FaceBackendName = "auto",
     workers: int = typer.Option(1, "--workers", "-j", help="Videos processed in parallel (processes)."),
 ) -> None:
     """Run the shared frontend over every video once and cache aligned crops, masks and mel power for training."""
