@@ -183,3 +183,21 @@ def test_unwritable_output_and_missing_weights_are_one_line(media_dir, small_che
     assert result.exit_code == 2 and "cannot write results" in result.output
     result = run_cli("annotate", str(media_dir / "webcam_man_mp3.mp4"))
     assert result.exit_code == 2 and "--weights" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_every_person_gets_its_own_files(media_dir, small_checkpoint, tmp_path):
+    video = media_dir / "stage_and_audience.mp4"
+    out = tmp_path / "out"
+    result = run_cli("annotate", str(video), "--weights", str(small_checkpoint), "--person", "all", "--detector", "hog",
+                     "--stride", "8", "--out", str(out), "--no-plot")
+    assert result.exit_code == 0, result.output
+    people = json.loads((out / "summary.json").read_text())["videos"]["stage_and_audience"]["faces_found"]
+    assert len(people) >= 2
+    expected = {"left", "right"} if len(people) == 2 else {f"person{k + 1}" for k in range(len(people))}
+    assert set(people) == expected
+    n = decoded_frames(video)
+    for suffix, found in people.items():
+        lines = (out / "VA_Set" / f"stage_and_audience_{suffix}.txt").read_text().splitlines()
+        assert len(lines) == n + 1 and 0 < found <= n
+    table = (out / "stage_and_audience.csv").read_text().splitlines()
+    assert len(table) == len(people) * n + 1  # one row per frame and person
