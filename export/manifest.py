@@ -10,6 +10,7 @@ import os
 import pathlib
 from dataclasses import dataclass
 
+from ..atomic import write_text
 from ..checkpoint import file_sha256
 from ..constants import CLIP_SHAPE, N_OUTPUTS, SPEC_SHAPE, preprocessing_dict
 from ..errors import ArtifactError
@@ -45,10 +46,8 @@ def contract(config: ModelConfig) -> dict:
 
 
 def write_json_atomic(path: pathlib.Path, data: dict) -> None:
-    """Write under a temporary name, then rename: readers see the old file or the whole new one."""
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    """Readers see the old manifest or the whole new one (``atomic.write_text``)."""
+    write_text(path, json.dumps(data, indent=1, sort_keys=False) + "\n")
 
 
 def file_entry(path: pathlib.Path, **info) -> dict:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .atomic import atomic_path
 from .constants import preprocessing_dict
 from .errors import CheckpointError
 from .model import TSAV, ModelConfig
@@ -202,8 +203,6 @@ def save_checkpoint(
         },
         "extras": extras or {},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
     return path

@@ -18,6 +18,7 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 
+from .atomic import atomic_path
 from .checkpoint import file_sha256
 from .errors import CheckpointError
 
@@ -103,18 +104,15 @@ def fetch(entry: Published, *, progress: bool = True, root: pathlib.Path | None 
 def _download(url: str, dest: pathlib.Path, *, progress: bool) -> None:
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-    tmp = dest.with_name(dest.name + ".partial")
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
+        with atomic_path(dest) as tmp, urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
             with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), disable=not progress, transient=True) as bar:
                 task = bar.add_task(f"downloading {dest.name}", total=total)
                 while block := response.read(1 << 20):
                     out.write(block)
                     bar.advance(task, len(block))
-        tmp.replace(dest)
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        tmp.unlink(missing_ok=True)
         reason = getattr(exc, "reason", exc)
         raise CheckpointError(
             f"could not download {url} ({reason}); download it by hand and pass --weights PATH"
@@ -148,8 +146,6 @@ def _extract(archive: pathlib.Path, folder: pathlib.Path, suffixes: tuple[str, .
         member = sorted(members, key=lambda m: (suffixes.index(next(s for s in suffixes if m.endswith(s))), m))[0]
         target = folder / pathlib.PurePosixPath(member).name
         if not target.exists():
-            tmp = target.with_name(target.name + ".partial")
-            with zf.open(member) as src, open(tmp, "wb") as dst:
+            with atomic_path(target) as tmp, zf.open(member) as src, open(tmp, "wb") as dst:
                 shutil.copyfileobj(src, dst)
-            tmp.replace(target)
     return target

@@ -5,9 +5,8 @@ import csv
 import io
 import pathlib
 
-import numpy as np
 
-from .atomic import atomic_path, write_text
+from .atomic import write_text
 from .constants import ACTION_UNITS, EXPRESSIONS
 from .results import PersonResult, VideoResult
 
@@ -75,26 +74,3 @@ def write_table(path: pathlib.Path, result: VideoResult) -> pathlib.Path:
     writer.writerow(TABLE_COLUMNS)
     writer.writerows(table_rows(result))
     return write_text(path, buffer.getvalue())
-
-
-def read_table(path: pathlib.Path):
-    """The per-frame table as a pandas DataFrame where pandas is installed, else a dict of columns."""
-    try:
-        import pandas as pd
-    except ImportError:
-        with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-        return {c: np.array([r[c] for r in rows]) for c in TABLE_COLUMNS}
-    return pd.read_csv(path)
-
-
-def write_parquet_if_possible(path: pathlib.Path, csv_path: pathlib.Path) -> pathlib.Path | None:
-    """A Parquet copy of the table where pandas and pyarrow are installed (optional)."""
-    try:
-        import pandas as pd
-        import pyarrow  # noqa: F401  (pandas' parquet engine)
-    except ImportError:
-        return None
-    with atomic_path(path) as tmp:
-        pd.read_csv(csv_path).to_parquet(tmp, index=False)
-    return path
