@@ -195,7 +195,7 @@ def _int8_logits(model: TSAV, files: dict[str, pathlib.Path], clip: np.ndarray, 
 def versions() -> dict[str, str | None]:
     """Versions of everything that made or can read the artifacts (None: not installed)."""
     found: dict[str, str | None] = {"tsav_deploy": __version__, "python": platform.python_version(), "torch": torch.__version__}
-    for package in ("onnx", "onnxruntime", "tensorrt"):
+    for package in ("onnx", "onnxruntime", "openvino", "tensorrt"):
         try:
             found[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:

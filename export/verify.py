@@ -17,7 +17,7 @@ import torch
 from ..errors import ArtifactError, TsavError
 from ..predictions import decode
 from ..runtime.backend import Backend
-from ..runtime.engine import open_backend, parse_device
+from ..runtime.engine import ARTIFACT_FORMAT, open_backend, parse_device
 from .manifest import REFERENCE_FILE, Manifest, read_manifest
 from .probes import OUTPUTS, probe_inputs
 
@@ -93,8 +93,8 @@ class VerificationReport:
 def verify_export(folder: str | os.PathLike, *, device: str = "cpu") -> VerificationReport:
     """Check every file's hash, then every artifact's outputs against the stored PyTorch outputs.
 
-    ONNX and TorchScript run on ``device``; TensorRT engines on CUDA, skipped (not failed) where
-    TensorRT or a GPU is absent. Raises ``ArtifactError`` only for an unreadable manifest.
+    ONNX (in ONNX Runtime, and in OpenVINO on the CPU) and TorchScript run on ``device``; TensorRT
+    engines on CUDA. A runtime missing here (TensorRT, a GPU, OpenVINO on CUDA) is skipped, not failed. Raises ``ArtifactError`` only for an unreadable manifest.
     """
     manifest = read_manifest(folder)
     dev = parse_device(device)
@@ -108,8 +108,8 @@ def verify_export(folder: str | os.PathLike, *, device: str = "cpu") -> Verifica
     if REFERENCE_FILE not in intact:
         return VerificationReport(manifest.folder, rows)
     probes, reference = _probes_and_reference(manifest)
-    for engine in ("onnx", "torchscript", "tensorrt"):
-        files = manifest.files(engine)
+    for engine in ("onnx", "openvino", "torchscript", "tensorrt"):
+        files = manifest.files(ARTIFACT_FORMAT[engine])
         if not files or not set(files.values()) <= intact:
             continue
         try:

@@ -92,21 +92,24 @@ def test_every_recording_with_an_authors_checkpoint(media_dir, authors_checkpoin
     assert not list(out.rglob("*.partial*"))
 
 
-def test_onnx_and_pytorch_engines_write_the_same_files(media_dir, small_checkpoint, small_export, tmp_path):
+def test_onnx_openvino_and_pytorch_engines_write_the_same_files(media_dir, small_checkpoint, small_export, tmp_path):
     video = str(media_dir / "webcam_man_mp3.mp4")
     assert run_cli("annotate", video, "--weights", str(small_checkpoint), "--out", str(tmp_path / "torch"), "--no-plot").exit_code == 0
-    assert run_cli("annotate", video, "--model", str(small_export), "--engine", "onnx", "--out", str(tmp_path / "onnx"), "--no-plot").exit_code == 0
-    for task in ("VA_Set", "EXPR_Set", "AU_Set"):
-        torch_lines = (tmp_path / "torch" / task / "webcam_man_mp3.txt").read_text().splitlines()
-        onnx_lines = (tmp_path / "onnx" / task / "webcam_man_mp3.txt").read_text().splitlines()
-        if task == "VA_Set":  # 3 decimals: fp32 differences may flip the last digit, nothing more
-            a = np.array([[float(x) for x in line.split(",")] for line in torch_lines[1:]])
-            b = np.array([[float(x) for x in line.split(",")] for line in onnx_lines[1:]])
-            assert np.abs(a - b).max() <= 0.0011
-        else:
-            assert torch_lines == onnx_lines
-    engines = [json.loads((tmp_path / d / "summary.json").read_text())["videos"]["webcam_man_mp3"]["engine"] for d in ("torch", "onnx")]
-    assert engines == ["torch", "onnxruntime"]
+    for engine in ("onnx", "openvino"):
+        result = run_cli("annotate", video, "--model", str(small_export), "--engine", engine, "--out", str(tmp_path / engine), "--no-plot")
+        assert result.exit_code == 0
+    for engine in ("onnx", "openvino"):
+        for task in ("VA_Set", "EXPR_Set", "AU_Set"):
+            torch_lines = (tmp_path / "torch" / task / "webcam_man_mp3.txt").read_text().splitlines()
+            lines = (tmp_path / engine / task / "webcam_man_mp3.txt").read_text().splitlines()
+            if task == "VA_Set":  # 3 decimals: fp32 differences may flip the last digit, nothing more
+                a = np.array([[float(x) for x in line.split(",")] for line in torch_lines[1:]])
+                b = np.array([[float(x) for x in line.split(",")] for line in lines[1:]])
+                assert np.abs(a - b).max() <= 0.0011, engine
+            else:
+                assert torch_lines == lines, engine
+    engines = [json.loads((tmp_path / d / "summary.json").read_text())["videos"]["webcam_man_mp3"]["engine"] for d in ("torch", "onnx", "openvino")]
+    assert engines == ["torch", "onnxruntime", "openvino"]
 
 
 def _videos_dir(media_dir, tmp_path):

@@ -64,7 +64,7 @@ def test_paper_network_costs_the_issues_45_gflop_per_frame():
 
 
 def test_int8_export_of_the_reduced_network_agrees_with_float32(media_dir, small_checkpoint, tmp_path):
-    """Calibrated on 16 frames of a real recording, checked on all its frames through the onnx-int8 engine."""
+    """Calibrated on 16 frames of a real recording, checked on all its frames through both int8 engines."""
     from tsav_deploy.annotate import AnnotateOptions, annotate_video
     from tsav_deploy.export.exporter import Exporter
     from tsav_deploy.export.manifest import read_manifest
@@ -75,12 +75,15 @@ def test_int8_export_of_the_reduced_network_agrees_with_float32(media_dir, small
     manifest = read_manifest(tmp_path / "export")
     assert set(manifest.files("onnx-int8")) == {"visual", "aural"}
     assert result.manifest["int8"]["calibration"]["samples"] > 0
-    fp32, int8 = Engine.load(tmp_path / "export", engine="onnx"), Engine.load(tmp_path / "export", engine="onnx-int8")
-    assert (fp32.backend.precision, int8.backend.precision) == ("fp32", "int8")
+    fp32 = Engine.load(tmp_path / "export", engine="onnx")
     backend = get_backend("dlib")
     video = media_dir / "webcam_man_mp3.mp4"
-    a, b = (annotate_video(video, engine, backend, AnnotateOptions()).persons[0].predictions for engine in (fp32, int8))
-    assert np.mean(a.expression == b.expression) >= 0.9
-    assert np.mean(a.au == b.au) >= 0.9
-    assert np.abs(a.valence - b.valence).max() < 0.1 and np.abs(a.arousal - b.arousal).max() < 0.1
-    assert not np.array_equal(a.au_probs, b.au_probs)  # the int8 graphs really ran
+    a = annotate_video(video, fp32, backend, AnnotateOptions()).persons[0].predictions
+    for name in ("onnx-int8", "openvino-int8"):
+        int8 = Engine.load(tmp_path / "export", engine=name)
+        assert (fp32.backend.precision, int8.backend.precision) == ("fp32", "int8")
+        b = annotate_video(video, int8, backend, AnnotateOptions()).persons[0].predictions
+        assert np.mean(a.expression == b.expression) >= 0.9, name
+        assert np.mean(a.au == b.au) >= 0.9, name
+        assert np.abs(a.valence - b.valence).max() < 0.1 and np.abs(a.arousal - b.arousal).max() < 0.1, name
+        assert not np.array_equal(a.au_probs, b.au_probs), name  # the int8 graphs really ran

@@ -232,7 +232,7 @@ def test_re_export_replaces_a_previous_export_consistently(small_checkpoint, exp
     result = Exporter(["onnx"])(small_checkpoint, export_copy)
     assert set(result.manifest["artifacts"]) == {"visual.onnx", "aural.onnx", "fusion.onnx", "parity_reference.npz"}
     assert verify_export(export_copy).ok
-    assert Engine.load(export_copy).name == "onnxruntime"
+    assert Engine.load(export_copy).name == "openvino"
     with pytest.raises(ArtifactError, match="no TorchScript file"):
         Engine.load(export_copy, engine="torchscript")  # the old tsav.ts is no longer claimed
 

@@ -33,7 +33,8 @@ def inputs():
 
 
 def backends_present(small_checkpoint, small_export) -> list[tuple[str, Engine]]:
-    engines = [("torch", Engine.load(small_checkpoint)), ("onnx", Engine.load(small_export, "onnx")), ("torchscript", Engine.load(small_export, "torchscript"))]
+    engines = [("torch", Engine.load(small_checkpoint)), ("onnx", Engine.load(small_export, "onnx")),
+               ("openvino", Engine.load(small_export, "openvino")), ("torchscript", Engine.load(small_export, "torchscript"))]
     if CUDA:
         engines += [("torch cuda", Engine.load(small_checkpoint, device="cuda")), ("torchscript cuda", Engine.load(small_export, "torchscript", device="cuda"))]
     return engines
@@ -63,12 +64,13 @@ def test_every_backend_gives_the_same_predictions(small_checkpoint, small_export
         np.testing.assert_allclose(got.valence, want.valence, atol=1e-4, err_msg=label)
 
 
-def test_auto_picks_onnxruntime_on_cpu_and_says_so(small_checkpoint, small_export):
+def test_auto_picks_openvino_on_cpu_and_says_so(small_checkpoint, small_export):
     engine = Engine.load(small_export)
-    assert engine.name == "onnxruntime"
+    assert engine.name == "openvino"
     info = engine.describe()
-    assert info["selection"].startswith("onnx (auto") and info["providers"] == ["CPUExecutionProvider"]
-    assert info["intra_op_threads"] >= 1 and info["model_config"]["widths"] == (8, 16, 32, 64)
+    assert info["selection"].startswith("openvino (auto") and info["precision"] == "fp32"
+    assert info["inference_threads"] >= 1 and info["model_config"]["widths"] == (8, 16, 32, 64)
+    assert Engine.load(small_export, "onnx").describe()["providers"] == ["CPUExecutionProvider"]
     assert Engine.load(small_checkpoint).name == "torch"
 
 
@@ -119,6 +121,11 @@ def garbage_torchscript(folder):
     rehash(folder, "tsav.ts")
 
 
+def garbage_onnx(folder):
+    (folder / "aural.onnx").write_bytes((folder / "aural.onnx").read_bytes()[:500])
+    rehash(folder, "aural.onnx")
+
+
 def flip_byte(folder, name="aural.onnx"):
     data = bytearray((folder / name).read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -140,6 +147,9 @@ BAD_ARTIFACTS = {
     "contract mismatch": (lambda f: edit_manifest(f, set_clip_shape), "auto", "the contract of 'visual'"),
     "preprocessing mismatch": (lambda f: edit_manifest(f, set_clip_mean), "auto", "different preprocessing constants"),
     "wrong graph": (swap_in_aural_graph, "onnx", "visual.onnx: inputs ['spec'], the contract says ['clip']"),
+    "wrong graph (openvino)": (swap_in_aural_graph, "openvino", "visual.onnx: inputs ['spec'], the contract says ['clip']"),
+    "not onnx (openvino)": (garbage_onnx, "openvino", "aural.onnx: OpenVINO cannot load it"),
+    "not onnx (onnxruntime)": (garbage_onnx, "onnx", "aural.onnx: ONNX Runtime cannot load it"),
     "not torchscript": (garbage_torchscript, "torchscript", "tsav.ts: not a loadable TorchScript file"),
     "no manifest": (lambda f: (f / "manifest.json").unlink(), "auto", "no manifest.json"),
     "not json": (lambda f: (f / "manifest.json").write_text("{"), "auto", "not valid JSON"),
@@ -164,7 +174,9 @@ def test_engine_and_source_must_fit(small_checkpoint, small_export):
     with pytest.raises(ArtifactError, match="no TensorRT engine for visual, aural, fusion; export with --trt"):
         Engine.load(small_export, engine="tensorrt")
     with pytest.raises(TsavError, match="unknown engine"):
-        Engine.load(small_export, engine="openvino")
+        Engine.load(small_export, engine="openvino-gpu")
+    with pytest.raises(ArtifactError, match="no int8 graphs; export with --int8"):
+        Engine.load(small_export, engine="openvino-int8")
     with pytest.raises(TsavError, match="compile=True applies to the torch engine"):
         Engine.load(small_export, engine="onnx", compile=True)
 
@@ -175,6 +187,9 @@ def test_missing_runtimes_are_clear_errors(small_export):
             Engine.load(small_export, device="cuda")
     with pytest.raises(TsavError, match="unknown device|not supported"):
         Engine.load(small_export, device="tpu")
+    if CUDA:
+        with pytest.raises(TsavError, match="openvino engine runs on the CPU"):
+            Engine.load(small_export, engine="openvino", device="cuda")
 
 
 @pytest.mark.gpu
@@ -208,4 +223,4 @@ def test_tensorrt_engines_without_tensorrt_are_skipped_by_verify_and_refused_by_
     with pytest.raises(TsavError, match="TensorRT is not installed|needs a CUDA GPU") as info:
         Engine.load(folder, engine="tensorrt")
     assert "\n" not in str(info.value)
-    assert Engine.load(folder).name == "onnxruntime"  # auto passes over what cannot run here
+    assert Engine.load(folder).name == "openvino"  # auto passes over what cannot run here

@@ -20,14 +20,18 @@ from ..export.manifest import Manifest, read_manifest
 from ..model import ModelConfig
 from .backend import Array, Backend
 
-# onnx-int8: the statically quantized streams of `tsav export --int8` (never picked by auto: it
-# changes the numerics; agreement with float32 is in the export's manifest).
-ENGINES = ("auto", "torch", "torchscript", "onnx", "onnx-int8", "tensorrt")
-# What `auto` tries, fastest first. CPU: measured with the paper-size network on a 2-core x86 VM
-# (torch 2.13, ONNX Runtime 1.32, batch 1 and 8): relative to torch eager, ONNX Runtime ran the visual
-# stream 1.2-1.7x and the aural stream 1.9-3.0x as fast, TorchScript 1.2-1.4x and 1.2-2.6x. CUDA:
-# TensorRT's fused, tuned kernels first by design (not measurable where this was written).
-AUTO_ORDER = {"cpu": ("onnx", "torchscript"), "cuda": ("tensorrt", "onnx", "torchscript")}
+# *-int8: the statically quantized streams of `tsav export --int8` (never picked by auto: they change
+# the numerics; agreement with float32 is in the export's manifest).
+ENGINES = ("auto", "torch", "torchscript", "onnx", "onnx-int8", "openvino", "openvino-int8", "tensorrt")
+# The artifact format each engine runs: OpenVINO reads the ONNX files.
+ARTIFACT_FORMAT = {"torchscript": "torchscript", "onnx": "onnx", "onnx-int8": "onnx-int8", "openvino": "onnx",
+                   "openvino-int8": "onnx-int8", "tensorrt": "tensorrt"}
+# What `auto` tries, fastest first. CPU: measured with the paper-size network on a 2-core AVX-512 VM
+# (torch 2.13, ONNX Runtime 1.32, OpenVINO 2026.4, batch 8): the visual stream ran at 0.97 of the fp32
+# matmul rate in OpenVINO, 0.52-0.61 in ONNX Runtime and 0.23-0.48 in torch eager (channels-last
+# included); TorchScript is ONNX Runtime's fallback. CUDA: TensorRT's fused, tuned kernels first by
+# design (not measurable where this was written).
+AUTO_ORDER = {"cpu": ("openvino", "onnx", "torchscript"), "cuda": ("tensorrt", "onnx", "torchscript")}
 
 
 class Engine:
@@ -141,6 +145,10 @@ def open_backend(manifest: Manifest, engine: str, device: torch.device, *, check
         from .onnx_backend import OnnxBackend
 
         return OnnxBackend(manifest, device=device, check_hashes=check_hashes, int8=engine == "onnx-int8")
+    if engine in ("openvino", "openvino-int8"):
+        from .openvino_backend import OpenVinoBackend
+
+        return OpenVinoBackend(manifest, device=device, check_hashes=check_hashes, int8=engine == "openvino-int8")
     if engine == "torchscript":
         from .torch_backend import TorchBackend
 
@@ -159,7 +167,7 @@ def open_backend(manifest: Manifest, engine: str, device: torch.device, *, check
 def _auto(manifest: Manifest, device: torch.device) -> tuple[str, str]:
     order = AUTO_ORDER[device.type]
     for engine in order:
-        if manifest.files(engine) and _runs_here(engine, device):
+        if manifest.files(ARTIFACT_FORMAT[engine]) and _runs_here(engine, device):
             return engine, f"{engine} (auto: fastest present on {device.type}; order {' > '.join(order)})"
     formats = sorted({entry.get("format") for entry in manifest.artifacts.values()} & set(ENGINES))
     raise ArtifactError(
@@ -171,6 +179,8 @@ def _auto(manifest: Manifest, device: torch.device) -> tuple[str, str]:
 def _runs_here(engine: str, device: torch.device) -> bool:
     if engine == "tensorrt":
         return device.type == "cuda" and importlib.util.find_spec("tensorrt") is not None
+    if engine == "openvino":
+        return device.type == "cpu" and importlib.util.find_spec("openvino") is not None
     if engine == "onnx":
         if importlib.util.find_spec("onnxruntime") is None:
             return False

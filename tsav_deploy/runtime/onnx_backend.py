@@ -33,15 +33,7 @@ class OnnxBackend(Backend):
                        ort_errors.InvalidArgument, ort_errors.RuntimeException)
         self.device = device
         self.folder = manifest.folder
-        files = manifest.files("onnx")
-        missing = [part for part in ("visual", "aural", "fusion") if part not in files]
-        if missing:
-            raise ArtifactError(f"{manifest.folder}: no ONNX file for {', '.join(missing)}; export with --onnx")
         if int8:
-            quantized = manifest.files("onnx-int8")
-            if not quantized:
-                raise ArtifactError(f"{manifest.folder}: no int8 graphs; export with --int8 --calibrate VIDEO")
-            files |= quantized
             self.name, self.precision = "onnxruntime-int8", "int8"
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -49,14 +41,15 @@ class OnnxBackend(Backend):
         io = contract(manifest.config)
         max_batch = int(manifest.data.get("batch", {}).get("max", 32))
         self._sessions = {}
-        for part, name in files.items():
+        for part, name in onnx_files(manifest, int8).items():
             path = manifest.checked_path(name) if check_hashes else manifest.folder / name
             providers = _providers(ort, device, path.parent, io[part]["inputs"], max_batch)
             try:
                 session = ort.InferenceSession(str(path), options, providers=providers)
             except load_errors as exc:
                 raise ArtifactError(f"{path}: ONNX Runtime cannot load it ({str(exc).strip().splitlines()[0][:160]})") from None
-            _check_io(session, io[part], path)
+            check_io({kind: [(arg.name, arg.shape, ORT_TYPES.get(arg.type, arg.type)) for arg in args]
+                      for kind, args in (("inputs", session.get_inputs()), ("outputs", session.get_outputs()))}, io[part], path)
             self._sessions[part] = session
         self.providers = self._sessions["visual"].get_providers()
 
@@ -106,16 +99,34 @@ def _providers(ort, device: torch.device, folder: pathlib.Path, inputs: dict, ma
     return [tensorrt, cuda, "CPUExecutionProvider"]
 
 
-def _check_io(session, spec: dict, path: pathlib.Path) -> None:
-    """The graph's inputs and outputs must be the contract's, in order, with a dynamic batch axis."""
-    for kind, actual in (("inputs", session.get_inputs()), ("outputs", session.get_outputs())):
+def onnx_files(manifest: Manifest, int8: bool) -> dict[str, str]:
+    """``{part: file}`` of the ONNX graphs to run: float32, with the int8 streams in their place for int8."""
+    files = manifest.files("onnx")
+    missing = [part for part in ("visual", "aural", "fusion") if part not in files]
+    if missing:
+        raise ArtifactError(f"{manifest.folder}: no ONNX file for {', '.join(missing)}; export with --onnx")
+    if int8:
+        quantized = manifest.files("onnx-int8")
+        if not quantized:
+            raise ArtifactError(f"{manifest.folder}: no int8 graphs; export with --int8 --calibrate VIDEO")
+        files |= quantized
+    return files
+
+
+ORT_TYPES = {"tensor(float)": "float32"}
+
+
+def check_io(ports: dict[str, list[tuple[str, list, str]]], spec: dict, path: pathlib.Path) -> None:
+    """The graph's inputs and outputs (``{"inputs": [(name, shape, dtype)], "outputs": ...}``, dynamic
+    dimensions as anything but an int) must be the contract's, in order, with a dynamic batch axis."""
+    for kind, actual in ports.items():
         expected = spec[kind]
-        names = [arg.name for arg in actual]
+        names = [name for name, _, _ in actual]
         if names != list(expected):
             raise ArtifactError(f"{path}: {kind} {names}, the contract says {list(expected)}; wrong file or re-export")
-        for arg in actual:
-            want = expected[arg.name]["shape"]
-            if isinstance(arg.shape[0], int) or list(arg.shape[1:]) != list(want[1:]) or arg.type != "tensor(float)":
+        for name, shape, dtype in actual:
+            want = expected[name]["shape"]
+            if isinstance(shape[0], int) or list(shape[1:]) != list(want[1:]) or dtype != "float32":
                 raise ArtifactError(
-                    f"{path}: {arg.name} is {arg.type} {arg.shape}, the contract says float32 {want} (dynamic batch); re-export"
+                    f"{path}: {name} is {dtype} {shape}, the contract says float32 {want} (dynamic batch); re-export"
                 )
