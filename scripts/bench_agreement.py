@@ -1,9 +1,10 @@
 """Agreement of fast annotation paths with full-rate float32 (issue 7's fast-mode criterion; a benchmark).
 
-    python scripts/bench_agreement.py EXPORT_DIR VIDEO... [--stride 4 --stride 8] [--int8]
+    python scripts/bench_agreement.py EXPORT_DIR VIDEO... [--stride 4 --stride 8] [--int8] [--runtime onnx]
 
-Annotates each video once at full rate with the float32 ONNX engine (the reference), then with every
-``--stride`` (and, with ``--int8``, the int8 engine at full rate and at every stride), and prints per
+Annotates each video once at full rate with the float32 engine of ``--runtime`` (openvino or onnx;
+the reference), then with every ``--stride`` (and, with ``--int8``, that runtime's int8 engine at
+full rate and at every stride), and prints per
 video and pooled over all frames: valence/arousal CCC, expression argmax agreement and AU decision
 agreement with the reference, and each run's wall time. Faces are found once per video (pass 1 does
 not depend on the engine or the stride), so only the network part differs between runs.
@@ -29,11 +30,12 @@ def main() -> None:
     parser.add_argument("videos", nargs="+")
     parser.add_argument("--stride", type=int, action="append", default=[])
     parser.add_argument("--int8", action="store_true")
+    parser.add_argument("--runtime", choices=("openvino", "onnx"), default="openvino")
     args = parser.parse_args()
 
-    engines = {"fp32": Engine.load(args.export_dir, engine="onnx")}
+    engines = {"fp32": Engine.load(args.export_dir, engine=args.runtime)}
     if args.int8:
-        engines["int8"] = Engine.load(args.export_dir, engine="onnx-int8")
+        engines["int8"] = Engine.load(args.export_dir, engine=f"{args.runtime}-int8")
     runs = [("fp32", s) for s in args.stride] + [("int8", s) for s in [1, *args.stride] if args.int8]
     backend = get_backend("dlib")
     logits: dict[tuple[str, int], list[np.ndarray]] = {run: [] for run in [("fp32", 1), *runs]}

@@ -31,7 +31,7 @@ app.add_typer(weights_app, name="weights")
 # Options that several commands share, declared once so their names and help stay the same.
 Weights = Annotated[Optional[str], typer.Option("--weights", "-w", help="Checkpoint path or published name.")]
 ExportDir = Annotated[Optional[pathlib.Path], typer.Option("--model", "-m", help="Export directory (tsav export).")]
-EngineName = Annotated[str, typer.Option("--engine", help="auto | torch | torchscript | onnx | onnx-int8 | tensorrt.")]
+EngineName = Annotated[str, typer.Option("--engine", help="auto | torch | torchscript | onnx | onnx-int8 | openvino | openvino-int8 | tensorrt.")]
 Device = Annotated[str, typer.Option("--device", help="cpu | cuda[:N].")]
 FaceBackendName = Annotated[str, typer.Option("--faces", help="auto | insightface | dlib.")]
 Detector = Annotated[str, typer.Option("--detector", help="dlib detector: hog+cnn (finds more, ~1.3 s per shot), hog (fastest), cnn.")]

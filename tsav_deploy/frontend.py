@@ -10,6 +10,7 @@ again and aligns only the chosen people's faces, each frame once.
 from __future__ import annotations
 
 import os
+from contextlib import closing
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ from .clips import ClipAssembler
 from .constants import CLIP_SHAPE, CROP_SIZE
 from .faces import Face, FaceBackend, Track, crop_and_mask, detect_video, main_track, track_faces
 from .media import VideoFrame, iter_frames, read_audio
+from .prefetch import prefetch
 
 Progress = Callable[[int], None]  # called with the number of frames just processed
 
@@ -51,8 +53,15 @@ class FaceTimeline:
         return found
 
 
-def scan_faces(video: str | os.PathLike, backend: FaceBackend, *, progress: Progress | None = None) -> FaceTimeline:
-    """Pass 1: decode, detect/follow faces, then group them into people (tracks)."""
+def scan_faces(
+    video: str | os.PathLike,
+    backend: FaceBackend,
+    *,
+    progress: Progress | None = None,
+    on_frame: Callable[[int, float], None] | None = None,
+) -> FaceTimeline:
+    """Pass 1: decode, detect/follow faces, then group them into people (tracks). ``on_frame(index,
+    time)`` hears of each frame as it is decoded (from the decoding thread)."""
     times: list[float] = []
     per_frame: list[list[Face]] = []
     shape = (0, 0)
@@ -62,10 +71,14 @@ def scan_faces(video: str | os.PathLike, backend: FaceBackend, *, progress: Prog
         for frame in stream:
             times.append(frame.time)
             shape = frame.rgb.shape[:2]
+            if on_frame is not None:
+                on_frame(frame.index, frame.time)
             yield frame.rgb
 
-    with iter_frames(video) as stream:
-        for faces in detect_video(backend, frames(stream)):
+    # Decoding runs a few frames ahead in a thread, beside the (GIL-free) face detector; the thread is
+    # stopped (closing) before the stream it reads from is closed.
+    with iter_frames(video) as stream, closing(prefetch(frames(stream), depth=8)) as decoded:
+        for faces in detect_video(backend, decoded):
             per_frame.append(faces)
             if progress is not None:
                 progress(1)
