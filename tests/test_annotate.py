@@ -112,26 +112,6 @@ def test_onnx_openvino_and_pytorch_engines_write_the_same_files(media_dir, small
     assert engines == ["torch", "onnxruntime", "openvino"]
 
 
-def test_aural_features_computed_during_pass_1_equal_pass_2s(media_dir, small_export):
-    """AuralAhead runs the aural stream beside the face pass; pass 2 then uses its features, and the
-    logits equal those of a pass 2 that computes every window itself."""
-    from tsav_deploy.annotate import AnnotateOptions, AuralAhead, predict_people
-    from tsav_deploy.faces import get_backend, select_tracks
-    from tsav_deploy.frontend import scan_faces
-    from tsav_deploy.runtime import Engine
-
-    video = media_dir / "talking_head_vfr.mp4"
-    engine, options = Engine.load(small_export), AnnotateOptions(stride=2, batch_size=4)
-    ahead = AuralAhead(video, engine, options.stride, options.batch_size)
-    timeline = scan_faces(video, get_backend("dlib"), on_frame=ahead.frame)
-    features = ahead.finish()
-    assert len(features) >= 8 and all(index % 2 == 0 for index in features)
-    tracks = select_tracks(timeline.tracks, "main")
-    with_ahead, _ = predict_people(video, timeline, tracks, engine, options, aural_ahead=features)
-    without, _ = predict_people(video, timeline, tracks, engine, options)
-    np.testing.assert_allclose(with_ahead, without, rtol=1e-5, atol=1e-5)
-
-
 def _videos_dir(media_dir, tmp_path):
     folder = tmp_path / "videos"
     folder.mkdir()

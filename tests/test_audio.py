@@ -235,29 +235,3 @@ def test_matches_torchaudio_itself(speech):
         window = torch.from_numpy(padded[None, :, first : first + COLS])
         expected = ((to_db_80(window) + 14.8) / 19.895).numpy()
         np.testing.assert_allclose(audio.mel_window(ours, t), expected, atol=5e-4)
-
-
-# --- windows cut before the video's length is known (annotation's AuralAhead) --------------------
-
-
-@pytest.mark.parametrize("video", ["stage_and_audience.mp4", "talking_head_vfr.mp4", "pexels_woman_silent_audio.mp4"])
-def test_windows_within_window_end_samples_equal_the_final_tracks(media_dir, video):
-    """A window whose samples end before the audio's end and the latest decoded frame is the same cut
-    from the whole audio track as from the final one (trimmed or padded to the video's length)."""
-    from tsav_deploy.frontend import audio_power, video_duration
-    from tsav_deploy.media import iter_frames, read_audio
-
-    with iter_frames(media_dir / video) as stream:
-        times = np.array([frame.time for frame in stream])
-    whole, _ = read_audio(media_dir / video)
-    early = audio.LogMelTrack(audio.mel_power(whole))
-    final = audio.LogMelTrack(audio_power(media_dir / video, video_duration(times))[0])
-    latest = times[-1]
-    safe = audio.window_end_samples(times) <= min(len(whole), int(np.floor(latest * SR)))
-    assert safe.sum() >= 10  # the rule lets real windows through
-    np.testing.assert_array_equal(early.windows(times[safe]), final.windows(times[safe]))
-    # The end (columns + half an FFT) is where the window's last frame stops reading samples.
-    t = times[safe][-1]
-    assert audio.window_end_samples(t) == ((int(t * SR) + HOP // 2) // HOP + COLS // 2) * HOP + N_FFT // 2
-    if video == "stage_and_audience.mp4":  # audio runs 0.8 s past the video: the last window does differ
-        assert not np.array_equal(early.windows(times[-1:]), final.windows(times[-1:]))

@@ -8,20 +8,16 @@ from __future__ import annotations
 
 import os
 import pathlib
-import queue
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from .audio import LogMelTrack, mel_power, window_end_samples
-from .constants import SAMPLE_RATE
+from .audio import LogMelTrack
 from .constants import CLIP_SHAPE, N_OUTPUTS
 from .faces import FaceBackend, Track, select_tracks
 from .frontend import FaceTimeline, audio_power, iter_clips, scan_faces, video_duration
-from .media import read_audio
 from .predictions import DEFAULT_AU_THRESHOLD, decode
 from .prefetch import prefetch
 from .results import PersonResult, VideoResult
@@ -70,95 +66,34 @@ def person_suffixes(tracks: list[Track], person: str) -> list[str]:
     return [f"_person{k + 1}" for k in range(len(tracks))]
 
 
-class AuralAhead:
-    """Aural features of early target frames, computed while pass 1 looks for faces.
-
-    The face detector keeps one core busy and leaves the other mostly idle, and the aural stream needs
-    only the audio and the frame times, so a worker thread runs it then. A window is taken only once
-    it provably equals the one pass 2 will cut from the final track (trimmed or padded to the video's
-    length, not known yet): all the samples it reads lie before both the audio's end and the latest
-    decoded frame (:func:`~tsav_deploy.audio.window_end_samples`). Pass 2 computes the rest.
-    """
-
-    MAX_AHEAD = 4096  # features kept (2 kB each at the paper's width): memory stays flat on long videos
-
-    def __init__(self, video: str | os.PathLike, engine: Engine, stride: int, batch_size: int):
-        self.features: dict[int, np.ndarray] = {}  # target frame index -> aural features
-        self._engine, self._stride, self._batch_size = engine, stride, batch_size
-        self._frames: queue.SimpleQueue = queue.SimpleQueue()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._work, args=(video,), name="tsav-aural-ahead", daemon=True)
-        self._thread.start()
-
-    def frame(self, index: int, t: float) -> None:
-        """Pass 1 decoded frame ``index`` at ``t`` seconds (called in frame order)."""
-        if self._thread.is_alive():
-            self._frames.put((index, t))
-
-    def finish(self) -> dict[int, np.ndarray]:
-        """Stop after the batch in progress; the features computed so far."""
-        self._stop.set()
-        self._frames.put(None)
-        self._thread.join()
-        return self.features
-
-    def _work(self, video: str | os.PathLike) -> None:
-        try:
-            wave, _ = read_audio(video)  # to the audio's own end; warnings come from pass 2's read
-            track = LogMelTrack(mel_power(wave))
-        except Exception:  # pass 2 reads the audio again and reports what is wrong with it
-            return
-        pending: list[tuple[int, float]] = []
-        while not self._stop.is_set() and len(self.features) < self.MAX_AHEAD:
-            item = self._frames.get()
-            if item is None:
-                return
-            index, t = item
-            if index % self._stride == 0:
-                pending.append((index, t))
-            limit = min(len(wave), int(np.floor(t * SAMPLE_RATE)))
-            if len(pending) < self._batch_size or window_end_samples(pending[self._batch_size - 1][1]) > limit:
-                continue
-            batch, pending = pending[: self._batch_size], pending[self._batch_size :]
-            features = self._engine.aural(track.windows([time for _, time in batch]))
-            self.features.update(zip((i for i, _ in batch), features))
-
-
 class _NetworkRunner:
     """Collects clips of target frames for every person and runs the engine batch by batch; one mel
-    window (aural features) per target frame is shared by all people in it, taken from ``ahead``
-    where :class:`AuralAhead` computed it already."""
+    window (aural features) per target frame is shared by all people in it."""
 
-    def __init__(self, engine: Engine, mel: LogMelTrack, n_people: int, batch_size: int, ahead: dict[int, np.ndarray]):
-        self.engine, self.mel, self.n_people, self.batch_size, self.ahead = engine, mel, n_people, batch_size, ahead
+    def __init__(self, engine: Engine, mel: LogMelTrack, n_people: int, batch_size: int):
+        self.engine, self.mel, self.n_people, self.batch_size = engine, mel, n_people, batch_size
         self.clips = np.empty((batch_size, n_people) + CLIP_SHAPE, dtype=np.float32)
-        self.targets: list[tuple[int, float]] = []  # (frame index, time) of the clips in the batch
+        self.times: list[float] = []
         self.logits: list[np.ndarray] = []  # [batch, people, 17] per flushed batch
 
     def slot(self) -> np.ndarray:
         """The [people, 4, 8, 112, 112] slot the next target frame's clips are written into."""
-        return self.clips[len(self.targets)]
+        return self.clips[len(self.times)]
 
-    def commit(self, index: int, t: float) -> None:
-        self.targets.append((index, t))
-        if len(self.targets) == self.batch_size:
+    def commit(self, t: float) -> None:
+        self.times.append(t)
+        if len(self.times) == self.batch_size:
             self.flush()
 
     def flush(self) -> None:
-        b = len(self.targets)
+        b = len(self.times)
         if b == 0:
             return
-        aural = np.empty((b, self.engine.features), np.float32)
-        todo = [k for k, (index, _) in enumerate(self.targets) if index not in self.ahead]
-        for k, (index, _) in enumerate(self.targets):
-            if index in self.ahead:
-                aural[k] = self.ahead.pop(index)
-        if todo:
-            aural[todo] = self.engine.aural(self.mel.windows([self.targets[k][1] for k in todo]))
+        aural = self.engine.aural(self.mel.windows(self.times))
         visual = self.engine.visual(self.clips[:b].reshape((b * self.n_people,) + CLIP_SHAPE))
         logits = self.engine.fusion(np.repeat(aural, self.n_people, axis=0), visual)
         self.logits.append(logits.reshape(b, self.n_people, N_OUTPUTS))
-        self.targets.clear()
+        self.times.clear()
 
     def result(self) -> np.ndarray:
         self.flush()
@@ -172,23 +107,21 @@ def predict_people(
     engine: Engine,
     options: AnnotateOptions,
     progress: Progress | None = None,
-    aural_ahead: dict[int, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """Pass 2: logits ``[people, N, 17]`` for every frame; with no track, one face-less "person"
-    (black clips + audio) so every frame still gets a prediction. ``aural_ahead``: aural features
-    of target frames computed already (:class:`AuralAhead`)."""
+    (black clips + audio) so every frame still gets a prediction."""
     power, warnings = audio_power(video, video_duration(timeline.times))
     n_people = max(1, len(tracks))
-    runner = _NetworkRunner(engine, LogMelTrack(power), n_people, options.batch_size, dict(aural_ahead or {}))
+    runner = _NetworkRunner(engine, LogMelTrack(power), n_people, options.batch_size)
     targets = target_frames(timeline.frames, options.stride)
     is_target = np.zeros(timeline.frames, dtype=bool)
     is_target[targets] = True
     # Decoding, alignment and clip assembly run a batch ahead in a thread, overlapping the network.
     frames = iter_clips(video, timeline, [t.id for t in tracks], is_target)
-    for index, t, clips in prefetch(frames, depth=2 * options.batch_size):
+    for _, t, clips in prefetch(frames, depth=2 * options.batch_size):
         if clips is not None:
             runner.slot()[...] = clips
-            runner.commit(index, t)
+            runner.commit(t)
         if progress is not None:
             progress("network", 1)
     logits = runner.result()  # [targets, people, 17]
@@ -207,16 +140,11 @@ def annotate_video(
     """Everything the writers need for one video (raises MediaError for unusable files)."""
     video = pathlib.Path(video)
     started = time.perf_counter()
-    ahead = AuralAhead(video, engine, options.stride, options.batch_size)
-    try:
-        timeline = scan_faces(video, backend, progress=None if progress is None else (lambda n: progress("faces", n)),
-                              on_frame=ahead.frame)
-    finally:
-        aural_features = ahead.finish()
+    timeline = scan_faces(video, backend, progress=None if progress is None else (lambda n: progress("faces", n)))
     faces_s = time.perf_counter() - started
     # Most frames first: in ``all`` mode the main person is _person1 (or the first slot).
     tracks = sorted(select_tracks(timeline.tracks, options.person), key=lambda t: -len(t.faces))
-    logits, audio_warnings = predict_people(video, timeline, tracks, engine, options, progress, aural_features)
+    logits, audio_warnings = predict_people(video, timeline, tracks, engine, options, progress)
     network_s = time.perf_counter() - started - faces_s
     people = []
     slots = tracks or [None]

@@ -124,16 +124,6 @@ def centre_columns(times) -> np.ndarray:
     return (samples + HOP_LENGTH // 2) // HOP_LENGTH
 
 
-def window_end_samples(times) -> np.ndarray:
-    """For each time's window, the end (exclusive) of the audio samples its STFT frames read.
-
-    Cutting a track shorter changes its last ``N_FFT // 2`` samples' frames (reflect padding), nothing
-    before; so a window whose end is within two tracks that hold the same samples up to there is the
-    same window in both (annotation computes early windows before the video's length is known).
-    """
-    return (centre_columns(times) + _HALF_WINDOW) * HOP_LENGTH + N_FFT // 2
-
-
 class LogMelTrack:
     """A power mel track in dB, padded with silent columns, from which windows are cut.
 

@@ -53,15 +53,8 @@ class FaceTimeline:
         return found
 
 
-def scan_faces(
-    video: str | os.PathLike,
-    backend: FaceBackend,
-    *,
-    progress: Progress | None = None,
-    on_frame: Callable[[int, float], None] | None = None,
-) -> FaceTimeline:
-    """Pass 1: decode, detect/follow faces, then group them into people (tracks). ``on_frame(index,
-    time)`` hears of each frame as it is decoded (from the decoding thread)."""
+def scan_faces(video: str | os.PathLike, backend: FaceBackend, *, progress: Progress | None = None) -> FaceTimeline:
+    """Pass 1: decode, detect/follow faces, then group them into people (tracks)."""
     times: list[float] = []
     per_frame: list[list[Face]] = []
     shape = (0, 0)
@@ -71,8 +64,6 @@ def scan_faces(
         for frame in stream:
             times.append(frame.time)
             shape = frame.rgb.shape[:2]
-            if on_frame is not None:
-                on_frame(frame.index, frame.time)
             yield frame.rgb
 
     # Decoding runs a few frames ahead in a thread, beside the (GIL-free) face detector; the thread is
