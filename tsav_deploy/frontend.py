@@ -10,7 +10,6 @@ again and aligns only the chosen people's faces, each frame once.
 from __future__ import annotations
 
 import os
-from contextlib import closing
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -21,7 +20,6 @@ from .clips import ClipAssembler
 from .constants import CLIP_SHAPE, CROP_SIZE
 from .faces import Face, FaceBackend, Track, crop_and_mask, detect_video, main_track, track_faces
 from .media import VideoFrame, iter_frames, read_audio
-from .prefetch import prefetch
 
 Progress = Callable[[int], None]  # called with the number of frames just processed
 
@@ -66,10 +64,8 @@ def scan_faces(video: str | os.PathLike, backend: FaceBackend, *, progress: Prog
             shape = frame.rgb.shape[:2]
             yield frame.rgb
 
-    # Decoding runs a few frames ahead in a thread, beside the (GIL-free) face detector; the thread is
-    # stopped (closing) before the stream it reads from is closed.
-    with iter_frames(video) as stream, closing(prefetch(frames(stream), depth=8)) as decoded:
-        for faces in detect_video(backend, decoded):
+    with iter_frames(video) as stream:
+        for faces in detect_video(backend, frames(stream)):
             per_frame.append(faces)
             if progress is not None:
                 progress(1)

@@ -20,14 +20,18 @@ class Backend:
     max_batch: int | None = None  # largest batch one call accepts (TensorRT profiles); None: any
     precision: str = "fp32"  # arithmetic of the heavy layers: fp32, fp16, bf16 or int8 (the bench's ceiling)
 
-    def visual(self, clip: Array) -> np.ndarray:
+    def _run(self, part: str, *inputs: Array) -> np.ndarray:
+        """One part ("visual", "aural", "fusion") on a batch, inputs in the contract's order."""
         raise NotImplementedError
+
+    def visual(self, clip: Array) -> np.ndarray:
+        return self._run("visual", clip)
 
     def aural(self, spec: Array) -> np.ndarray:
-        raise NotImplementedError
+        return self._run("aural", spec)
 
     def fusion(self, aural: Array, visual: Array) -> np.ndarray:
-        raise NotImplementedError
+        return self._run("fusion", aural, visual)
 
     def network(self, clip: Array, spec: Array) -> np.ndarray:
         """Logits of the whole network; backends holding it as one graph override this."""

@@ -53,18 +53,9 @@ class OnnxBackend(Backend):
             self._sessions[part] = session
         self.providers = self._sessions["visual"].get_providers()
 
-    def _run(self, part: str, **inputs: Array) -> np.ndarray:
-        feeds = {name: as_numpy(x) for name, x in inputs.items()}
-        return self._sessions[part].run(None, feeds)[0]
-
-    def visual(self, clip: Array) -> np.ndarray:
-        return self._run("visual", clip=clip)
-
-    def aural(self, spec: Array) -> np.ndarray:
-        return self._run("aural", spec=spec)
-
-    def fusion(self, aural: Array, visual: Array) -> np.ndarray:
-        return self._run("fusion", aural_features=aural, visual_features=visual)
+    def _run(self, part: str, *inputs: Array) -> np.ndarray:
+        session = self._sessions[part]  # its inputs are the contract's, in order (check_io)
+        return session.run(None, {arg.name: as_numpy(x) for arg, x in zip(session.get_inputs(), inputs)})[0]
 
     def describe(self) -> dict:
         import onnxruntime as ort

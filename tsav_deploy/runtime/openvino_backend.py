@@ -56,15 +56,6 @@ class OpenVinoBackend(Backend):
         request.infer([as_numpy(x) for x in inputs], share_inputs=True)
         return request.get_output_tensor(0).data.copy()  # the request's buffer is reused by the next call
 
-    def visual(self, clip: Array) -> np.ndarray:
-        return self._run("visual", clip)
-
-    def aural(self, spec: Array) -> np.ndarray:
-        return self._run("aural", spec)
-
-    def fusion(self, aural: Array, visual: Array) -> np.ndarray:
-        return self._run("fusion", aural, visual)
-
     def describe(self) -> dict:
         return {"backend": self.name, "device": str(self.device), "source": str(self.folder), "openvino": self.version,
                 "inference_threads": physical_cores(), "precision": self.precision}

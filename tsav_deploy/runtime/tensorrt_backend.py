@@ -108,14 +108,8 @@ class TensorRTBackend(Backend):
         self.precision = "fp16" if "fp16" in self.precisions.values() else "fp32"
         self.tensorrt_version = trt.__version__
 
-    def visual(self, clip: Array) -> np.ndarray:
-        return self._engines["visual"](clip)
-
-    def aural(self, spec: Array) -> np.ndarray:
-        return self._engines["aural"](spec)
-
-    def fusion(self, aural: Array, visual: Array) -> np.ndarray:
-        return self._engines["fusion"](aural, visual)
+    def _run(self, part: str, *inputs: Array) -> np.ndarray:
+        return self._engines[part](*inputs)
 
     def describe(self) -> dict:
         return {"backend": self.name, "device": str(self.device), "source": str(self.folder), "tensorrt": self.tensorrt_version,

@@ -48,15 +48,6 @@ class TorchBackend(Backend):
         with torch.inference_mode():
             return self._calls[call](*tensors).float().cpu().numpy()
 
-    def visual(self, clip: Array) -> np.ndarray:
-        return self._run("visual", clip)
-
-    def aural(self, spec: Array) -> np.ndarray:
-        return self._run("aural", spec)
-
-    def fusion(self, aural: Array, visual: Array) -> np.ndarray:
-        return self._run("fusion", aural, visual)
-
     def network(self, clip: Array, spec: Array) -> np.ndarray:
         return self._run("network", clip, spec)
 
