@@ -94,7 +94,8 @@ def verify_export(folder: str | os.PathLike, *, device: str = "cpu") -> Verifica
     """Check every file's hash, then every artifact's outputs against the stored PyTorch outputs.
 
     ONNX (in ONNX Runtime, and in OpenVINO on the CPU) and TorchScript run on ``device``; TensorRT
-    engines on CUDA. A runtime missing here (TensorRT, a GPU, OpenVINO on CUDA) is skipped, not failed. Raises ``ArtifactError`` only for an unreadable manifest.
+    engines on CUDA. A runtime missing here (TensorRT, a GPU, OpenVINO on CUDA) is skipped, not
+    failed. Raises ``ArtifactError`` only for an unreadable manifest.
     """
     manifest = read_manifest(folder)
     dev = parse_device(device)

@@ -44,7 +44,7 @@ class OpenVinoBackend(Backend):
             except RuntimeError as exc:
                 raise ArtifactError(f"{path}: OpenVINO cannot load it ({_last_line(exc)})") from None
             check_io(
-                {kind: [(port.get_any_name(), _shape(port), OV_TYPES.get(port.get_element_type().get_type_name(), port.get_element_type().get_type_name())) for port in ports]
+                {kind: [(port.get_any_name(), _shape(port), _dtype(port)) for port in ports]
                  for kind, ports in (("inputs", model.inputs), ("outputs", model.outputs))},
                 io[part], path,
             )
@@ -62,6 +62,11 @@ class OpenVinoBackend(Backend):
 
 
 OV_TYPES = {"f32": "float32"}
+
+
+def _dtype(port) -> str:
+    name = port.get_element_type().get_type_name()
+    return OV_TYPES.get(name, name)
 
 
 def _shape(port) -> list:
