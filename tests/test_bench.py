@@ -31,6 +31,7 @@ def test_bench_json_has_every_stage_and_a_ceiling(media_dir, small_checkpoint):
     assert ceiling["gflop_per_frame"] == pytest.approx(sum(flops.values()) / 1e9, rel=1e-3)
     assert ceiling["network"].startswith("reduced") and ceiling["fps"] > 0
     assert report["end_to_end"]["fps"] > 0 and 0 < report["end_to_end"]["fraction_of_ceiling"]
+    assert report["stages"]["faces"]["seconds"] >= report["stages"]["tracking"]["seconds"]  # tracking is part of it
     assert report["frontend"]["fps"] > 0 and report["peak_rss_mb"] > 0
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tsav_deploy import media
-from tsav_deploy.faces import Face, detect_video, get_backend, main_track, select_tracks, track_faces
+from tsav_deploy.faces import Face, VideoFaceTracker, detect_video, get_backend, main_track, select_tracks, track_faces
 from tsav_deploy.faces.dlib_backend import DlibBackend
 
 TALKING = ["talking_head_vfr.mp4", "webcam_man_mp3.mp4", "pexels_woman_silent_audio.mp4"]
@@ -144,3 +144,37 @@ def test_main_person_ties_go_to_the_larger_face():
     tracks = track_faces(per_frame)
     assert len(tracks) == 2 and main_track(tracks).median_size == 80
     assert select_tracks(tracks, "all") == tracks and select_tracks(tracks, "main") == [main_track(tracks)]
+
+
+@pytest.mark.slow
+def test_detections_run_ahead_give_the_in_order_trackers_faces(media_dir, backend, processed):
+    """``detect_video`` runs the planned detections in a thread ahead of the landmark fits; every face
+    (box, landmarks, tracklet, embedding) is the one the plain in-order tracker finds. The stage
+    recording has cuts, several people and faces lost and rescued."""
+    name = "stage_and_audience.mp4"
+    ahead, _ = processed(name)
+    tracker = VideoFaceTracker(backend)
+    with media.iter_frames(media_dir / name) as stream:
+        in_order = [tracker.update(frame.rgb) for frame in stream]
+    assert len(ahead) == len(in_order) and sum(map(len, in_order)) > len(in_order)
+    for mine, theirs in zip(ahead, in_order, strict=True):
+        assert [f.tracklet for f in mine] == [f.tracklet for f in theirs]
+        for a, b in zip(mine, theirs, strict=True):
+            np.testing.assert_array_equal(a.landmarks68, b.landmarks68)
+            np.testing.assert_array_equal(a.box, b.box)
+            assert (a.embedding is None) == (b.embedding is None)
+            if a.embedding is not None:
+                np.testing.assert_array_equal(a.embedding, b.embedding)
+
+
+def test_a_detector_error_reaches_the_caller(media_dir):
+    """An exception in the detection thread is raised where the faces are consumed, and the thread
+    stops with the generator."""
+
+    class Failing(DlibBackend):
+        def detect(self, image_rgb, *, thorough=False):
+            raise RuntimeError("detector broke")
+
+    frames = _frames(media_dir / "webcam_man_mp3.mp4", set(range(3)))
+    with pytest.raises(RuntimeError, match="detector broke"):
+        list(detect_video(Failing(detector="hog"), iter(frames)))

@@ -11,6 +11,7 @@ small region around a tracked face that HOG lost.
 from __future__ import annotations
 
 import importlib.util
+import threading
 from pathlib import Path
 
 import cv2
@@ -104,6 +105,10 @@ class DlibBackend:
         self.detector = detector
         self.detect_size = detect_size
         self.upsample = upsample
+        # The video tracker detects in one thread while it fits landmarks and embeds in another. dlib's
+        # detectors and descriptor net keep per-call state (scanner pyramids, layer outputs), so each is
+        # used by one thread at a time; the shape predictor is stateless and runs in both at once.
+        self._hog_lock, self._cnn_lock, self._encoder_lock = threading.Lock(), threading.Lock(), threading.Lock()
 
     # --- FaceBackend ----------------------------------------------------------------------------------
 
@@ -114,10 +119,12 @@ class DlibBackend:
         if self._hog is not None:
             # HOG on gray finds the same faces as on RGB (max gradient over channels) in ~3/4 of the time.
             gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
-            rects, scores, _ = self._hog.run(gray, self.upsample, 0.0)
+            with self._hog_lock:
+                rects, scores, _ = self._hog.run(gray, self.upsample, 0.0)
             faces = [self._fit(image, _from_rect(r, scale), s) for r, s in zip(rects, scores, strict=True)]
         if self._cnn is not None and (thorough or self._hog is None):
-            found = [(_from_rect(d.rect, scale), d.confidence) for d in self._cnn(small, self.upsample)]
+            with self._cnn_lock:
+                found = [(_from_rect(d.rect, scale), d.confidence) for d in self._cnn(small, self.upsample)]
             faces += self._new_faces(image, found, faces)
         return faces
 
@@ -144,7 +151,8 @@ class DlibBackend:
             fy=scale,
             interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
         )
-        found = [(_from_rect(d.rect, scale, (x0, y0)), d.confidence) for d in self._cnn(region, 0)]
+        with self._cnn_lock:
+            found = [(_from_rect(d.rect, scale, (x0, y0)), d.confidence) for d in self._cnn(region, 0)]
         if not found:
             return None
         iou = iou_matrix(face.box[None], np.stack([box for box, _ in found]))[0]
@@ -156,7 +164,8 @@ class DlibBackend:
     def embed(self, image_rgb: np.ndarray, face: Face) -> np.ndarray:
         points = dlib.points([dlib.point(round(float(x)), round(float(y))) for x, y in face.landmarks68])
         shape = dlib.full_object_detection(_to_rect(face.box), points)
-        descriptor = self._encoder.compute_face_descriptor(np.ascontiguousarray(image_rgb), shape)
+        with self._encoder_lock:
+            descriptor = self._encoder.compute_face_descriptor(np.ascontiguousarray(image_rgb), shape)
         return np.asarray(descriptor, dtype=np.float32)
 
     # --- helpers --------------------------------------------------------------------------------------

@@ -10,10 +10,17 @@ is all :func:`.tracking.track_faces` needs to join a person's tracklets across c
 
 A hard cut would leave the landmark fit clinging to whatever replaced the face, so cuts are detected
 from a colour histogram of a thumbnail and end every tracklet.
+
+Which frames get a detection depends on the frames alone (a shot's first frame, then every
+``detect_every``-th frame of the shot), never on the faces found, so :func:`detect_video` runs those
+detections in a thread a few frames ahead of the landmark fits: the detector and the fitting share the
+two cores instead of taking turns. Only the frame after a lost face needs a detection on demand.
 """
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -49,21 +56,40 @@ def _overlaps(face: Face, others: list[Face]) -> bool:
     return bool(others) and iou_matrix(face.box[None], np.stack([f.box for f in others])).max() >= _SAME_FACE_IOU
 
 
+class ShotClock:
+    """Which frames get a detection: a shot's first frame (a thorough one) and every ``detect_every``-th
+    frame of the shot after it. Feed frames in order to :meth:`tick`."""
+
+    def __init__(self, detect_every: int = DETECT_EVERY, cut_threshold: float = CUT_THRESHOLD) -> None:
+        if detect_every < 1:
+            raise ValueError("detect_every must be at least 1")
+        self.detect_every = detect_every
+        self.cut_threshold = cut_threshold
+        self._signature: np.ndarray | None = None
+        self._since_shot = 0
+
+    def tick(self, image: np.ndarray) -> tuple[bool, bool]:
+        """``(new_shot, detect)`` for the next frame."""
+        signature = _shot_signature(image)
+        new_shot = (
+            self._signature is None
+            or cv2.compareHist(self._signature, signature, cv2.HISTCMP_BHATTACHARYYA) > self.cut_threshold
+        )
+        self._signature = signature
+        self._since_shot = 0 if new_shot else self._since_shot + 1
+        return new_shot, self._since_shot % self.detect_every == 0
+
+
 class VideoFaceTracker:
-    """Stateful per-frame face finder: feed frames in order to :meth:`update`."""
+    """Stateful per-frame face finder: feed frames in order to :meth:`update` (or, with the detections
+    computed elsewhere, to :meth:`step`)."""
 
     def __init__(
         self, backend: FaceBackend, detect_every: int = DETECT_EVERY, cut_threshold: float = CUT_THRESHOLD
     ) -> None:
-        if detect_every < 1:
-            raise ValueError("detect_every must be at least 1")
         self.backend = backend
-        self.detect_every = detect_every
-        self.cut_threshold = cut_threshold
+        self.clock = ShotClock(detect_every, cut_threshold)
         self._faces: list[Face] = []
-        self._signature: np.ndarray | None = None
-        self._frame = -1
-        self._last_detection = 0
         self._lost = False
         self._next_tracklet = 0
         self._samples: dict[int, int] = {}  # embeddings computed so far, per tracklet still sampling
@@ -71,22 +97,22 @@ class VideoFaceTracker:
     def update(self, frame_rgb: np.ndarray) -> list[Face]:
         """The faces of the next frame (RGB uint8 [H, W, 3])."""
         image = np.ascontiguousarray(frame_rgb)
-        self._frame += 1
-        signature = _shot_signature(image)
-        new_shot = (
-            self._signature is None
-            or cv2.compareHist(self._signature, signature, cv2.HISTCMP_BHATTACHARYYA) > self.cut_threshold
-        )
-        self._signature = signature
+        new_shot, detect = self.clock.tick(image)
+        return self.step(image, new_shot, self.backend.detect(image, thorough=new_shot) if detect else None)
+
+    def step(self, image: np.ndarray, new_shot: bool, detected: list[Face] | None) -> list[Face]:
+        """The faces of the next frame, given :attr:`clock`'s verdict on it and, where the clock asked
+        for one, the backend's detections in it (thorough on a new shot)."""
         if new_shot:
             self._samples.clear()
-            self._faces = self._start(image, self.backend.detect(image, thorough=True))
-            self._last_detection, self._lost = self._frame, False
-        elif self._lost or self._frame - self._last_detection >= self.detect_every:
-            self._faces = self._redetect(image)
-            self._last_detection, self._lost = self._frame, False
+            detected = self.backend.detect(image, thorough=True) if detected is None else detected
+            self._faces, self._lost = self._start(image, detected), False
+        elif detected is not None or self._lost:
+            # A face lost since the last detection is looked for at once, not at the next planned one.
+            detected = self.backend.detect(image) if detected is None else detected
+            self._faces, self._lost = self._redetect(image, detected), False
         else:
-            self._faces = self._follow(image)
+            self._faces = self._follow(image)  # sets _lost when a face is dropped
         return list(self._faces)
 
     def _follow(self, image: np.ndarray) -> list[Face]:
@@ -102,12 +128,11 @@ class VideoFaceTracker:
             faces.append(face)
         return faces
 
-    def _redetect(self, image: np.ndarray) -> list[Face]:
+    def _redetect(self, image: np.ndarray, detected: list[Face]) -> list[Face]:
         """A detection frame: a detection takes over the followed face it overlaps (fresh landmarks, same
         tracklet); followed faces the detector missed get the backend's second opinion or end; other
         detections start tracklets."""
         followed = self._follow(image)
-        detected = self.backend.detect(image)
         pairs = match_boxes([f.box for f in followed], [d.box for d in detected], _SAME_FACE_IOU)
         faces = []
         for i, j in pairs:
@@ -153,7 +178,24 @@ def detect_video(
     detect_every: int = DETECT_EVERY,
     cut_threshold: float = CUT_THRESHOLD,
 ) -> Iterator[list[Face]]:
-    """The faces of each frame, in order (see :class:`VideoFaceTracker`)."""
+    """The faces of each frame, in order: :class:`VideoFaceTracker`'s, with the planned detections run
+    in a thread up to ``detect_every + 2`` frames ahead (those frames stay in memory meanwhile)."""
     tracker = VideoFaceTracker(backend, detect_every, cut_threshold)
-    for frame in frames:
-        yield tracker.update(frame)
+    ahead: deque[tuple[np.ndarray, bool, Future | None]] = deque()
+    pool = ThreadPoolExecutor(1, thread_name_prefix="tsav-detect")
+
+    def step() -> list[Face]:
+        image, new_shot, detection = ahead.popleft()
+        return tracker.step(image, new_shot, None if detection is None else detection.result())
+
+    try:
+        for frame in frames:
+            image = np.ascontiguousarray(frame)
+            new_shot, detect = tracker.clock.tick(image)
+            ahead.append((image, new_shot, pool.submit(backend.detect, image, thorough=new_shot) if detect else None))
+            if len(ahead) > detect_every + 2:
+                yield step()
+        while ahead:
+            yield step()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
