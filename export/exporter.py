@@ -25,6 +25,7 @@ from ..errors import ArtifactError, TsavError
 from ..model import TSAV
 from ..weights import resolve
 from .manifest import (
+    CONSTANT_FEATURES_FILE,
     FORMAT,
     FORMAT_VERSION,
     MANIFEST,
@@ -148,7 +149,7 @@ class Exporter:
 
     def _write_int8(self, model: TSAV, onnx_files: dict[str, pathlib.Path], staging: pathlib.Path) -> dict[str, dict]:
         """Quantize on every other calibration sample; measure agreement on the samples in between."""
-        from .int8 import agreement, calibration_inputs, quantize_streams
+        from .int8 import agreement, calibration_inputs, constant_inputs, quantize_streams
 
         inputs = calibration_inputs(self.calibration)
         calibrate = {name: x[::2] for name, x in inputs.items()}
@@ -160,7 +161,13 @@ class Exporter:
             "calibration": {"videos": [v.name for v in self.calibration], "samples": len(calibrate["clip"])},
             "agreement": agreement(reference, _int8_logits(model, files, held_out["clip"], held_out["spec"])),
         }
-        return {p.name: {"format": "onnx-int8", "part": part, "precision": "int8"} for part, p in files.items()}
+        constant = {name: torch.from_numpy(x) for name, x in constant_inputs().items()}
+        with torch.inference_mode():
+            np.savez(staging / CONSTANT_FEATURES_FILE, visual=model.visual(constant["clip"]).numpy(), aural=model.aural(constant["spec"]).numpy())
+        return {
+            **{p.name: {"format": "onnx-int8", "part": part, "precision": "int8"} for part, p in files.items()},
+            CONSTANT_FEATURES_FILE: {"format": "constant-features", "part": "constants", "precision": "fp32"},
+        }
 
     def _manifest(self, ckpt: Checkpoint, model: TSAV, artifacts: dict[str, dict]) -> dict:
         return {

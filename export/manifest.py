@@ -28,6 +28,7 @@ INT8_FILES = {part: f"{part}.int8.onnx" for part in ("visual", "aural")}  # the 
 TORCHSCRIPT_FILE = "tsav.ts"
 TIMING_CACHE = "timing.cache"
 REFERENCE_FILE = "parity_reference.npz"
+CONSTANT_FEATURES_FILE = "constant_features.npz"  # float32 features of the frontend's constant inputs
 
 
 def contract(config: ModelConfig) -> dict:

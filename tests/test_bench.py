@@ -88,3 +88,22 @@ def test_int8_export_of_the_reduced_network_agrees_with_float32(media_dir, small
         assert np.mean(a.au == b.au) >= 0.9, name
         assert np.abs(a.valence - b.valence).max() < 0.1 and np.abs(a.arousal - b.arousal).max() < 0.1, name
         assert not np.array_equal(a.au_probs, b.au_probs), name  # the int8 graphs really ran
+        _check_constant_inputs_get_float32_features(int8, small_checkpoint)
+
+
+def _check_constant_inputs_get_float32_features(int8, checkpoint) -> None:
+    """Rows equal to the black clip or the silent window get the float32 network's features (which the
+    int8 graphs alone would shift); the other rows of the batch are the int8 graphs' own."""
+    from tsav_deploy.checkpoint import load_checkpoint
+    from tsav_deploy.export.int8 import constant_inputs
+
+    model = load_checkpoint(checkpoint).build_model()
+    for part, name in (("visual", "clip"), ("aural", "spec")):
+        constant = constant_inputs()[name]
+        other = constant + np.float32(0.25)
+        with torch.inference_mode():
+            expected = getattr(model, part)(torch.from_numpy(constant)).numpy()[0]
+        out = getattr(int8, part)(np.concatenate([other, constant, other]))
+        np.testing.assert_allclose(out[1], expected, rtol=0, atol=1e-6, err_msg=part)
+        assert np.abs(getattr(int8.backend, part)(constant)[0] - expected).max() > 1e-4, part  # int8 alone differs
+        np.testing.assert_allclose(out[[0, 2]], np.repeat(getattr(int8.backend, part)(other), 2, axis=0), rtol=0, atol=1e-5, err_msg=part)

@@ -178,3 +178,20 @@ def test_a_detector_error_reaches_the_caller(media_dir):
     frames = _frames(media_dir / "webcam_man_mp3.mp4", set(range(3)))
     with pytest.raises(RuntimeError, match="detector broke"):
         list(detect_video(Failing(detector="hog"), iter(frames)))
+
+
+def test_shot_clock_plans_detections_from_the_frames_alone():
+    """A shot's first frame and every 5th frame of the shot after it; a hard cut restarts the count."""
+    from tsav_deploy.faces.video import ShotClock
+
+    rng = np.random.default_rng(0)
+    red = np.zeros((36, 64, 3), np.uint8)
+    red[..., 0] = 200
+    blue = np.zeros((36, 64, 3), np.uint8)
+    blue[..., 2] = 200
+    noisy = lambda image: np.clip(image + rng.integers(0, 3, image.shape), 0, 255).astype(np.uint8)  # noqa: E731
+    frames = [noisy(red) for _ in range(12)] + [noisy(blue) for _ in range(8)]
+    clock = ShotClock(detect_every=5)
+    verdicts = [clock.tick(frame) for frame in frames]
+    assert [i for i, (new_shot, _) in enumerate(verdicts) if new_shot] == [0, 12]
+    assert [i for i, (_, detect) in enumerate(verdicts) if detect] == [0, 5, 10, 12, 17]

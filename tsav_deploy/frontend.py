@@ -9,6 +9,8 @@ again and aligns only the chosen people's faces, each frame once.
 """
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -70,7 +72,29 @@ def scan_faces(video: str | os.PathLike, backend: FaceBackend, *, progress: Prog
             if progress is not None:
                 progress(1)
         warnings = list(stream.warnings)
-    return FaceTimeline(np.asarray(times, dtype=np.float64), track_faces(per_frame, backend.identity_threshold), shape, warnings)
+    timeline = FaceTimeline(np.asarray(times, dtype=np.float64), track_faces(per_frame, backend.identity_threshold), shape, warnings)
+    release_free_memory()
+    return timeline
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, musl, Windows): nothing to do
+        return None
+
+
+def release_free_memory() -> None:
+    """Hand memory that is free but still held by glibc's malloc back to the system.
+
+    Pass 1's detection thread allocates its scratch images in a malloc arena of its own, which glibc
+    does not shrink by itself, so pass 2 would allocate its buffers on top of it. Measured on a
+    10-minute video: the process held 464 MB after pass 1, 314 MB after this call.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def face_crop(image_rgb: np.ndarray, face: Face) -> np.ndarray:

@@ -37,11 +37,23 @@ AUTO_ORDER = {"cpu": ("openvino", "onnx", "torchscript"), "cuda": ("tensorrt", "
 class Engine:
     """The network behind one backend; inputs NumPy or torch, outputs float32 NumPy arrays."""
 
-    def __init__(self, backend: Backend, config: ModelConfig, *, manifest: Manifest | None = None, selection: str = ""):
+    def __init__(
+        self,
+        backend: Backend,
+        config: ModelConfig,
+        *,
+        manifest: Manifest | None = None,
+        selection: str = "",
+        constants: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    ):
         self.backend = backend
         self.config = config
         self.manifest = manifest
         self.selection = selection
+        # {"visual" | "aural": (constant input [1, ...], its float32 features [1, F])}: rows equal to a
+        # constant input get these features without running the backend (int8 engines; see
+        # export.int8.constant_inputs).
+        self.constants = constants or {}
 
     @classmethod
     def load(
@@ -67,7 +79,9 @@ class Engine:
                 engine, selection = _auto(manifest, dev)
             else:
                 selection = f"{engine} (asked for)"
-            return cls(open_backend(manifest, engine, dev, check_hashes=check_hashes), manifest.config, manifest=manifest, selection=selection)
+            backend = open_backend(manifest, engine, dev, check_hashes=check_hashes)
+            constants = _constant_features(manifest) if backend.precision == "int8" else None
+            return cls(backend, manifest.config, manifest=manifest, selection=selection, constants=constants)
         if engine not in ("auto", "torch"):
             raise ArtifactError(f"{source}: the {engine} engine needs an export directory (tsav export CHECKPOINT --out DIR)")
         from ..checkpoint import load_checkpoint
@@ -90,12 +104,12 @@ class Engine:
     def visual(self, clip: Array) -> np.ndarray:
         """Visual features ``[B, 512]`` of clips ``[B, 4, 8, 112, 112]``."""
         _check_shape(clip, "clip", CLIP_SHAPE)
-        return self._batched(self.backend.visual, self.features, clip)
+        return self._stream("visual", clip)
 
     def aural(self, spec: Array) -> np.ndarray:
         """Aural features ``[B, 512]`` of log-mel windows ``[B, 1, 64, 1001]``."""
         _check_shape(spec, "spec", SPEC_SHAPE)
-        return self._batched(self.backend.aural, self.features, spec)
+        return self._stream("aural", spec)
 
     def fusion(self, aural: Array, visual: Array) -> np.ndarray:
         """Logits ``[B, 17]`` from aural and visual features (aural first, as the authors)."""
@@ -115,6 +129,22 @@ class Engine:
             info["source_checkpoint"] = self.manifest.data.get("source", {})
         return info
 
+    def _stream(self, part: str, x: Array) -> np.ndarray:
+        """One stream's features, with the known features of constant inputs where they occur."""
+        run = getattr(self.backend, part)
+        if part not in self.constants:
+            return self._batched(run, self.features, x)
+        constant, features = self.constants[part]
+        x = np.asarray(x)
+        same = _rows_equal(x, constant)
+        if not same.any():
+            return self._batched(run, self.features, x)
+        out = np.empty((len(x), self.features), np.float32)
+        out[same] = features
+        if not same.all():
+            out[~same] = self._batched(run, self.features, x[~same])
+        return out
+
     def _batched(self, run, width: int, *arrays: Array) -> np.ndarray:
         """Run in chunks the backend accepts (TensorRT profiles bound the batch)."""
         n = arrays[0].shape[0]
@@ -125,6 +155,28 @@ class Engine:
         step = self.backend.max_batch or n
         chunks = [run(*(a[i : i + step] for a in arrays)) for i in range(0, n, step)]
         return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+
+
+def _rows_equal(x: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """Which rows of ``x`` equal ``row`` ([1, ...]) exactly; the first value rules most rows out cheaply."""
+    flat, reference = x.reshape(len(x), -1), row.reshape(-1)
+    same = flat[:, 0] == reference[0]
+    for i in np.flatnonzero(same):
+        same[i] = np.array_equal(flat[i], reference)
+    return same
+
+
+def _constant_features(manifest: Manifest) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+    """The export's float32 features of the frontend's constant inputs (None for exports older than
+    them, which then run every row through the int8 streams)."""
+    from ..export.int8 import constant_inputs
+
+    name = manifest.files("constant-features").get("constants")
+    if name is None:
+        return None
+    inputs = constant_inputs()
+    with np.load(manifest.checked_path(name)) as stored:
+        return {"visual": (inputs["clip"], stored["visual"]), "aural": (inputs["spec"], stored["aural"])}
 
 
 def parse_device(device: str) -> torch.device:
