@@ -235,3 +235,14 @@ def test_matches_torchaudio_itself(speech):
         window = torch.from_numpy(padded[None, :, first : first + COLS])
         expected = ((to_db_80(window) + 14.8) / 19.895).numpy()
         np.testing.assert_allclose(audio.mel_window(ours, t), expected, atol=5e-4)
+
+
+def test_every_silent_window_is_the_one_constant_input():
+    """Windows of digital silence, inside the track, at its edges and past its end, are all equal to the
+    constant input whose float32 features an int8 export stores (so none of them gets int8 features)."""
+    from tsav_deploy.export.int8 import constant_inputs
+
+    track = audio.LogMelTrack(audio.mel_power(np.zeros(12 * 44_100, np.float32)))
+    constant = constant_inputs()["spec"][0]
+    for window in track.windows([0.0, 3.0, 6.0, 11.9, 30.0]):
+        np.testing.assert_array_equal(window, constant)

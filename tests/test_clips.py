@@ -178,3 +178,17 @@ def test_assembler_rejects_time_going_backwards():
     assembler.push(0.0, None)
     with pytest.raises(ValueError):
         assembler.push(0.0, None)
+
+
+def test_face_less_clips_are_the_one_constant_input():
+    """Whenever a person has been absent for a whole clip, the clip is the constant black clip whose
+    float32 features an int8 export stores."""
+    from tsav_deploy.export.int8 import constant_inputs
+
+    constant = constant_inputs()["clip"][0]
+    assembler = clips.ClipAssembler()
+    face = np.full((112, 112, 4), 200, np.uint8)
+    pushed = [assembler.push(t, face if t < 1.0 else None).copy() for t in np.arange(0.0, 4.0, 0.04)]
+    assert not np.array_equal(pushed[30], constant)  # 1.2 s: the face is still in the clip
+    for clip in pushed[62:]:  # 2.48 s onwards: the last face (0.96 s) is more than 1.4 s back
+        np.testing.assert_array_equal(clip, constant)

@@ -40,7 +40,9 @@ N_FREQS = N_FFT // 2 + 1
 # need 1.5 GB, a chunk needs 25 MB, and chunking is exact (each column sees only its own samples).
 _CHUNK_COLUMNS = 6000
 _HALF_WINDOW = WINDOW_COLUMNS // 2
-_SILENT_DB = float(10.0 * np.log10(AMIN))  # power 0 after the amin clamp: -100 dB
+# Power 0 after the amin clamp, about -100 dB, computed in float32 exactly as the track's own columns
+# are (and as torchaudio computes it), so that every silent column, padded or decoded, has one value.
+_SILENT_DB = np.float32(10.0) * np.log10(np.maximum(np.float32(0.0), np.float32(AMIN)))
 
 
 def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
