@@ -27,6 +27,7 @@ import pathlib
 import resource
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -133,11 +134,12 @@ def peak_rss_mb() -> float:
 
 
 class _Clock:
-    """Seconds and item counts per stage name."""
+    """Seconds and item counts per stage name (pass 1 times calls from two threads)."""
 
     def __init__(self) -> None:
         self.seconds: defaultdict[str, float] = defaultdict(float)
         self.items: defaultdict[str, int] = defaultdict(int)
+        self._lock = threading.Lock()
 
     def timed(self, stage: str, call: Callable, items: Callable[..., int] = lambda *a: 0) -> Callable:
         def run(*args, **kwargs):
@@ -145,8 +147,9 @@ class _Clock:
             try:
                 return call(*args, **kwargs)
             finally:
-                self.seconds[stage] += time.perf_counter() - start
-                self.items[stage] += items(*args)
+                with self._lock:
+                    self.seconds[stage] += time.perf_counter() - start
+                    self.items[stage] += items(*args)
 
         return run
 
