@@ -204,3 +204,27 @@ def test_every_person_gets_its_own_files(media_dir, small_checkpoint, tmp_path):
         assert len(lines) == n + 1 and 0 < found <= n
     table = (out / "stage_and_audience.csv").read_text().splitlines()
     assert len(table) == len(people) * n + 1  # one row per frame and person
+
+
+def test_pass_two_runs_on_the_calling_thread_with_a_cpu_engine(media_dir, small_checkpoint, monkeypatch):
+    """On the CPU the runtime takes every core, so the frontend does not run in a thread beside it."""
+    import threading
+
+    from tsav_deploy import frontend
+    from tsav_deploy.annotate import AnnotateOptions, annotate_video
+    from tsav_deploy.faces import get_backend
+    from tsav_deploy.runtime import Engine
+
+    threads = set()
+    crop = frontend.face_crop
+
+    def recording_crop(image, face):
+        threads.add(threading.get_ident())
+        return crop(image, face)
+
+    monkeypatch.setattr(frontend, "face_crop", recording_crop)
+    engine = Engine.load(small_checkpoint)
+    assert engine.device.type == "cpu"
+    result = annotate_video(media_dir / "webcam_man_mp3.mp4", engine, get_backend("dlib"), AnnotateOptions(stride=8))
+    assert result.persons[0].face_found.all()
+    assert threads == {threading.get_ident()}

@@ -1,13 +1,11 @@
 """prefetch: a background producer that keeps order, hands errors over and stops with its consumer."""
 from __future__ import annotations
 
-import os
-import sys
 import threading
 
 import pytest
 
-from tsav_deploy.prefetch import PRODUCER_NICENESS, prefetch
+from tsav_deploy.prefetch import prefetch
 
 
 def test_items_arrive_in_order_from_another_thread():
@@ -48,14 +46,3 @@ def test_stopping_early_closes_the_producer():
         if item == 3:
             break
     assert closed.wait(5)
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
-def test_the_producer_runs_at_a_lower_priority():
-    def items():
-        yield os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-
-    base = os.getpriority(os.PRIO_PROCESS, 0)
-    (producer,) = prefetch(items(), depth=1)
-    assert producer == min(base + PRODUCER_NICENESS, 19)
-    assert os.getpriority(os.PRIO_PROCESS, 0) == base  # the consumer's own priority is untouched

@@ -19,6 +19,7 @@ class Backend:
     name: str = ""
     max_batch: int | None = None  # largest batch one call accepts (TensorRT profiles); None: any
     precision: str = "fp32"  # arithmetic of the heavy layers: fp32, fp16, bf16 or int8 (the bench's ceiling)
+    device: torch.device = torch.device("cpu")
 
     def _run(self, part: str, *inputs: Array) -> np.ndarray:
         """One part ("visual", "aural", "fusion") on a batch, inputs in the contract's order."""

@@ -98,6 +98,10 @@ class Engine:
         return self.backend.name
 
     @property
+    def device(self) -> torch.device:
+        return self.backend.device
+
+    @property
     def features(self) -> int:
         return self.config.widths[3]
 
