@@ -64,12 +64,24 @@ def test_every_backend_gives_the_same_predictions(small_checkpoint, small_export
         np.testing.assert_allclose(got.valence, want.valence, atol=1e-4, err_msg=label)
 
 
+def test_openvino_splits_batches_over_its_streams_in_order(small_export, inputs):
+    """Each stream gets a contiguous share of the batch; odd batches and single rows come back in place."""
+    clip, _ = inputs
+    engine = Engine.load(small_export, "openvino")
+    whole = engine.visual(clip)
+    rows = np.concatenate([engine.visual(clip[i : i + 1]) for i in range(len(clip))])
+    np.testing.assert_allclose(engine.visual(clip[:3]), whole[:3], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(rows, whole, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(whole[0], whole[1])  # distinct rows, so an order mix-up would show
+
+
 def test_auto_picks_openvino_on_cpu_and_says_so(small_checkpoint, small_export):
     engine = Engine.load(small_export)
     assert engine.name == "openvino"
     info = engine.describe()
     assert info["selection"].startswith("openvino (auto") and info["precision"] == "fp32"
     assert info["inference_threads"] >= 1 and info["model_config"]["widths"] == (8, 16, 32, 64)
+    assert 1 <= info["streams"] <= info["inference_threads"]
     assert Engine.load(small_export, "onnx").describe()["providers"] == ["CPUExecutionProvider"]
     assert Engine.load(small_checkpoint).name == "torch"
 
