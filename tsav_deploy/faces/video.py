@@ -14,7 +14,9 @@ from a colour histogram of a thumbnail and end every tracklet.
 Which frames get a detection depends on the frames alone (a shot's first frame, then every
 ``detect_every``-th frame of the shot), never on the faces found, so :func:`detect_video` runs those
 detections in a thread a few frames ahead of the landmark fits: the detector and the fitting share the
-two cores instead of taking turns. Only the frame after a lost face needs a detection on demand.
+two cores instead of taking turns. Only the frame after a lost face needs a detection on demand. (dlib's
+CNN, which a shot's first frame gets, holds the GIL for its whole call, about 1.2 s on a 640x360 frame,
+so that one still runs alone; its HOG detector releases the GIL.)
 """
 from __future__ import annotations
 
