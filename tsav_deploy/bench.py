@@ -11,8 +11,8 @@ frames/s is K times higher. Every stage's frames/s is also given as a multiple o
 Stages run the code annotation runs. The end-to-end run is :func:`annotate_video` plus the writers, with
 the face backend's and the engine's calls timed from outside (detection, landmarks, identity, visual,
 aural, fusion) and the writers timed around :func:`write_outputs`. Pass 1 (decode, faces), pass 2's
-alignment+mask and clips, and mel, which annotation interleaves with everything else, are timed in
-passes of their own through the same functions (``iter_frames``, ``detect_video``, ``track_faces``,
+alignment+mask and clips (between network batches on the CPU, beside them with a GPU engine), and
+mel are timed in passes of their own through the same functions (``iter_frames``, ``detect_video``, ``track_faces``,
 ``face_crop``, ``ClipAssembler.push``, ``audio_power`` and ``LogMelTrack.windows``). Without a model only the frontend is measured (issue 4's benchmark):
 "frontend" is then pass 1 as annotation runs it plus pass 2's decode, alignment and clips plus mel.
 
