@@ -121,8 +121,8 @@ def predict_people(
         # The host is free while an accelerator computes: decoding, alignment and clip assembly run a
         # batch ahead in a thread. Not on the CPU, where the runtime splits every layer over all cores
         # and a frontend thread beside it stalls them all at each layer's end (2 cores, paper network,
-        # OpenVINO fp32, 3 interleaved pairs: the streams kept 0.83-0.87 of the matmul rate with the
-        # thread and 0.87-0.94 without, end to end 0.77-0.81 of the ceiling against 0.81-0.87).
+        # OpenVINO fp32, 3 interleaved pairs: the visual stream kept 0.83-0.87 of the matmul rate with
+        # the thread and 0.87-0.93 without, end to end 0.77-0.81 of the ceiling against 0.81-0.87).
         frames = prefetch(frames, depth=2 * options.batch_size)
     for _, t, clips in frames:
         if clips is not None:

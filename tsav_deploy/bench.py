@@ -12,8 +12,9 @@ Stages run the code annotation runs. The end-to-end run is :func:`annotate_video
 the face backend's and the engine's calls timed from outside (detection, landmarks, identity, visual,
 aural, fusion) and the writers timed around :func:`write_outputs`. Pass 1 (decode, faces), pass 2's
 alignment+mask and clips (between network batches on the CPU, beside them with a GPU engine), and
-mel are timed in passes of their own through the same functions (``iter_frames``, ``detect_video``, ``track_faces``,
-``face_crop``, ``ClipAssembler.push``, ``audio_power`` and ``LogMelTrack.windows``). Without a model only the frontend is measured (issue 4's benchmark):
+mel are timed in passes of their own through the same functions (``iter_frames``, ``detect_video``,
+``track_faces``, ``face_crop``, ``ClipAssembler.push``, ``audio_power`` and ``LogMelTrack.windows``).
+Without a model only the frontend is measured (issue 4's benchmark):
 "frontend" is then pass 1 as annotation runs it plus pass 2's decode, alignment and clips plus mel.
 
 "faces" is pass 1's wall time less decoding. Its parts are the time spent in each call: detection runs
