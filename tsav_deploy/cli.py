@@ -34,7 +34,7 @@ ExportDir = Annotated[Optional[pathlib.Path], typer.Option("--model", "-m", help
 EngineName = Annotated[str, typer.Option("--engine", help="auto | torch | torchscript | onnx | onnx-int8 | openvino | openvino-int8 | tensorrt.")]
 Device = Annotated[str, typer.Option("--device", help="cpu | cuda[:N].")]
 FaceBackendName = Annotated[str, typer.Option("--faces", help="auto | insightface | dlib.")]
-Detector = Annotated[str, typer.Option("--detector", help="dlib detector: hog+cnn (finds more, ~1.3 s per shot), hog (fastest), cnn.")]
+Detector = Annotated[str, typer.Option("--detector", help="dlib detector: hog+cnn (finds more; ~1.2 s per shot and per lost face), hog (fastest), cnn.")]
 Person = Annotated[str, typer.Option("--person", help="main (the person seen in most frames) | all.")]
 Stride = Annotated[int, typer.Option("--stride", min=1, help="Run the network every K-th frame, interpolate between (1 = exact).")]
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Frames per network batch.")]
