@@ -81,7 +81,8 @@ def test_auto_picks_openvino_on_cpu_and_says_so(small_checkpoint, small_export):
     info = engine.describe()
     assert info["selection"].startswith("openvino (auto") and info["precision"] == "fp32"
     assert info["inference_threads"] >= 1 and info["model_config"]["widths"] == (8, 16, 32, 64)
-    assert 1 <= info["streams"] <= info["inference_threads"]
+    assert set(info["streams"]) == {"visual", "aural", "fusion"}
+    assert all(1 <= n <= info["inference_threads"] for n in info["streams"].values())
     assert Engine.load(small_export, "onnx").describe()["providers"] == ["CPUExecutionProvider"]
     assert Engine.load(small_checkpoint).name == "torch"
 

@@ -52,26 +52,26 @@ class OpenVinoBackend(Backend):
                  for kind, ports in (("inputs", model.inputs), ("outputs", model.outputs))},
                 io[part], path,
             )
-            # One request per stream and part, reused: the annotate loop calls each part from one thread.
-            self.streams = compiled.get_property("NUM_STREAMS")
-            self._requests[part] = [compiled.create_infer_request() for _ in range(self.streams)]
+            # One request per stream (OpenVINO picks the count per model), reused: the annotate loop
+            # calls each part from one thread.
+            self._requests[part] = [compiled.create_infer_request() for _ in range(compiled.get_property("NUM_STREAMS"))]
 
     def _run(self, part: str, *inputs: Array) -> np.ndarray:
         """The batch split into one contiguous chunk per stream, run at once (fewer for a small batch)."""
         inputs = [as_numpy(x) for x in inputs]
-        n = len(inputs[0])
-        bounds = np.linspace(0, n, min(n, self.streams) + 1).round().astype(int)
-        used = []
-        for request, start, stop in zip(self._requests[part], bounds[:-1], bounds[1:]):
+        n, requests = len(inputs[0]), self._requests[part]
+        bounds = np.linspace(0, n, min(n, len(requests)) + 1).round().astype(int)
+        used = requests[: len(bounds) - 1]
+        for request, start, stop in zip(used, bounds[:-1], bounds[1:]):
             request.start_async([x[start:stop] for x in inputs], share_inputs=True)
-            used.append(request)
         for request in used:
             request.wait()
         return np.concatenate([r.get_output_tensor(0).data for r in used])  # copies: buffers are reused
 
     def describe(self) -> dict:
         return {"backend": self.name, "device": str(self.device), "source": str(self.folder), "openvino": self.version,
-                "inference_threads": physical_cores(), "streams": self.streams, "precision": self.precision}
+                "inference_threads": physical_cores(), "streams": {part: len(r) for part, r in self._requests.items()},
+                "precision": self.precision}
 
 
 OV_TYPES = {"f32": "float32"}
