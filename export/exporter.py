@@ -102,6 +102,7 @@ class Exporter:
 
             check_tensorrt()  # before minutes of export work
         ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(resolve(checkpoint))
+        ckpt.require_current_preprocessing()
         model = ckpt.build_model()
         out = pathlib.Path(out)
         if out.exists() and not out.is_dir():
@@ -149,7 +150,8 @@ class Exporter:
 
     def _write_int8(self, model: TSAV, onnx_files: dict[str, pathlib.Path], staging: pathlib.Path) -> dict[str, dict]:
         """Quantize on every other calibration sample; measure agreement on the samples in between."""
-        from .int8 import agreement, calibration_inputs, constant_inputs, quantize_streams
+        from ..runtime.constant_inputs import constant_inputs
+        from .int8 import agreement, calibration_inputs, quantize_streams
 
         inputs = calibration_inputs(self.calibration)
         calibrate = {name: x[::2] for name, x in inputs.items()}

@@ -1,7 +1,7 @@
 """int8 ONNX graphs of the two streams: static quantization calibrated on real preprocessed inputs.
 
 Activation ranges come from clips and log-mel windows of real recordings, made by the same frontend
-that annotation runs (faces, alignment, masks, clip assembly, mel windows): random or synthetic
+that annotation runs (faces, alignment, masks, clip assembly, aural windows): random or synthetic
 inputs would calibrate the ranges of inputs the network never sees. Weights are int8 per output
 channel, activations uint8 per tensor (QDQ format: ONNX Runtime fuses the pairs into its integer
 convolution kernels, VNNI/AMX where the CPU has them). The fusion head (one small linear layer)
@@ -20,12 +20,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..audio import LogMelTrack
-from ..clips import ClipAssembler
-from ..constants import N_MELS
+from ..audio import SpecWindows
 from ..errors import TsavError
 from ..faces import FaceBackend, get_backend, select_tracks
-from ..frontend import audio_power, iter_clips, scan_faces, video_duration
+from ..frontend import audio_track, iter_clips, scan_faces
+from ..runtime.constant_inputs import constant_inputs
 from ..predictions import decode
 from ..train.metrics import ccc
 from .manifest import INT8_FILES
@@ -51,8 +50,8 @@ def calibration_inputs(
         is_target = np.zeros(timeline.frames, dtype=bool)
         is_target[targets] = True
         clips += [c[0] for _, _, c in iter_clips(video, timeline, [t.id for t in tracks], is_target) if c is not None]
-        power, _ = audio_power(video, video_duration(timeline.times))
-        specs.append(LogMelTrack(power).windows(timeline.times[targets]))
+        wave, _ = audio_track(video)
+        specs.append(SpecWindows(wave).frame_windows(timeline.times[targets]))
     if not clips:
         raise TsavError("int8 calibration: none of the calibration videos yielded a frame")
     # The frontend's two constant inputs are real inputs too; calibrated without them, their values
@@ -60,19 +59,6 @@ def calibration_inputs(
     # the calibration samples.
     constant = constant_inputs()
     return {"clip": np.concatenate([constant["clip"], np.stack(clips)]), "spec": np.concatenate([constant["spec"], *specs])}
-
-
-def constant_inputs() -> dict[str, np.ndarray]:
-    """The frontend's two constant inputs, one of each: ``"clip"``, the black clip of a face-less
-    stretch (1.4 s without the person), and ``"spec"``, the floor window of 10 s of digital silence
-    (or of a file without audio).
-
-    Even calibrated on them, the int8 streams compute their features with an error that does not
-    average out (it is the same on every such frame): +0.09 on the arousal logit of every frame of a
-    silent clip with a trained paper-size network. So the export stores their float32 features
-    (``constant_features.npz``) and the int8 engines use those instead.
-    """
-    return {"clip": ClipAssembler().push(0.0, None)[None], "spec": LogMelTrack(np.zeros((N_MELS, 1), np.float32)).windows([0.0])}
 
 
 class _Reader:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..atomic import write_text
 from ..checkpoint import file_sha256
-from ..constants import CLIP_SHAPE, N_OUTPUTS, SPEC_SHAPE, preprocessing_dict
+from ..constants import CLIP_SHAPE, N_OUTPUTS, SPEC_SHAPE, preprocessing_differences
 from ..errors import ArtifactError
 from ..model import ModelConfig
 
@@ -116,8 +116,12 @@ def read_manifest(folder: str | os.PathLike) -> Manifest:
         if _normalised(recorded_contract.get(part)) != _normalised(spec):
             raise ArtifactError(f"{path}: the contract of '{part}' ({recorded_contract.get(part)}) is not this version's ({spec})")
     # A preprocessing difference between export and inference silently ruins predictions: refuse it.
-    if _normalised(recorded_preprocessing) != _normalised(preprocessing_dict()):
-        raise ArtifactError(f"{path}: exported with different preprocessing constants than this tsav-deploy uses; re-export")
+    differences = preprocessing_differences(recorded_preprocessing)
+    if differences:
+        raise ArtifactError(
+            f"{path}: exported with other preprocessing than this tsav-deploy feeds the network ({differences[0]}"
+            f"{f' and {len(differences) - 1} more' if len(differences) > 1 else ''}); re-export from the checkpoint"
+        )
     if not isinstance(artifacts, dict) or not all(isinstance(e, dict) and {"sha256", "bytes"} <= e.keys() for e in artifacts.values()):
         raise ArtifactError(f"{path}: malformed 'artifacts' table")
     return manifest

@@ -228,3 +228,28 @@ def test_pass_two_runs_on_the_calling_thread_with_a_cpu_engine(media_dir, small_
     result = annotate_video(media_dir / "webcam_man_mp3.mp4", engine, get_backend("dlib"), AnnotateOptions(stride=8))
     assert result.persons[0].face_found.all()
     assert threads == {threading.get_ident()}
+
+
+def test_the_engine_gets_each_frames_authors_window(media_dir, small_checkpoint, monkeypatch):
+    """The aural input of frame i is spec_window(wave, t_i) with t_i the frame's timestamp on the
+    authors' millisecond grid, for every frame of a real recording with speech (variable frame rate)."""
+    from tsav_deploy.annotate import AnnotateOptions, annotate_video
+    from tsav_deploy.audio import authors_timestamps, spec_window
+    from tsav_deploy.faces import get_backend
+    from tsav_deploy.media import read_audio
+    from tsav_deploy.runtime import Engine
+
+    video = media_dir / "talking_head_vfr.mp4"
+    engine = Engine.load(small_checkpoint)
+    received = []
+    aural = engine.aural
+    monkeypatch.setattr(engine, "aural", lambda spec: received.append(np.array(spec)) or aural(spec))
+    result = annotate_video(video, engine, get_backend("dlib"), AnnotateOptions())
+    inputs = np.concatenate(received)
+    assert len(inputs) == len(result.times) > 100
+    wave, _ = read_audio(video)
+    times = authors_timestamps(result.times)
+    for i in (0, 1, 2, 40, 77, len(times) - 2, len(times) - 1):
+        np.testing.assert_allclose(inputs[i], spec_window(wave, times[i]), atol=1e-6)
+        neighbour = i + 1 if i + 1 < len(times) else i - 1  # one frame off: a different input
+        assert np.abs(inputs[i] - spec_window(wave, times[neighbour])).max() > 0.05

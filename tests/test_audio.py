@@ -45,13 +45,18 @@ def reference_mel_power(wave: np.ndarray) -> np.ndarray:
     return (power @ reference_filterbank()).T
 
 
-def reference_window(power: np.ndarray, column: int) -> np.ndarray:
-    """The window around ``column`` written out: zero power outside the track, dB, floor at max −
-    80 dB, normalize."""
-    cols = np.arange(column - COLS // 2, column + COLS // 2 + 1)
-    inside = (cols >= 0) & (cols < power.shape[1])
+def reference_spec_window(wave: np.ndarray, t: float) -> np.ndarray:
+    """The authors' ``Aff2CompDataset.__getitem__`` audio part written out in float64: torchaudio.load
+    of ``num_frames=min(441000, max(int(t·sr), 882))`` samples from ``offset=max(int(t·sr − 441000 +
+    220500), 0)`` (fewer at the end of the file), MelSpectrogram of that segment alone, right-aligned
+    into 1001 zero-power columns when shorter than 10 s, AmplitudeToDB('power', 80), Normalize."""
+    x = t * SR
+    offset = max(int(x - 441000 + 220500), 0)
+    segment = wave[offset : offset + min(441000, max(int(x), int(0.02 * SR)))].astype(np.float64)
     p = np.zeros((MELS, COLS))
-    p[:, inside] = power[:, cols[inside]]
+    if len(segment):
+        mel = reference_mel_power(segment)
+        p[:, COLS - mel.shape[1] :] = mel
     db = 10 * np.log10(np.maximum(p, 1e-10))
     db = np.maximum(db, db.max() - 80)
     return ((db + 14.8) / 19.895)[None]
@@ -115,19 +120,6 @@ def test_short_tracks(n):
         assert not power.any()
 
 
-def test_long_track_is_chunked_exactly():
-    """Columns computed 60 s at a time equal one torch.stft over the whole track."""
-    wave = np.random.default_rng(1).standard_normal(61 * SR + 123).astype(np.float32)
-    power = audio.mel_power(wave)
-    spec = torch.stft(
-        torch.from_numpy(wave), N_FFT, HOP, WIN, torch.hann_window(WIN), center=True,
-        pad_mode="reflect", return_complex=True,
-    ).abs().pow(2)
-    whole = (torch.from_numpy(np.array(audio.mel_filterbank())).T @ spec).numpy()
-    assert power.shape == whole.shape == (64, 1 + len(wave) // HOP)
-    np.testing.assert_allclose(power, whole, rtol=1e-5, atol=1e-6)
-
-
 def test_other_sample_rates_are_resampled_first():
     def tone(sr):  # 2 s of 1.5 kHz
         return (0.3 * np.sin(2 * np.pi * 1500 * np.arange(2 * sr) / sr)).astype(np.float32)
@@ -145,104 +137,135 @@ def test_rejects_multichannel():
         audio.mel_power(np.zeros((2, 1000), np.float32))
 
 
-# --- windows --------------------------------------------------------------------------------------
 
 
-def test_windows_match_authors_reference(power, mel_ref):
-    windows = audio.mel_windows(power, mel_ref["centers"])
-    assert windows.shape == (4, 1, 64, 1001) and windows.dtype == np.float32
-    np.testing.assert_allclose(windows[:, 0], mel_ref["windows"], atol=5e-4)
-    # And one at a time, from the public single-window call.
-    for t, ref in zip(mel_ref["centers"], mel_ref["windows"]):
-        np.testing.assert_allclose(audio.mel_window(power, t)[0], ref, atol=5e-4)
+# --- the authors' window of each frame --------------------------------------------------------------
+
+# The issue's times: the start (past only), 5-10 s (segment [t − 5, 2t − 5]), 10 s and beyond (centred).
+TIMES = (0.0, 0.001, 0.02, 2.5, 4.99, 5.0, 7.3, 9.99, 10.0, 12.3, 12.345, 13.0)
+NORMALIZED_TOL = 1e-3
 
 
-def test_reference_windows_are_centred_on_round_t_times_100(power, mel_ref):
-    """Column 500 of each reference window is column round(t · 100) of the track: the windows one
-    column either side do not match. (The reference centres are whole columns, so they say nothing
-    about halfway cases; test_centre_column_rule pins those down.)"""
-    assert audio.centre_columns(mel_ref["centers"]).tolist() == [0, 250, 600, 1199]
-    for column, ref in zip([0, 250, 600, 1199], mel_ref["windows"]):
-        np.testing.assert_allclose(reference_window(power, column)[0], ref, atol=5e-4)
-        for wrong in (column - 1, column + 1):
-            assert np.abs(reference_window(power, wrong)[0] - ref).max() > 0.1
+@pytest.fixture(scope="module")
+def long_speech(refcommon):
+    return refcommon.synthetic_speechlike(25.0, SR, 3)
 
 
-def test_centre_column_rule():
-    # round(t · 100), and exactly halfway (sample 441k + 220.5 does not exist: 220 is nearer k).
-    times = [0.0, 0.004, 0.006, 0.01, 2.5, -0.004, -0.006]
-    assert audio.centre_columns(times).tolist() == [0, 0, 1, 1, 250, 0, -1]
-    k = 37
-    assert audio.centre_columns((441 * k + 220) / SR) == k
-    assert audio.centre_columns((441 * k + 221) / SR) == k + 1
-    assert audio.centre_columns(0.125) == 12  # t · 100 = 12.5: the earlier column
-    assert audio.centre_columns(5.005) == 500  # 120 frames at 23.976 fps, another exact half
-    # Float noise: 0.29 · 100 = 28.999999999999996 and 4.35 · 100 = 434.99999999999994.
-    assert audio.centre_columns([0.29, 0.57, 4.35, 8.7]).tolist() == [29, 57, 435, 870]
+@pytest.mark.parametrize("t", TIMES)
+def test_windows_follow_the_authors_rule(long_speech, t):
+    window = audio.spec_window(long_speech, t)
+    assert window.shape == (1, 64, 1001) and window.dtype == np.float32
+    assert np.abs(window - reference_spec_window(long_speech, t)).max() <= NORMALIZED_TOL
 
 
-@pytest.mark.parametrize("t", [0.0, 0.3, 4.5, 6.0, 11.5, 12.0, 16.9, 17.2, -3.0, -6.0, 40.0])
-def test_windows_match_written_out_reference(power, t):
-    """Including windows that hang over either end of the track or lie entirely outside it."""
-    column = int(audio.centre_columns(t))
-    expected = reference_window(power, column)
-    np.testing.assert_allclose(audio.mel_window(power, t), expected, atol=1e-5)
+def test_window_ends_of_a_real_recording(media_dir):
+    """The last 5 s of a real track (segments cut short by its end, right-aligned) and its very end."""
+    from tsav_deploy.media import read_audio
+
+    wave, _ = read_audio(media_dir / "stage_and_audience.mp4")
+    end = len(wave) / SR
+    assert end > 9 and np.abs(wave).max() > 0.05  # music all through
+    for t in (end - 4.9, end - 2.5, end - 0.5, end - 0.01, end, end + 3.0, end + 6.0):
+        assert np.abs(audio.spec_window(wave, t) - reference_spec_window(wave, t)).max() <= NORMALIZED_TOL, t
 
 
-def test_batched_windows_equal_single_ones(power):
-    track = audio.LogMelTrack(power)
-    times = np.linspace(-1, 13, 57)
-    batch = audio.mel_windows(track, times)
-    for t, window in zip(times, batch):
-        np.testing.assert_array_equal(window, audio.mel_window(power, t))
+def test_where_the_frame_sits_in_its_window(long_speech):
+    """Column of the frame's own sample: the last before 5 s, 500 from 10 s on, 2t − 5 s between;
+    shortened segments are right-aligned, so the left columns are the silent floor."""
+    starts, stops = audio.segment_bounds([2.5, 7.3, 12.3, 24.0], len(long_speech))
+    assert starts.tolist() == [0, int(7.3 * SR) - 220500, int(12.3 * SR) - 220500, int(24.0 * SR) - 220500]
+    assert stops.tolist() == [int(2.5 * SR), starts[1] + int(7.3 * SR), starts[2] + 441000, len(long_speech)]
+    window = audio.spec_window(long_speech, 2.5)[0]
+    floor = window.max() - 80 / 19.895  # the window's maximum − 80 dB, normalized
+    assert np.all(np.abs(window[:, : 1001 - 251] - floor) < 1e-5)  # 251 columns of sound, right-aligned
+    assert np.median(window[:, 1001 - 251 :]) > floor + 1
 
 
-def test_silent_track_gives_the_formula_constant():
-    power = audio.mel_power(np.zeros(3 * SR, np.float32))
-    assert not power.any()
-    window = audio.mel_window(power, 1.5)
-    np.testing.assert_allclose(window, (-100 + 14.8) / 19.895, rtol=1e-6)
+def test_times_off_the_10_ms_grid_get_their_own_columns(long_speech):
+    """4.5 ms off the grid is not the nearest grid window: the frame's own sample is the centre."""
+    off, on = audio.spec_window(long_speech, 12.345), audio.spec_window(long_speech, 12.35)
+    assert np.median(np.abs(off - on)) > 0.05
+    assert np.abs(off - reference_spec_window(long_speech, 12.345)).max() <= NORMALIZED_TOL
 
 
-def test_window_shape_errors():
+def test_cached_columns_equal_whole_segment_transforms(long_speech):
+    """SpecWindows reuses interior columns across frames of one phase; in any order, the windows
+    equal one transform of each segment (here in float32, computed one window at a time)."""
+    rng = np.random.default_rng(0)
+    times = np.concatenate([audio.authors_timestamps(np.arange(0, 25, 1 / 29.97)), rng.uniform(0, 26, 20)])
+    order = rng.permutation(len(times))[:80]
+    batch = audio.SpecWindows(long_speech).windows(times[order])
+    for t, window in zip(times[order], batch):
+        start, stop = (int(v[0]) for v in audio.segment_bounds([t], len(long_speech)))
+        power = np.zeros((64, 1001), np.float64)
+        if stop > start:
+            segment = audio.mel_power(long_speech[start:stop])
+            power[:, 1001 - segment.shape[1] :] = segment
+        db = 10 * np.log10(np.maximum(power, 1e-10))
+        expected = (np.maximum(db, db.max() - 80) + 14.8) / 19.895
+        np.testing.assert_allclose(window[0], expected, atol=2e-5)
+        np.testing.assert_array_equal(window, audio.spec_window(long_speech, t))
+
+
+def test_16_bit_samples_read_as_torchaudio_reads_a_wav(long_speech):
+    pcm = np.clip(np.rint(long_speech * 32768), -32768, 32767).astype(np.int16)
+    as_float = pcm.astype(np.float32) / 32768
+    for t in (0.5, 7.3, 12.3):
+        np.testing.assert_array_equal(audio.spec_window(pcm, t), audio.spec_window(as_float, t))
+
+
+def test_authors_timestamps_are_whole_milliseconds_rounded_half_up():
+    times = np.array([0.0, 1 / 29.97, 1001 / 24000, 0.0625, 0.0005, 10.0104])
+    assert audio.authors_timestamps(times).tolist() == [0.0, 0.033, 0.042, 0.063, 0.001, 10.01]
+
+
+def test_every_silent_window_is_the_one_constant_input():
+    """Digital silence at any point, with segments of any length (the start, the middle, past the
+    end of the track), and no audio at all give one window, the constant input whose float32
+    features an int8 export stores (so none of them gets int8 features)."""
+    from tsav_deploy.runtime.constant_inputs import constant_inputs
+
+    constant = constant_inputs()["spec"][0]
+    np.testing.assert_allclose(constant, (-100 + 14.8) / 19.895, rtol=1e-6)
+    silence = np.zeros(12 * SR, np.float32)
+    for window in audio.spec_windows(silence, [0.0, 0.005, 3.0, 6.0, 11.9, 30.0]):
+        np.testing.assert_array_equal(window, constant)
+    np.testing.assert_array_equal(audio.spec_window(np.zeros(0, np.float32), 4.0), constant)
+
+
+def test_window_input_errors():
     with pytest.raises(ValueError):
-        audio.mel_windows(np.zeros((40, 100), np.float32), [0.0])
+        audio.spec_window(np.zeros((2, 1000), np.float32), 0.0)
+    with pytest.raises(ValueError):
+        audio.SpecWindows(np.zeros((1000, 2), np.int16))
 
 
 # --- torchaudio itself, where it imports (not with this project's CPU torch) ----------------------
 
 
-def test_matches_torchaudio_itself(speech):
+def test_matches_torchaudio_itself(long_speech):
+    """The authors' __getitem__ with torchaudio's own transforms (the GPU machine has torchaudio)."""
     torchaudio = pytest.importorskip("torchaudio")
     transform = torchaudio.transforms.MelSpectrogram(
         sample_rate=SR, n_fft=N_FFT, win_length=WIN, hop_length=HOP, n_mels=MELS,
         window_fn=torch.hann_window,
     )
-    theirs = transform(torch.from_numpy(speech)[None])[0].numpy()
-    ours = audio.mel_power(speech)
-    assert np.abs(to_db(ours) - to_db(theirs)).max() < DB_TOL
+    theirs = transform(torch.from_numpy(long_speech)[None])[0].numpy()
+    assert np.abs(to_db(audio.mel_power(long_speech)) - to_db(theirs)).max() < DB_TOL
     np.testing.assert_allclose(
         audio.mel_filterbank(),
         torchaudio.functional.melscale_fbanks(513, 0.0, SR / 2, MELS, SR, None, "htk").numpy(),
         atol=1e-6,
     )
     to_db_80 = torchaudio.transforms.AmplitudeToDB("power", 80)
-    for t in (0.0, 3.3, 11.99):
-        column = int(audio.centre_columns(t))
-        padded = np.zeros((MELS, theirs.shape[1] + 2 * COLS), np.float32)
-        padded[:, COLS : COLS + theirs.shape[1]] = theirs
-        first = column - COLS // 2 + COLS  # padded index of the window's first column
-        window = torch.from_numpy(padded[None, :, first : first + COLS])
-        expected = ((to_db_80(window) + 14.8) / 19.895).numpy()
-        np.testing.assert_allclose(audio.mel_window(ours, t), expected, atol=5e-4)
-
-
-def test_every_silent_window_is_the_one_constant_input():
-    """Windows of digital silence, inside the track, at its edges and past its end, are all equal to the
-    constant input whose float32 features an int8 export stores (so none of them gets int8 features)."""
-    from tsav_deploy.export.int8 import constant_inputs
-
-    track = audio.LogMelTrack(audio.mel_power(np.zeros(12 * 44_100, np.float32)))
-    constant = constant_inputs()["spec"][0]
-    for window in track.windows([0.0, 3.0, 6.0, 11.9, 30.0]):
-        np.testing.assert_array_equal(window, constant)
+    wave = torch.from_numpy(long_speech)[None]
+    for t in TIMES + (22.0, 24.9):
+        offset = max(int(t * SR - 441000 + 220500), 0)
+        segment = wave[:, offset : offset + min(441000, max(int(t * SR), 882))]
+        features = transform(segment)
+        if segment.shape[1] < 441000:
+            padded = torch.zeros((1, MELS, COLS))
+            padded[:, :, -features.shape[2] :] = features
+            features = padded
+        expected = ((to_db_80(features) + 14.8) / 19.895).numpy()
+        assert np.abs(audio.spec_window(long_speech, t) - expected).max() <= NORMALIZED_TOL, t

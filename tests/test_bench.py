@@ -95,7 +95,7 @@ def _check_constant_inputs_get_float32_features(int8, checkpoint) -> None:
     """Rows equal to the black clip or the silent window get the float32 network's features (which the
     int8 graphs alone would shift); the other rows of the batch are the int8 graphs' own."""
     from tsav_deploy.checkpoint import load_checkpoint
-    from tsav_deploy.export.int8 import constant_inputs
+    from tsav_deploy.runtime.constant_inputs import constant_inputs
 
     model = load_checkpoint(checkpoint).build_model()
     for part, name in (("visual", "clip"), ("aural", "spec")):

@@ -10,11 +10,14 @@ Layout (``tsav preprocess`` writes it, the training loader reads it)::
     CACHE/videos/<stem>/mask_pixels.npy  uint16 flat pixel index of every non-zero mask pixel, frame by frame
     CACHE/videos/<stem>/mask_values.npy  uint8 the value of each of those pixels
     CACHE/videos/<stem>/mask.npy       [N + 1] int64 offsets into the two mask arrays
-    CACHE/videos/<stem>/mel.npy        [64, T] float32 the whole track's mel power
+    CACHE/videos/<stem>/wave.npy       [S] int16    the audio track as the authors' 16-bit WAV holds it
     CACHE/videos/<stem>/entry.json     written last: its presence marks the video complete
 
 The RGB crop is lossy (JPEG, ~1 gray level); the mask is exact: it is a few hundred pixels of 1-pixel
-lines, so storing its non-zero pixels is smaller and faster to decode than any image codec.
+lines, so storing its non-zero pixels is smaller and faster to decode than any image codec. The wave
+is exact too (the frontend's samples are 16-bit values): each training sample's aural window is cut
+from it by the same rule as annotation's (:class:`tsav_deploy.audio.SpecWindows`), at 88 kB per
+second of video.
 """
 from __future__ import annotations
 
@@ -27,11 +30,11 @@ import cv2
 import numpy as np
 
 from tsav_deploy.atomic import atomic_path, write_text
-from tsav_deploy.constants import CROP_SIZE, preprocessing_dict
+from tsav_deploy.constants import CROP_SIZE, preprocessing_dict, preprocessing_differences
 from tsav_deploy.errors import TsavError
 
 FORMAT = "tsav-deploy/preprocess-cache"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the wave instead of a whole-track mel
 INDEX = "index.json"
 ENTRY = "entry.json"
 JPEG_QUALITY = 95
@@ -49,6 +52,11 @@ def video_folder(cache: pathlib.Path, stem: str) -> pathlib.Path:
 def _save_npy(path: pathlib.Path, array: np.ndarray) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.save(fh, array)
+
+
+def pcm16(wave: np.ndarray) -> np.ndarray:
+    """The frontend's float32 samples (multiples of 1/32768) back as the int16 values they were."""
+    return np.clip(np.rint(np.asarray(wave, np.float64) * 32768), -32768, 32767).astype(np.int16)
 
 
 class VideoCacheWriter:
@@ -80,7 +88,7 @@ class VideoCacheWriter:
         self._rgb_offsets.append(self._rgb_offsets[-1] + (len(self._jpeg[-1]) if crop is not None else 0))
         self._mask_offsets.append(self._mask_offsets[-1] + (len(self._mask_pixels[-1]) if crop is not None else 0))
 
-    def finish(self, mel_power: np.ndarray, entry: dict) -> dict:
+    def finish(self, wave: np.ndarray, entry: dict) -> dict:
         """Write every file, then ``entry.json`` (``entry`` plus frame counts and bytes); returns it."""
         self.folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.folder / "rgb.bin") as tmp:
@@ -92,7 +100,7 @@ class VideoCacheWriter:
             "mask_pixels": np.concatenate([np.zeros(0, np.uint16), *self._mask_pixels]),
             "mask_values": np.concatenate([np.zeros(0, np.uint8), *self._mask_values]),
             "mask": np.asarray(self._mask_offsets, np.int64),
-            "mel": np.ascontiguousarray(mel_power, np.float32),
+            "wave": pcm16(wave),
         }
         for name, array in arrays.items():
             _save_npy(self.folder / f"{name}.npy", array)
@@ -118,13 +126,10 @@ class CachedVideo:
         self._mask_values = load("mask_values")
         has_faces = self._rgb_offsets[-1] > 0  # an empty file cannot be mapped
         self._rgb = np.memmap(folder / "rgb.bin", dtype=np.uint8, mode="r").view(np.ndarray) if has_faces else None
-        self._mel_path = folder / "mel.npy"
+        self.wave = load("wave")  # int16, memory-mapped: a window reads 10 s of it
 
     def __len__(self) -> int:
         return len(self.times)
-
-    def mel_power(self) -> np.ndarray:
-        return np.load(self._mel_path)
 
     def read_into(self, index: int, rgb: np.ndarray, mask: np.ndarray) -> bool:
         """Decode frame ``index`` into ``rgb`` uint8 [112, 112, 3] and ``mask`` uint8 [112, 112]
@@ -187,9 +192,7 @@ def check_compatible(cache: pathlib.Path, faces: str) -> None:
     path = cache / INDEX
     if not path.exists():
         return
-    index = json.loads(path.read_text())
-    if index.get("preprocessing") != preprocessing_dict():
-        raise CacheError(f"{path}: made with other preprocessing constants; use a new --out folder")
+    index = _read_index(path)
     if faces != index.get("faces"):
         raise CacheError(f"{path}: made with the {index.get('faces')} face backend, not {faces}; use a new --out folder")
 
@@ -200,9 +203,20 @@ def open_cache(cache: str | os.PathLike) -> CacheIndex:
     path = cache / INDEX
     if not path.exists():
         raise CacheError(f"{cache}: no {INDEX}; run `tsav preprocess VIDEOS_DIR --out {cache}` first")
-    index = json.loads(path.read_text())
-    if index.get("format") != FORMAT or index.get("format_version") != FORMAT_VERSION:
-        raise CacheError(f"{path}: not a tsav-deploy preprocess cache of format version {FORMAT_VERSION}")
-    if index.get("preprocessing") != preprocessing_dict():
-        raise CacheError(f"{path}: made with other preprocessing constants than this version's; preprocess again")
+    index = _read_index(path)
     return CacheIndex(root=cache, videos=index["videos"], faces=index["faces"])
+
+
+def _read_index(path: pathlib.Path) -> dict:
+    """The index, refused in one line when this version cannot train from it."""
+    try:
+        index = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CacheError(f"{path}: not valid JSON ({exc}); preprocess again into a new folder") from None
+    if not isinstance(index, dict) or index.get("format") != FORMAT:
+        raise CacheError(f"{path}: not a tsav-deploy preprocess cache")
+    differences = preprocessing_differences(index.get("preprocessing"))
+    if differences or index.get("format_version") != FORMAT_VERSION:
+        what = differences[0] if differences else f"format version {index.get('format_version')}, this version reads {FORMAT_VERSION}"
+        raise CacheError(f"{path}: made with other preprocessing than this version's ({what}); preprocess again into a new folder")
+    return index

@@ -5,8 +5,8 @@
   the paper's filter and must have a face and a target (a label, or a pseudo label that can be drawn);
   validation frames are every annotated frame, unfiltered, as the metric sees them.
 - :class:`ClipDataset` builds the clip of a frame from the cached crops with the same frame choice as
-  annotation (:func:`tsav_deploy.clips.clip_frame_indices`), the log-mel window (``LogMelTrack.windows``),
-  the augmentation (flip, HSV jitter) and the pseudo labels. Clips leave the loader as uint8 crops (a
+  annotation (:func:`tsav_deploy.clips.clip_frame_indices`), the aural window by annotation's rule
+  (``SpecWindows.frame_windows``), the augmentation (flip, HSV jitter) and the pseudo labels. Clips leave the loader as uint8 crops (a
   quarter of the float size to collate and copy) and are normalized on the training device by
   :func:`normalize_batch`, bit-identical to ``normalize_clip`` (it uses a table read off that function).
 
@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import torch
 
-from tsav_deploy.audio import LogMelTrack
+from tsav_deploy.audio import SpecWindows
 from tsav_deploy.clips import clip_frame_indices, normalize_clip
 from tsav_deploy.constants import CLIP_FRAMES, CROP_SIZE, EXPRESSIONS
 
@@ -234,24 +234,18 @@ class ClipDataset(torch.utils.data.Dataset):
         self.pseudo = pseudo
         self.seed = seed
         self._videos: dict[int, CachedVideo] = {}
-        self._mels: dict[int, LogMelTrack] = {}
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getstate__(self) -> dict:
         # Worker processes started by spawn open their own memory maps instead of copying the data.
-        return {**self.__dict__, "_videos": {}, "_mels": {}}
+        return {**self.__dict__, "_videos": {}}
 
     def video(self, index: int) -> CachedVideo:
         if index not in self._videos:
             self._videos[index] = self.cache.open(self.samples.videos[index])
         return self._videos[index]
-
-    def mel(self, index: int) -> LogMelTrack:
-        if index not in self._mels:
-            self._mels[index] = LogMelTrack(self.video(index).mel_power())
-        return self._mels[index]
 
     def frames(self, row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A sample's clip frames from the cache: RGB [8, 112, 112, 3], mask [8, 112, 112] (uint8, zeros
@@ -286,7 +280,8 @@ class ClipDataset(torch.utils.data.Dataset):
         time = self.video(video).times[int(samples.frame[row])]
         return {
             "crops": crops,
-            "spec": self.mel(video).windows([time])[0],
+            # Samples are drawn at random, so windows rarely share columns: no cache is kept per video.
+            "spec": SpecWindows(self.video(video).wave).frame_windows([time])[0],
             "va": va_target[0].astype(np.float32),
             "expression": expr_target[0].astype(np.float32),
             "au": samples.au[row].copy(),

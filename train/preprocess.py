@@ -1,8 +1,8 @@
 """``tsav preprocess``: run the shared frontend over every video once and fill the training cache.
 
 Per video (the annotated main person): pass 1 finds and tracks the faces, pass 2 yields the aligned
-RGB + mask crops exactly as ``tsav annotate`` builds them, and the whole audio track becomes mel power
-(:mod:`tsav_deploy.frontend`); :mod:`.cache` stores them. Videos run in parallel in a process pool; a
+RGB + mask crops exactly as ``tsav annotate`` builds them, and the whole audio track is kept as the
+16-bit wave the aural windows are cut from (:mod:`tsav_deploy.frontend`); :mod:`.cache` stores them. Videos run in parallel in a process pool; a
 video whose ``entry.json`` exists is finished and skipped, so an interrupted run resumes where it stopped.
 """
 from __future__ import annotations
@@ -49,9 +49,9 @@ def preprocess_video(video: pathlib.Path, cache: pathlib.Path) -> dict:
             writer.add(frame.time, crop)
     if len(writer.times) != len(timeline.times):
         raise TsavError(f"{video}: pass 2 decoded {len(writer.times)} frames, pass 1 {len(timeline.times)}; the file changed?")
-    power, warnings = frontend.audio_power(video, frontend.video_duration(timeline.times))
+    wave, warnings = frontend.audio_track(video)
     entry = {"source": str(video), "main_track": track, "warnings": [*timeline.warnings, *warnings]}
-    return writer.finish(power, entry)
+    return writer.finish(wave, entry)
 
 
 def _run_one(video: pathlib.Path, cache: pathlib.Path) -> tuple[str, dict | None, str | None]:

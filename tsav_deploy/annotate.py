@@ -1,6 +1,6 @@
 """Annotation: one video in, per-frame predictions for its people out (then the writers).
 
-media → faces (pass 1) → crops and clips + mel windows (pass 2) → engine → predictions. Clips and
+media → faces (pass 1) → crops and clips + aural windows (pass 2) → engine → predictions. Clips and
 windows are batched across frames and people; with ``stride`` K the network runs on every K-th frame
 (and the last) and the logits of the frames between are interpolated linearly in time (K=1: exact).
 """
@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .audio import LogMelTrack
+from .audio import SpecWindows
 from .constants import CLIP_SHAPE, N_OUTPUTS
 from .faces import FaceBackend, Track, select_tracks
-from .frontend import FaceTimeline, audio_power, iter_clips, scan_faces, video_duration
+from .frontend import FaceTimeline, audio_track, iter_clips, scan_faces, video_duration
 from .predictions import DEFAULT_AU_THRESHOLD, decode
 from .prefetch import prefetch
 from .results import PersonResult, VideoResult
@@ -67,11 +67,11 @@ def person_suffixes(tracks: list[Track], person: str) -> list[str]:
 
 
 class _NetworkRunner:
-    """Collects clips of target frames for every person and runs the engine batch by batch; one mel
+    """Collects clips of target frames for every person and runs the engine batch by batch; one aural
     window (aural features) per target frame is shared by all people in it."""
 
-    def __init__(self, engine: Engine, mel: LogMelTrack, n_people: int, batch_size: int):
-        self.engine, self.mel, self.n_people, self.batch_size = engine, mel, n_people, batch_size
+    def __init__(self, engine: Engine, spec: SpecWindows, n_people: int, batch_size: int):
+        self.engine, self.spec, self.n_people, self.batch_size = engine, spec, n_people, batch_size
         self.clips = np.empty((batch_size, n_people) + CLIP_SHAPE, dtype=np.float32)
         self.times: list[float] = []
         self.logits: list[np.ndarray] = []  # [batch, people, 17] per flushed batch
@@ -89,7 +89,7 @@ class _NetworkRunner:
         b = len(self.times)
         if b == 0:
             return
-        aural = self.engine.aural(self.mel.windows(self.times))
+        aural = self.engine.aural(self.spec.frame_windows(self.times))
         visual = self.engine.visual(self.clips[:b].reshape((b * self.n_people,) + CLIP_SHAPE))
         logits = self.engine.fusion(np.repeat(aural, self.n_people, axis=0), visual)
         self.logits.append(logits.reshape(b, self.n_people, N_OUTPUTS))
@@ -110,9 +110,9 @@ def predict_people(
 ) -> tuple[np.ndarray, list[str]]:
     """Pass 2: logits ``[people, N, 17]`` for every frame; with no track, one face-less "person"
     (black clips + audio) so every frame still gets a prediction."""
-    power, warnings = audio_power(video, video_duration(timeline.times))
+    wave, warnings = audio_track(video)
     n_people = max(1, len(tracks))
-    runner = _NetworkRunner(engine, LogMelTrack(power), n_people, options.batch_size)
+    runner = _NetworkRunner(engine, SpecWindows(wave), n_people, options.batch_size)
     targets = target_frames(timeline.frames, options.stride)
     is_target = np.zeros(timeline.frames, dtype=bool)
     is_target[targets] = True

@@ -1,20 +1,29 @@
-"""Log-mel frontend of the aural stream (DESIGN §2), in plain torch/numpy.
+"""The aural input (DESIGN §2): the authors' 10 s log-mel window of each frame, in plain torch/numpy.
 
 torchaudio does not import with the CPU torch these machines use, so this module reproduces
-``torchaudio.transforms.MelSpectrogram`` (the authors' settings) and ``AmplitudeToDB('power', 80)``
-+ ``Normalize(-14.8, 19.895)`` itself; tests compare it with torchaudio wherever that imports.
+``torchaudio.transforms.MelSpectrogram`` with the authors' settings, ``AmplitudeToDB('power', 80)``
+and ``Normalize(-14.8, 19.895)`` itself; tests compare it with torchaudio wherever that imports.
 
-Two steps, so a video's audio is transformed once, not once per frame:
+The window of a frame at time t is the one the authors' ``Aff2CompDataset.__getitem__`` builds
+(docs/audio-window.md), not a slice of a whole-track spectrogram:
 
-1. :func:`mel_power` — the power mel spectrogram of the whole track, ``[64, T]``, one column per
-   10 ms hop (column c is centred on sample ``c * 441``).
-2. :func:`mel_windows` / :func:`mel_window` — for a frame at time t, the 1001 columns centred on
-   :func:`centre_columns` ``(t)`` with the per-window dB floor and normalization. A
-   :class:`LogMelTrack` holds the dB track so that batches of windows only slice, floor and scale.
+- ``s = int(t · 44100)``; the segment is samples ``[max(s − 220500, 0), … + min(441000, max(s, 882)))``
+  of the track, shorter where the track ends;
+- the segment gets its own mel spectrogram (centred frames, reflect padding at the segment's own
+  edges), so column k is centred on sample ``start + 441·k``, on the frame's own sample grid;
+- a segment shorter than 10 s gives fewer than 1001 columns; they fill the right end of the window
+  and the columns to their left have power 0;
+- dB ``10·log10(max(p, 1e-10))`` floored at the window's maximum − 80 dB, then ``(dB + 14.8) / 19.895``.
+
+So the frame sits at column 500 only when 10 s ≤ t ≤ (track end − 5 s); before that the window holds
+the past and the frame moves right (t < 5 s: it is the last column), and in the last 5 s of the
+track the shortened segment is right-aligned too. Every window of digital silence, whatever its
+length, is the one constant :func:`silent_window`.
 """
 from __future__ import annotations
 
 import functools
+from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -24,9 +33,12 @@ from .constants import (
     F_MAX,
     F_MIN,
     HOP_LENGTH,
+    MIN_SEGMENT_SAMPLES,
     N_FFT,
     N_MELS,
     SAMPLE_RATE,
+    SEGMENT_LEAD_SAMPLES,
+    SEGMENT_SAMPLES,
     SPEC_MEAN,
     SPEC_STD,
     TOP_DB,
@@ -36,13 +48,10 @@ from .constants import (
 from .media import resample_audio
 
 N_FREQS = N_FFT // 2 + 1
-# mel_power transforms this many columns (60 s) at a time: the complex STFT of a whole hour would
-# need 1.5 GB, a chunk needs 25 MB, and chunking is exact (each column sees only its own samples).
-_CHUNK_COLUMNS = 6000
-_HALF_WINDOW = WINDOW_COLUMNS // 2
-# Power 0 after the amin clamp, about -100 dB, computed in float32 exactly as the track's own columns
-# are (and as torchaudio computes it), so that every silent column, padded or decoded, has one value.
-_SILENT_DB = np.float32(10.0) * np.log10(np.maximum(np.float32(0.0), np.float32(AMIN)))
+_EDGE_COLUMNS = 2  # columns 0 and 1 (and the last two) of a segment see its reflect padding
+_BLOCK_COLUMNS = 128  # columns of a phase track computed together (1.28 s)
+# 10 phases × the 9 blocks a window spans, with room to spare: 13 MB.
+_CACHED_BLOCKS = 400
 
 
 def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
@@ -71,111 +80,214 @@ def mel_filterbank() -> np.ndarray:
     return bank
 
 
+@functools.lru_cache(maxsize=1)
+def _transform() -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.hann_window(WIN_LENGTH, periodic=True), torch.from_numpy(np.ascontiguousarray(mel_filterbank().T))
+
+
+def _power(waves: torch.Tensor) -> torch.Tensor:
+    """``[B, 64, 1 + L // 441]`` power mel of equal-length waves ``[B, L]`` (torchaudio semantics).
+
+    Waves of at most 512 samples cannot be reflect-padded (torchaudio raises for them); they are
+    zero-padded instead, i.e. treated as surrounded by silence.
+    """
+    window, bank = _transform()
+    spec = torch.stft(
+        waves,
+        n_fft=N_FFT,
+        hop_length=HOP_LENGTH,
+        win_length=WIN_LENGTH,
+        window=window,
+        center=True,
+        pad_mode="reflect" if waves.shape[-1] > N_FFT // 2 else "constant",
+        return_complex=True,
+    )
+    return bank @ spec.abs().pow(2.0)
+
+
 def mel_power(wave: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Power mel spectrogram ``[64, 1 + len // 441]`` float32 of a mono track (torchaudio's
-    ``MelSpectrogram(44100, n_fft=1024, win_length=882, hop_length=441, n_mels=64)``).
+    """Power mel spectrogram ``[64, 1 + len // 441]`` float32 of one mono wave: torchaudio's
+    ``MelSpectrogram(44100, n_fft=1024, win_length=882, hop_length=441, n_mels=64)``, as the authors
+    apply it to each segment.
 
     Periodic Hann window of 882 samples centred in the 1024-point frame (as ``torch.stft`` pads it),
-    frames centred on ``c * 441`` with reflect padding, power 2, HTK mel filters.
-
-    - ``sample_rate`` other than 44 100: the wave is first resampled with libswresample, the same
-      resampler :func:`tsav_deploy.media.read_audio` uses, so both paths give the same samples.
-    - Tracks of at most 512 samples cannot be reflect-padded (torchaudio raises for them); they are
-      zero-padded instead, i.e. treated as surrounded by silence. Empty tracks give one zero column.
-    - Long tracks are transformed 60 s at a time; memory is the output plus one chunk.
+    frames centred on ``k · 441`` with reflect padding, power 2, HTK mel filters. A ``sample_rate``
+    other than 44 100 is first resampled with libswresample (:func:`tsav_deploy.media.resample_audio`).
+    An empty wave gives one zero column.
     """
-    wave = np.asarray(wave, dtype=np.float32)
+    wave = _as_float(_mono(wave, sample_rate))
+    if len(wave) == 0:
+        return np.zeros((N_MELS, 1), np.float32)
+    return _power(torch.from_numpy(wave)[None])[0].numpy()
+
+
+def _mono(wave: np.ndarray, sample_rate: int) -> np.ndarray:
+    """A mono wave as float32, or as int16 when it holds 16-bit PCM samples (read slice by slice)."""
+    wave = np.asarray(wave)
     if wave.ndim == 2 and wave.shape[0] == 1:
         wave = wave[0]
     if wave.ndim != 1:
-        raise ValueError(f"mel_power expects a mono track [samples], got shape {wave.shape}")
-    if sample_rate != SAMPLE_RATE:
-        wave = resample_audio(wave, sample_rate)
-    pad = N_FFT // 2
-    padded = np.pad(wave, pad, mode="reflect" if len(wave) > pad else "constant")
-    n_columns = 1 + len(wave) // HOP_LENGTH
-    window = torch.hann_window(WIN_LENGTH, periodic=True)
-    bank_t = torch.from_numpy(np.ascontiguousarray(mel_filterbank().T))  # [64, 513]
-    out = np.empty((N_MELS, n_columns), dtype=np.float32)
-    for first in range(0, n_columns, _CHUNK_COLUMNS):
-        last = min(first + _CHUNK_COLUMNS, n_columns)
-        segment = torch.from_numpy(padded[first * HOP_LENGTH : (last - 1) * HOP_LENGTH + N_FFT])
-        spec = torch.stft(
-            segment,
-            n_fft=N_FFT,
-            hop_length=HOP_LENGTH,
-            win_length=WIN_LENGTH,
-            window=window,
-            center=False,  # the whole track was padded above, so chunks join seamlessly
-            return_complex=True,
-        )
-        out[:, first:last] = (bank_t @ spec.abs().pow(2.0)).numpy()
-    return out
+        raise ValueError(f"expected a mono wave [samples], got shape {wave.shape}")
+    if wave.dtype != np.int16:
+        wave = wave.astype(np.float32, copy=False)
+    elif sample_rate != SAMPLE_RATE:
+        wave = _as_float(wave)
+    return resample_audio(wave, sample_rate) if sample_rate != SAMPLE_RATE else wave
 
 
-def centre_columns(times) -> np.ndarray:
-    """Mel column (int64) at the centre of each time's window: round(t · 100), ties to the earlier.
+def _as_float(samples: np.ndarray) -> np.ndarray:
+    """float32 samples; 16-bit PCM is scaled by 1/32768, as torchaudio.load reads a 16-bit WAV."""
+    if samples.dtype == np.int16:
+        return samples.astype(np.float32) / np.float32(32768)
+    return samples
 
-    The authors' loader centred each 10 s window on sample ``int(t · 44100)``; column c is centred
-    on sample ``c · 441``, so the column nearest that sample is ``(⌊t · 44100⌋ + 220) // 441``.
-    That is round(t · 100) except when t · 100 is (within a sample of) k + ½, where it gives k
-    (numpy's half-to-even would give k or k + 1 by the parity of k, which means nothing for time).
-    It is safe from float noise in t · 100 too: 0.29 · 100 = 28.999999999999996 still gives 29.
+
+def authors_timestamps(frame_times) -> np.ndarray:
+    """Frame times (seconds from the first frame) as the authors' loader saw them: whole
+    milliseconds, rounded half up, as ``mkvextract timestamps_v2`` lists a video's frames.
+
+    Their ``t`` is ``video_ts[i] / 1000`` with ``video_ts`` read from that file, so the frame's
+    sample ``int(t · 44100)`` lies on the millisecond grid, not at the exact presentation time.
     """
-    samples = np.floor(np.asarray(times, dtype=np.float64) * SAMPLE_RATE).astype(np.int64)
-    return (samples + HOP_LENGTH // 2) // HOP_LENGTH
+    return np.floor(np.asarray(frame_times, dtype=np.float64) * 1000.0 + 0.5) / 1000.0
 
 
-class LogMelTrack:
-    """A power mel track in dB, padded with silent columns, from which windows are cut.
+def segment_bounds(times, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(start, stop)`` int64 sample indices of each frame's segment in a track of ``n_samples``.
 
-    ``10·log10(max(p, 1e-10))`` is computed once for the whole track; each window then only needs
-    its maximum (from per-column maxima), the floor at max − 80 dB and the normalization.
+    ``s = int(t · 44100)`` as the authors compute it (truncation); ``start = max(s − 220500, 0)``,
+    ``stop = start + min(441000, max(s, 882))``, both cut at the track's end (an empty segment lies
+    wholly past it).
+    """
+    s = np.trunc(np.asarray(times, dtype=np.float64) * SAMPLE_RATE).astype(np.int64)
+    start = np.maximum(s - SEGMENT_LEAD_SAMPLES, 0)
+    stop = start + np.minimum(SEGMENT_SAMPLES, np.maximum(s, MIN_SEGMENT_SAMPLES))
+    return np.minimum(start, n_samples), np.minimum(stop, n_samples)
+
+
+def _db(power: torch.Tensor) -> np.ndarray:
+    """``10 · log10(max(p, 1e-10))`` float32, torchaudio's ``amplitude_to_DB`` before its floor."""
+    return torch.log10(torch.clamp(power, min=AMIN)).mul_(10.0).numpy()
+
+
+# Power 0 in dB: the value of every column left of a short segment, and of every cell of silence.
+_SILENT_DB = _db(torch.zeros(1)).item()
+
+
+class SpecWindows:
+    """The aural inputs of frames of one wave, by the authors' rule (module docstring).
+
+    Windows of nearby frames share most of their columns whenever their segments start on the same
+    sample phase (``start mod 441``): a column's value depends only on its 1024 samples unless it
+    touches the segment's edge, where the reflect padding differs. With frame times on the authors'
+    millisecond grid (:func:`authors_timestamps`, as :meth:`frame_windows` uses) there are at most 10 phases, since
+    10 ms is exactly 441 samples. So the interior columns come from blocks of a per-phase track,
+    computed once (in dB) and kept in a small LRU cache, and only the two columns at each edge of a
+    segment are transformed per window: the same values as transforming each segment whole, with
+    1/100 of the FFTs and logarithms on long videos. Memory stays bounded (``_CACHED_BLOCKS`` blocks
+    of 64 × 128 columns).
     """
 
-    def __init__(self, power: np.ndarray):
-        power = np.asarray(power, dtype=np.float32)
-        if power.ndim != 2 or power.shape[0] != N_MELS:
-            raise ValueError(f"expected a mel power track [{N_MELS}, T], got shape {power.shape}")
-        self.n_columns = power.shape[1]
-        # WINDOW_COLUMNS silent columns on each side: any window that reaches past them is
-        # entirely silent, so centres can be clamped and every window is a plain slice.
-        padded = (N_MELS, self.n_columns + 2 * WINDOW_COLUMNS)
-        self._db = np.full(padded, _SILENT_DB, dtype=np.float32)
-        inner = self._db[:, WINDOW_COLUMNS : WINDOW_COLUMNS + self.n_columns]
-        np.log10(np.maximum(power, np.float32(AMIN)), out=inner)
-        inner *= np.float32(10.0)
-        self._column_max = np.lib.stride_tricks.sliding_window_view(
-            self._db.max(axis=0), WINDOW_COLUMNS
-        )
+    def __init__(self, wave: np.ndarray, sample_rate: int = SAMPLE_RATE):
+        """``wave``: mono float32, or int16 PCM (e.g. a memory-mapped cache file: only the slices a
+        window needs are read and converted)."""
+        self.wave = _mono(wave, sample_rate)
+        self._blocks: OrderedDict[tuple[int, int], tuple[np.ndarray, int]] = OrderedDict()
 
     def windows(self, times) -> np.ndarray:
-        """Normalized windows ``[N, 1, 64, 1001]`` float32 centred on each time (seconds)."""
-        centres = centre_columns(np.atleast_1d(times))
-        centres = np.clip(centres, -_HALF_WINDOW - 1, self.n_columns + _HALF_WINDOW)
-        starts = centres - _HALF_WINDOW + WINDOW_COLUMNS
-        floors = self._column_max[starts].max(axis=1) - np.float32(TOP_DB)
-        out = np.empty((len(starts), 1, N_MELS, WINDOW_COLUMNS), dtype=np.float32)
-        for window, start, floor in zip(out, starts, floors):
-            np.maximum(self._db[:, start : start + WINDOW_COLUMNS], floor, out=window[0])
+        """Normalized windows ``[N, 1, 64, 1001]`` float32 of frames at ``times`` (seconds on the
+        wave's clock, sample 0 at t = 0)."""
+        starts, stops = segment_bounds(np.atleast_1d(times), len(self.wave))
+        out = np.full((len(starts), 1, N_MELS, WINDOW_COLUMNS), _SILENT_DB, dtype=np.float32)
+        for window, start, stop in zip(out[:, 0], starts.tolist(), stops.tolist()):
+            self._segment_db(start, stop, window)
+            # AmplitudeToDB('power', 80) over the whole window, then Normalize(-14.8, 19.895).
+            np.maximum(window, window.max() - np.float32(TOP_DB), out=window)
         out -= np.float32(SPEC_MEAN)
         out /= np.float32(SPEC_STD)
         return out
 
+    def frame_windows(self, frame_times) -> np.ndarray:
+        """The windows of decoded frames at ``frame_times`` (seconds from the first frame): their
+        times go on the authors' millisecond grid first (:func:`authors_timestamps`). Every part of
+        the pipeline (annotation, training, calibration, bench) takes its aural inputs from here."""
+        return self.windows(authors_timestamps(frame_times))
 
-def mel_windows(track: np.ndarray | LogMelTrack, times) -> np.ndarray:
-    """Normalized log-mel windows ``[N, 1, 64, 1001]`` for frames at ``times`` (seconds).
+    def _segment_db(self, start: int, stop: int, window: np.ndarray) -> None:
+        """The dB mel of samples ``[start, stop)`` as one transform of them would give, written
+        into the last ``1 + L // 441`` columns of ``window`` [64, 1001]."""
+        length = stop - start
+        if length == 0:
+            return
+        out = window[:, WINDOW_COLUMNS - 1 - length // HOP_LENGTH :]
+        # Columns 0-1 reach left of the segment (their frames start 512 samples before their centre);
+        # columns after `last_inner` reach right of it; those in between are interior.
+        half = N_FFT // 2
+        last_inner = (length - half) // HOP_LENGTH
+        if length <= half or last_inner < _EDGE_COLUMNS:
+            out[...] = _db(_power(torch.from_numpy(self._samples(start, stop))[None])[0])
+            return
+        head = self._samples(start, min(stop, start + _EDGE_COLUMNS * HOP_LENGTH + half))
+        out[:, :_EDGE_COLUMNS] = _db(_power(torch.from_numpy(head)[None])[0, :, :_EDGE_COLUMNS])
+        # The tail transform starts on a column, two columns before the first right-edge one, so its
+        # own left padding touches none of the columns taken from it.
+        tail_first = last_inner + 1 - _EDGE_COLUMNS
+        tail = _power(torch.from_numpy(self._samples(start + tail_first * HOP_LENGTH, stop))[None])[0]
+        out[:, last_inner + 1 :] = _db(tail[:, _EDGE_COLUMNS:])
+        phase, first_column = start % HOP_LENGTH, start // HOP_LENGTH
+        self._interior(phase, first_column + _EDGE_COLUMNS, first_column + last_inner + 1, out[:, _EDGE_COLUMNS : last_inner + 1])
 
-    Column 500 of each window is :func:`centre_columns` of its time; columns outside the track have
-    power 0; dB = 10·log10(max(p, 1e-10)) floored at the window's maximum − 80 dB (torchaudio's
-    ``AmplitudeToDB('power', 80)`` over the whole window), then (dB + 14.8) / 19.895. Pass a
-    :class:`LogMelTrack` when calling repeatedly on one track, to convert it to dB only once.
-    """
-    if not isinstance(track, LogMelTrack):
-        track = LogMelTrack(track)
-    return track.windows(times)
+    def _samples(self, start: int, stop: int) -> np.ndarray:
+        return np.ascontiguousarray(_as_float(self.wave[start:stop]))
+
+    def _interior(self, phase: int, first: int, stop: int, out: np.ndarray) -> None:
+        """Columns ``[first, stop)`` of the phase's track (column g centred on ``phase + 441·g``)."""
+        for block in range(first // _BLOCK_COLUMNS, (stop - 1) // _BLOCK_COLUMNS + 1):
+            values, offset = self._block(phase, block)
+            lo, hi = max(first, offset), min(stop, offset + values.shape[1])
+            out[:, lo - first : hi - first] = values[:, lo - offset : hi - offset]
+
+    def _block(self, phase: int, block: int) -> tuple[np.ndarray, int]:
+        """One block of the phase's track in dB: its columns whose frames lie inside the wave, and
+        the global index of its first column."""
+        key = (phase, block)
+        if key in self._blocks:
+            self._blocks.move_to_end(key)
+            return self._blocks[key]
+        half = N_FFT // 2
+        first = max(block * _BLOCK_COLUMNS, -(-(half - phase) // HOP_LENGTH))
+        last = min((block + 1) * _BLOCK_COLUMNS, (len(self.wave) - half - phase) // HOP_LENGTH + 1)
+        samples = self._samples(phase + first * HOP_LENGTH - half, phase + (last - 1) * HOP_LENGTH + half)
+        window, bank = _transform()
+        spec = torch.stft(
+            torch.from_numpy(samples),
+            n_fft=N_FFT,
+            hop_length=HOP_LENGTH,
+            win_length=WIN_LENGTH,
+            window=window,
+            center=False,
+            return_complex=True,
+        )
+        self._blocks[key] = (_db(bank @ spec.abs().pow(2.0)), first)
+        if len(self._blocks) > _CACHED_BLOCKS:
+            self._blocks.popitem(last=False)
+        return self._blocks[key]
 
 
-def mel_window(mel_power_track: np.ndarray | LogMelTrack, t_seconds: float) -> np.ndarray:
-    """The normalized window ``[1, 64, 1001]`` for one frame at ``t_seconds`` (see mel_windows)."""
-    return mel_windows(mel_power_track, [t_seconds])[0]
+def spec_windows(wave: np.ndarray, times, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """The normalized aural inputs ``[N, 1, 64, 1001]`` float32 of frames at ``times`` (seconds on
+    the wave's own clock, sample 0 at t = 0), by the authors' rule (module docstring). For many
+    calls on one wave, keep a :class:`SpecWindows`."""
+    return SpecWindows(wave, sample_rate).windows(times)
+
+
+def spec_window(wave: np.ndarray, t_seconds: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """The normalized aural input ``[1, 64, 1001]`` float32 of the frame at ``t_seconds``, computed
+    from the mono wave exactly as the authors' loader computes it (see :func:`spec_windows`)."""
+    return spec_windows(wave, [t_seconds], sample_rate)[0]
+
+
+def silent_window() -> np.ndarray:
+    """``[1, 1, 64, 1001]``: the window of digital silence (or of no audio track), the same value in
+    every cell whatever the segment's length: power 0, −100 dB, normalized."""
+    return spec_windows(np.zeros(0, np.float32), [0.0])

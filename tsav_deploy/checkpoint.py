@@ -22,7 +22,7 @@ import torch
 
 from . import __version__
 from .atomic import atomic_path
-from .constants import preprocessing_dict
+from .constants import preprocessing_dict, preprocessing_differences
 from .errors import CheckpointError
 from .model import TSAV, ModelConfig
 
@@ -65,6 +65,17 @@ class Checkpoint:
     extras: dict = field(default_factory=dict)  # e.g. pseudo-label histograms, training state
     path: pathlib.Path | None = None
     sha256: str | None = None
+
+    def require_current_preprocessing(self) -> None:
+        """Refuse, in one line, weights trained on inputs that this version does not make (export
+        and inference call this; ``tsav info`` and training still read such a file)."""
+        differences = preprocessing_differences(self.preprocessing)
+        if differences:
+            more = f" and {len(differences) - 1} more" if len(differences) > 1 else ""
+            raise CheckpointError(
+                f"{self.path}: trained on inputs made with other preprocessing ({differences[0]}{more}); "
+                "train again from a cache made by this version"
+            )
 
     def build_model(self) -> TSAV:
         """The network in eval mode on the CPU with these weights (strict: every key, every shape)."""

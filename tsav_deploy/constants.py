@@ -11,7 +11,7 @@ CLIP_STEP_S = 0.2  # clip frame k is the frame nearest to t - (7 - k) * 0.2 s (6
 CROP_SIZE = 112
 CLIP_SHAPE = (4, CLIP_FRAMES, CROP_SIZE, CROP_SIZE)  # R, G, B, mask; oldest frame first
 N_MELS = 64
-WINDOW_COLUMNS = 1001  # 10 s of 10 ms hops, centred on the frame
+WINDOW_COLUMNS = 1001  # 10 s of 10 ms hops (the frame's position in them: tsav_deploy.audio)
 SPEC_SHAPE = (1, N_MELS, WINDOW_COLUMNS)
 FEATURES = 512
 N_OUTPUTS = 17
@@ -57,6 +57,15 @@ TOP_DB = 80.0
 AMIN = 1e-10
 SPEC_MEAN = -14.8  # (dB + 14.8) / 19.895
 SPEC_STD = 19.895
+# The authors' segment of a frame with s = int(t · 44100): [max(s − 220500, 0), + min(441000, max(s, 882))).
+SEGMENT_SAMPLES = 441_000  # 10 s
+SEGMENT_LEAD_SAMPLES = 220_500  # 5 s before the frame's sample
+MIN_SEGMENT_SAMPLES = WIN_LENGTH  # the authors' floor, int(window_size · sample_rate)
+# The authors' WAVs are `ffmpeg -ar 44100 -ac 1` output: 16-bit PCM, stereo downmixed to (L + R) / 2.
+WAVE_FORMAT = "s16"
+# How the window of a frame is cut, stored with every checkpoint, export and cache: "authors-segment"
+# is Aff2CompDataset.__getitem__'s own segment and spectrogram per frame (tsav_deploy.audio).
+WINDOW_RULE = "authors-segment"
 
 
 def preprocessing_dict() -> dict:
@@ -80,9 +89,39 @@ def preprocessing_dict() -> dict:
             "f_min": F_MIN,
             "f_max": F_MAX,
             "window_columns": WINDOW_COLUMNS,
+            "window_rule": WINDOW_RULE,
+            "segment_samples": SEGMENT_SAMPLES,
+            "segment_lead_samples": SEGMENT_LEAD_SAMPLES,
+            "min_segment_samples": MIN_SEGMENT_SAMPLES,
+            "wave_format": WAVE_FORMAT,
             "top_db": TOP_DB,
             "mean": SPEC_MEAN,
             "std": SPEC_STD,
         },
         "outputs": {"expressions": list(EXPRESSIONS), "action_units": list(ACTION_UNITS)},
     }
+
+
+def preprocessing_differences(recorded: object) -> list[str]:
+    """What differs between recorded preprocessing constants and this version's, one phrase per
+    constant (``"audio.window_rule: none recorded, this version authors-segment"``); empty when equal."""
+    current = _json_like(preprocessing_dict())
+    recorded = _json_like(recorded) if isinstance(recorded, dict) else {}
+    differences = []
+    for section, values in current.items():
+        theirs = recorded.get(section)
+        theirs = theirs if isinstance(theirs, dict) else {}
+        for key, value in values.items():
+            if theirs.get(key) != value:
+                was = "none recorded" if key not in theirs else repr(theirs[key])
+                differences.append(f"{section}.{key}: {was}, this version {value!r}")
+    return differences
+
+
+def _json_like(value):
+    """Tuples as lists, as a JSON round trip would make them, so stored and live constants compare."""
+    if isinstance(value, dict):
+        return {str(k): _json_like(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_like(v) for v in value]
+    return value

@@ -1,6 +1,7 @@
 """The one frontend that annotation and training share: video → people → aligned crops, and
-audio → mel power. A preprocessing difference between training and inference is the costliest bug
-a deployment toolkit can have, so both call these functions and nothing else.
+audio → the wave the aural windows are cut from. A preprocessing difference between training and
+inference is the costliest bug a deployment toolkit can have, so both call these functions and
+nothing else.
 
 Two passes over the video keep memory flat: pass 1 (:func:`scan_faces`) finds and follows faces and
 keeps only boxes, landmarks and a few identity vectors per frame; once the whole video is seen, the
@@ -17,7 +18,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .audio import mel_power
 from .clips import ClipAssembler
 from .constants import CLIP_SHAPE, CROP_SIZE
 from .faces import Face, FaceBackend, Track, crop_and_mask, detect_video, main_track, track_faces
@@ -141,11 +141,11 @@ def iter_clips(
         yield frame.index, frame.time, clips
 
 
-def audio_power(video: str | os.PathLike, duration_s: float) -> tuple[np.ndarray, list[str]]:
-    """The whole track's mel power [64, T], aligned to the first video frame and ``duration_s`` long
-    (silence where the file has no audio), with warnings about the audio track."""
-    wave, warnings = read_audio(video, duration_s=duration_s)
-    return mel_power(wave), warnings
+def audio_track(video: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
+    """The whole audio track as the authors' WAV holds it (mono 44.1 kHz, 16-bit values, sample 0
+    at the first video frame, running to the audio's own end, not the video's), with warnings about
+    it. A file without audio gives silence."""
+    return read_audio(video)
 
 
 def video_duration(times: np.ndarray) -> float:

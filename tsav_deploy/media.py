@@ -7,7 +7,8 @@ Three entry points:
   first decoded frame. It holds one frame at a time, so memory does not grow with video length.
 - :func:`read_audio` returns the first audio track as mono float32 at 44.1 kHz, aligned to the first
   video frame: sample 0 is that frame's time, as the authors' ``create_database.py`` aligned their
-  WAVs (pad with silence when the audio starts later, trim when it starts earlier).
+  WAVs (pad with silence when the audio starts later, trim when it starts earlier). The samples are
+  those of the authors' 16-bit WAVs (``ffmpeg -ar 44100 -ac 1``), read as torchaudio reads them.
 
 Everything the user can get wrong about a file (missing, empty, not media, no video, truncated)
 raises :class:`~tsav_deploy.errors.MediaError` with one line, never an ``av.error`` traceback.
@@ -27,7 +28,7 @@ import av
 import av.stream
 import numpy as np
 
-from .constants import SAMPLE_RATE
+from .constants import SAMPLE_RATE, WAVE_FORMAT
 from .errors import MediaError
 
 # Audio offsets up to this are routine (encoder delay and padding, a frame of offset): not worth a
@@ -456,14 +457,19 @@ class _AlignedTrack:
         return self._data if self._fixed is not None else self._data[: self.end].copy()
 
 
-def _mono_resampler() -> av.AudioResampler:
-    # libswresample, as `ffmpeg -ar 44100 -ac 1` in the authors' create_database.py: the same
-    # downmix (stereo -> (L + R) / sqrt 2) and the same anti-aliasing filter they trained with.
-    return av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+def _mono_resampler(sample_format: str = WAVE_FORMAT) -> av.AudioResampler:
+    # libswresample, as `ffmpeg -i VIDEO -ar 44100 -ac 1 out.wav` in the authors' create_database.py:
+    # the same anti-aliasing filter and, with 16-bit output as the WAV they trained on, the same
+    # downmix (stereo -> (L + R) / 2; libswresample only scales the 1/sqrt 2 matrix down to unit
+    # gain for integer output) and the same rounding to 16 bits.
+    return av.AudioResampler(format=sample_format, layout="mono", rate=SAMPLE_RATE)
 
 
 def _mono(frame: av.AudioFrame) -> np.ndarray:
-    return frame.to_ndarray().reshape(-1)  # packed 'flt' mono: shape (1, samples)
+    samples = frame.to_ndarray().reshape(-1)  # packed mono: shape (1, samples)
+    if samples.dtype == np.int16:
+        return samples.astype(np.float32) / np.float32(32768)  # as torchaudio.load reads a 16-bit WAV
+    return samples
 
 
 def _resampled(container, warnings: list[str], what: str) -> Iterator[av.AudioFrame]:
@@ -545,7 +551,7 @@ def resample_audio(wave: np.ndarray, sample_rate: int) -> np.ndarray:
     wave = np.ascontiguousarray(wave, dtype=np.float32).reshape(-1)
     if sample_rate == SAMPLE_RATE:
         return wave
-    resampler = _mono_resampler()
+    resampler = _mono_resampler("flt")  # a float wave stays float: only the rate changes
     time_base = Fraction(1, sample_rate)
     pieces = []
     for start in range(0, len(wave), _RESAMPLE_CHUNK):

@@ -16,9 +16,10 @@ import torch
 
 from ..constants import CLIP_SHAPE, N_OUTPUTS, SPEC_SHAPE
 from ..errors import ArtifactError, TsavError
-from ..export.manifest import Manifest, read_manifest
+from ..export.manifest import CONSTANT_FEATURES_FILE, Manifest, read_manifest
 from ..model import ModelConfig
 from .backend import Array, Backend
+from .constant_inputs import constant_inputs
 
 # *-int8: the statically quantized streams of `tsav export --int8` (never picked by auto: they change
 # the numerics; agreement with float32 is in the export's manifest).
@@ -52,7 +53,7 @@ class Engine:
         self.selection = selection
         # {"visual" | "aural": (constant input [1, ...], its float32 features [1, F])}: rows equal to a
         # constant input get these features without running the backend (int8 engines; see
-        # export.int8.constant_inputs).
+        # runtime.constant_inputs).
         self.constants = constants or {}
 
     @classmethod
@@ -89,6 +90,7 @@ class Engine:
         from .torch_backend import TorchBackend
 
         checkpoint = load_checkpoint(resolve(source))
+        checkpoint.require_current_preprocessing()
         backend = TorchBackend.eager(checkpoint.build_model(), device=dev, source=str(checkpoint.path), compile=compile)
         selection = "torch (a checkpoint runs in PyTorch)" if engine == "auto" else "torch (asked for)"
         return cls(backend, checkpoint.config, selection=selection)
@@ -170,16 +172,10 @@ def _rows_equal(x: np.ndarray, row: np.ndarray) -> np.ndarray:
     return same
 
 
-def _constant_features(manifest: Manifest) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
-    """The export's float32 features of the frontend's constant inputs (None for exports older than
-    them, which then run every row through the int8 streams)."""
-    from ..export.int8 import constant_inputs
-
-    name = manifest.files("constant-features").get("constants")
-    if name is None:
-        return None
+def _constant_features(manifest: Manifest) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The export's float32 features of the frontend's constant inputs (every int8 export has them)."""
     inputs = constant_inputs()
-    with np.load(manifest.checked_path(name)) as stored:
+    with np.load(manifest.checked_path(CONSTANT_FEATURES_FILE)) as stored:
         return {"visual": (inputs["clip"], stored["visual"]), "aural": (inputs["spec"], stored["aural"])}
 
 
