@@ -48,6 +48,25 @@ def test_own_format_round_trip_keeps_config_and_provenance(tmp_path):
     assert not list(tmp_path.glob("*partial*"))
 
 
+def test_checkpoint_trained_on_other_windows_is_refused_for_export_and_inference(tmp_path):
+    """A tsav checkpoint whose recorded preprocessing lacks the authors' window rule: readable
+    (``tsav info``, training), but export and inference refuse it in one line."""
+    from tsav_deploy.export import Exporter
+    from tsav_deploy.runtime import Engine
+
+    path = save_checkpoint(tmp_path / "centred.pt", TSAV(SMALL).eval())
+    payload = torch.load(path, weights_only=True)
+    payload["preprocessing"]["audio"].pop("window_rule")
+    torch.save(payload, path)
+    assert load_checkpoint(path).build_model() is not None
+    message = r"centred.pt: trained on inputs made with other preprocessing \(audio.window_rule: none recorded"
+    with pytest.raises(CheckpointError, match=message):
+        Engine.load(path)
+    with pytest.raises(CheckpointError, match=message):
+        Exporter()(path, tmp_path / "export")
+    assert not (tmp_path / "export").exists()
+
+
 def test_dataparallel_prefix_is_accepted(tmp_path):
     model = TSAV(SMALL)
     path = tmp_path / "dp.pth.tar"

@@ -132,11 +132,11 @@ def test_audio_starting_early_is_cut(decoded, media_dir):
             (float(video.start_time * video.time_base) - float(audio.start_time * audio.time_base))
             * SAMPLE_RATE
         )
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)  # the authors' WAV
         raw = np.concatenate(
             [p.to_ndarray()[0] for f in container.decode(audio) for p in resampler.resample(f)]
             + [p.to_ndarray()[0] for p in resampler.resample(None)]
-        )
+        ) / np.float32(32768)
     assert offset > 0.8 * SAMPLE_RATE
     n = min(len(d["audio"]), len(raw) - offset)
     np.testing.assert_allclose(d["audio"][:n], raw[offset : offset + n], atol=1e-6)
@@ -272,7 +272,7 @@ def loudness(audio: np.ndarray) -> np.ndarray:
 
 def test_audio_format_change_midway(tmp_path):
     """A splice from 44.1 kHz mono to 48 kHz stereo: both halves come through, the stereo half
-    downmixed as FFmpeg does ((L + R) / √2, so the 0.3 tone peaks at 0.42)."""
+    downmixed as `ffmpeg -ac 1` into a 16-bit WAV does ((L + R) / 2, so the 0.3 tone stays 0.3)."""
     path = tmp_path / "spliced.ts"
     path.write_bytes(
         ts_segment(tmp_path / "a.ts", rate=44100, channels=1, start_s=0)
@@ -284,7 +284,65 @@ def test_audio_format_change_midway(tmp_path):
     assert warnings == []
     level = loudness(audio)
     np.testing.assert_allclose(level[1:9], 0.3, atol=0.02)
-    np.testing.assert_allclose(level[11:19], 0.3 * np.sqrt(2), atol=0.03)
+    np.testing.assert_allclose(level[11:19], 0.3, atol=0.03)
+
+
+def stereo_pcm_mov(path, left: np.ndarray, right: np.ndarray):
+    """A .mov with one black frame and 16-bit stereo PCM at 44.1 kHz (no codec delay, exact samples)."""
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("mpeg4", rate=25)
+        video.height, video.width, video.pix_fmt = 32, 32, "yuv420p"
+        sound = out.add_stream("pcm_s16le", rate=SAMPLE_RATE)
+        sound.layout = "stereo"
+        out.mux(video.encode(av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")))
+        out.mux(video.encode())
+        samples = np.stack([left, right]).astype(np.int16)
+        for start in range(0, samples.shape[1], 1024):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start : start + 1024]).T.reshape(1, -1), format="s16", layout="stereo")
+            frame.sample_rate, frame.pts = SAMPLE_RATE, start
+            out.mux(sound.encode(frame))
+        out.mux(sound.encode())
+    return path
+
+
+def test_stereo_is_downmixed_and_rounded_as_the_authors_16_bit_wavs(tmp_path):
+    """`ffmpeg -i VIDEO -ar 44100 -ac 1 out.wav` (the authors' create_database.py) writes
+    (L + R) / 2 rounded to 16 bits: libswresample scales its 1/√2 downmix to unit gain for integer
+    output. read_audio gives those values, read as torchaudio reads the WAV (÷ 32768)."""
+    rng = np.random.default_rng(0)
+    n = SAMPLE_RATE // 2
+    left = (12000 * np.sin(np.arange(n) * 0.031)).round() + rng.integers(-300, 300, n)
+    right = (-7000 * np.cos(np.arange(n) * 0.017)).round() + rng.integers(-300, 300, n)
+    path = stereo_pcm_mov(tmp_path / "stereo.mov", left, right)
+    audio, _ = media.read_audio(path)
+    assert len(audio) == n
+    pcm = audio.astype(np.float64) * 32768
+    np.testing.assert_array_equal(pcm, np.rint(pcm))  # 16-bit values
+    assert np.abs(pcm - (left + right) / 2).max() <= 1  # (L + R) / 2, rounded
+    assert np.abs(pcm - (left + right) / np.sqrt(2)).max() > 1000  # not FFmpeg's float downmix
+
+
+def test_audio_equals_ffmpegs_own_wav_where_ffmpeg_is_installed(tmp_path, media_dir):
+    """The authors' command itself, run by the ffmpeg CLI (Debian's ffmpeg; skipped without it):
+    the same samples up to one 16-bit step (AAC decoders of other FFmpeg versions differ by that)."""
+    import shutil
+    import subprocess
+    import wave as wavfile
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("no ffmpeg command line here")
+    video = media_dir / "stage_and_audience.mp4"
+    out = tmp_path / "authors.wav"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(video), "-ar", "44100", "-ac", "1", "-y", str(out)], check=True)
+    with wavfile.open(str(out)) as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, SAMPLE_RATE)
+        theirs = np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float64)
+    ours = media.read_audio(video)[0].astype(np.float64) * 32768
+    # The authors trim the audio that starts before the first frame (sox, by mkvmerge's offset);
+    # align on the best lag before comparing samples.
+    lag = len(theirs) - len(ours)
+    assert 0 < lag < SAMPLE_RATE
+    assert np.abs(theirs[lag:] - ours).max() <= 1
 
 
 def test_timestamps_reset_midway(tmp_path):

@@ -14,7 +14,7 @@ from tsav_deploy.cli import app
 from tsav_deploy.clips import ClipAssembler
 from tsav_deploy.constants import preprocessing_dict
 from tsav_deploy.faces import get_backend
-from tsav_deploy.train.cache import CacheError, open_cache, video_folder
+from tsav_deploy.train.cache import CacheError, check_compatible, open_cache, video_folder
 from tsav_deploy.train.dataset import (
     ClipDataset,
     augment_clip,
@@ -69,8 +69,41 @@ def test_cache_from_another_version_is_refused(cache, tmp_path):
     index = json.loads((cache / "index.json").read_text())
     index["preprocessing"]["clip"]["step_s"] = 0.25
     (tmp_path / "index.json").write_text(json.dumps(index))
-    with pytest.raises(CacheError, match="other preprocessing constants"):
+    with pytest.raises(CacheError, match=r"other preprocessing .*clip.step_s: 0.25, this version 0.2\); preprocess again"):
         open_cache(tmp_path)
+
+
+def test_cache_with_centred_windows_is_refused(cache, tmp_path):
+    """A cache of the whole-track mel and centred windows (format 1, no window rule recorded)."""
+    index = json.loads((cache / "index.json").read_text())
+    index["format_version"] = 1
+    for key in ("window_rule", "segment_samples", "segment_lead_samples", "min_segment_samples", "wave_format"):
+        del index["preprocessing"]["audio"][key]
+    (tmp_path / "index.json").write_text(json.dumps(index))
+    message = r"audio.window_rule: none recorded, this version 'authors-segment'\); preprocess again into a new folder"
+    with pytest.raises(CacheError, match=message):
+        open_cache(tmp_path)
+    with pytest.raises(CacheError, match=message):
+        check_compatible(tmp_path, "dlib")
+
+
+def test_training_window_equals_annotation_window(synth, cache):
+    """The loader's aural input of a frame is annotation's: the same wave (kept as 16 bits in the
+    cache), the same millisecond timestamp, the same rule."""
+    from tsav_deploy.audio import SpecWindows
+    from tsav_deploy.media import read_audio
+
+    video = next(v for v in synth.videos if v.split == "validation")
+    index = open_cache(cache)
+    cached = index.open(video.name)
+    wave, _ = read_audio(video.path)
+    np.testing.assert_array_equal(cached.wave.astype(np.float32) / 32768, wave)
+    samples = build_samples(read_annotations(synth.annotations_dir)["validation"], index, training=False)
+    dataset = ClipDataset(index, samples)
+    rows = [r for r in range(len(samples)) if samples.videos[samples.video[r]] == video.name][::11]
+    reference = SpecWindows(wave).frame_windows(cached.times[samples.frame[rows]])
+    for row, expected in zip(rows, reference):
+        np.testing.assert_array_equal(dataset[row]["spec"], expected)
 
 
 def test_training_clip_equals_annotation_clip(synth, cache):

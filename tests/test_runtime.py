@@ -153,12 +153,19 @@ def set_clip_mean(manifest):
     manifest["preprocessing"]["clip"]["mean"][0] = 0.5
 
 
+def centred_windows(manifest):
+    """An export from before the authors' window: its manifest records no window rule."""
+    for key in ("window_rule", "segment_samples", "segment_lead_samples", "min_segment_samples", "wave_format"):
+        del manifest["preprocessing"]["audio"][key]
+
+
 BAD_ARTIFACTS = {
     "missing file": (lambda f: (f / "fusion.onnx").unlink(), "onnx", "fusion.onnx: missing"),
     "checksum mismatch": (flip_byte, "onnx", "aural.onnx: sha256 mismatch"),
     "format version": (lambda f: edit_manifest(f, lambda m: m.update(format_version=2)), "auto", "export format version 2"),
     "contract mismatch": (lambda f: edit_manifest(f, set_clip_shape), "auto", "the contract of 'visual'"),
-    "preprocessing mismatch": (lambda f: edit_manifest(f, set_clip_mean), "auto", "different preprocessing constants"),
+    "preprocessing mismatch": (lambda f: edit_manifest(f, set_clip_mean), "auto", "other preprocessing than this tsav-deploy feeds the network (clip.mean: [0.5,"),
+    "centred windows": (lambda f: edit_manifest(f, centred_windows), "auto", "(audio.window_rule: none recorded, this version 'authors-segment' and 4 more); re-export"),
     "wrong graph": (swap_in_aural_graph, "onnx", "visual.onnx: inputs ['spec'], the contract says ['clip']"),
     "wrong graph (openvino)": (swap_in_aural_graph, "openvino", "visual.onnx: inputs ['spec'], the contract says ['clip']"),
     "not onnx (openvino)": (garbage_onnx, "openvino", "aural.onnx: OpenVINO cannot load it"),

@@ -77,16 +77,19 @@ def test_annotation_without_video_is_reported(synth, cache, tmp_path):
 
 
 def test_end_to_end_learns_above_chance(synth, cache, tmp_path):
+    # 24 steps: the synthetic clips last 4 s, so every aural window holds only the frame's past with
+    # the frame in its last column (the authors' rule before 5 s); the arousal tone is learnt from
+    # that more slowly than from a centred window (12 steps reached 0.16 against chance 0.13).
     run = tmp_path / "run"
     result = _train(
         str(synth.annotations_dir), "--cache", str(cache), "--out", str(run), "--arch", "reduced",
-        "--steps", "12", "--batch", "16", "--micro-batch", "16", "--val-every", "6", "--val-stride", "4",
+        "--steps", "24", "--batch", "16", "--micro-batch", "16", "--val-every", "6", "--val-stride", "4",
         "--workers", "0", "--patience", "0",
     )
     assert result.exit_code == 0, result.output
     assert "validation" in result.output and "best step" in result.output
     curves = json.loads((run / "curves.json").read_text())
-    assert [r["step"] for r in curves["train"]] == list(range(1, 13))
+    assert [r["step"] for r in curves["train"]] == list(range(1, 25))
     assert (run / "train_curve.csv").exists() and (run / "validation_curve.csv").exists()
 
     # The checkpoint loads with the public loader, flagged as the reduced network.
