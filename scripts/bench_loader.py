@@ -1,4 +1,4 @@
-"""Benchmark the training loader: augmented clips (+ mel windows, pseudo labels, collation) per second
+"""Benchmark the training loader: augmented clips (+ aural windows, pseudo labels, collation) per second
 per CPU core, read from a preprocess cache. Clips leave the loader as uint8 crops and are normalized on
 the training device; the time that normalization takes on a CPU is reported separately.
 
@@ -53,7 +53,7 @@ def main() -> None:
         dataset = ClipDataset(cache, samples, histograms=histograms)
         schedule = StepSchedule(len(samples), args.batch, args.batch)
         steps = max(1, args.clips // args.batch)
-        next(iter(_loader(dataset, _StepBatches(schedule, 0, 1), 0, torch.device("cpu"))))  # warm: open maps, mel tracks
+        next(iter(_loader(dataset, _StepBatches(schedule, 0, 1), 0, torch.device("cpu"))))  # warm: open the memory maps
         loader = _loader(dataset, _StepBatches(schedule, 1, steps + 1), args.workers, torch.device("cpu"))
         wall, cpu = time.perf_counter(), time.process_time()
         batches = list(loader)

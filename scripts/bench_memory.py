@@ -5,8 +5,8 @@ from the audio track). A benchmark, not a test.
 
 Loops SOURCE_VIDEO (video and audio, re-encoded with PyAV) to each length, annotates each in a fresh
 process (`tsav annotate`) and prints that process's peak RSS. The audio track is read whole (mono
-float32 at 44.1 kHz: 10.6 MB a minute, plus its mel power), which the issue allows for; the script
-prints that size next to the difference. The stride only thins the network's work, not what the
+float32 at 44.1 kHz: 10.6 MB a minute; the aural windows are cut from it), which the issue allows
+for; the script prints that size next to the difference. The stride only thins the network's work, not what the
 frontend holds, so a larger one keeps the run short.
 """
 from __future__ import annotations

@@ -85,11 +85,13 @@ def _transform() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.hann_window(WIN_LENGTH, periodic=True), torch.from_numpy(np.ascontiguousarray(mel_filterbank().T))
 
 
-def _power(waves: torch.Tensor) -> torch.Tensor:
-    """``[B, 64, 1 + L // 441]`` power mel of equal-length waves ``[B, L]`` (torchaudio semantics).
+def _power(waves: torch.Tensor, center: bool = True) -> torch.Tensor:
+    """``[..., 64, columns]`` power mel of waves ``[..., L]`` (torchaudio semantics).
 
-    Waves of at most 512 samples cannot be reflect-padded (torchaudio raises for them); they are
-    zero-padded instead, i.e. treated as surrounded by silence.
+    ``center``: frames centred on ``k · 441`` with reflect padding, ``1 + L // 441`` columns, as
+    torchaudio; waves of at most 512 samples cannot be reflect-padded (torchaudio raises for them)
+    and are zero-padded instead, i.e. treated as surrounded by silence. Without ``center``: only
+    the frames that lie inside the wave, ``1 + (L − 1024) // 441`` columns.
     """
     window, bank = _transform()
     spec = torch.stft(
@@ -98,7 +100,7 @@ def _power(waves: torch.Tensor) -> torch.Tensor:
         hop_length=HOP_LENGTH,
         win_length=WIN_LENGTH,
         window=window,
-        center=True,
+        center=center,
         pad_mode="reflect" if waves.shape[-1] > N_FFT // 2 else "constant",
         return_complex=True,
     )
@@ -180,8 +182,8 @@ class SpecWindows:
     Windows of nearby frames share most of their columns whenever their segments start on the same
     sample phase (``start mod 441``): a column's value depends only on its 1024 samples unless it
     touches the segment's edge, where the reflect padding differs. With frame times on the authors'
-    millisecond grid (:func:`authors_timestamps`, as :meth:`frame_windows` uses) there are at most 10 phases, since
-    10 ms is exactly 441 samples. So the interior columns come from blocks of a per-phase track,
+    millisecond grid (:func:`authors_timestamps`, as :meth:`frame_windows` uses) there are at most
+    10 phases, since 10 ms is exactly 441 samples. So the interior columns come from blocks of a per-phase track,
     computed once (in dB) and kept in a small LRU cache, and only the two columns at each edge of a
     segment are transformed per window: the same values as transforming each segment whole, with
     1/100 of the FFTs and logarithms on long videos. Memory stays bounded (``_CACHED_BLOCKS`` blocks
@@ -235,7 +237,8 @@ class SpecWindows:
         tail = _power(torch.from_numpy(self._samples(start + tail_first * HOP_LENGTH, stop))[None])[0]
         out[:, last_inner + 1 :] = _db(tail[:, _EDGE_COLUMNS:])
         phase, first_column = start % HOP_LENGTH, start // HOP_LENGTH
-        self._interior(phase, first_column + _EDGE_COLUMNS, first_column + last_inner + 1, out[:, _EDGE_COLUMNS : last_inner + 1])
+        inner = out[:, _EDGE_COLUMNS : last_inner + 1]
+        self._interior(phase, first_column + _EDGE_COLUMNS, first_column + last_inner + 1, inner)
 
     def _samples(self, start: int, stop: int) -> np.ndarray:
         return np.ascontiguousarray(_as_float(self.wave[start:stop]))
@@ -258,17 +261,7 @@ class SpecWindows:
         first = max(block * _BLOCK_COLUMNS, -(-(half - phase) // HOP_LENGTH))
         last = min((block + 1) * _BLOCK_COLUMNS, (len(self.wave) - half - phase) // HOP_LENGTH + 1)
         samples = self._samples(phase + first * HOP_LENGTH - half, phase + (last - 1) * HOP_LENGTH + half)
-        window, bank = _transform()
-        spec = torch.stft(
-            torch.from_numpy(samples),
-            n_fft=N_FFT,
-            hop_length=HOP_LENGTH,
-            win_length=WIN_LENGTH,
-            window=window,
-            center=False,
-            return_complex=True,
-        )
-        self._blocks[key] = (_db(bank @ spec.abs().pow(2.0)), first)
+        self._blocks[key] = (_db(_power(torch.from_numpy(samples), center=False)), first)
         if len(self._blocks) > _CACHED_BLOCKS:
             self._blocks.popitem(last=False)
         return self._blocks[key]
