@@ -54,9 +54,10 @@ def _save_npy(path: pathlib.Path, array: np.ndarray) -> None:
         np.save(fh, array)
 
 
-def pcm16(wave: np.ndarray) -> np.ndarray:
-    """The frontend's float32 samples (multiples of 1/32768) back as the int16 values they were."""
-    return np.clip(np.rint(np.asarray(wave, np.float64) * 32768), -32768, 32767).astype(np.int16)
+def _pcm16(wave: np.ndarray) -> np.ndarray:
+    if wave.dtype != np.int16:
+        raise TypeError(f"the cache stores the frontend's int16 samples (frontend.audio_track), not {wave.dtype}")
+    return wave
 
 
 class VideoCacheWriter:
@@ -100,7 +101,7 @@ class VideoCacheWriter:
             "mask_pixels": np.concatenate([np.zeros(0, np.uint16), *self._mask_pixels]),
             "mask_values": np.concatenate([np.zeros(0, np.uint8), *self._mask_values]),
             "mask": np.asarray(self._mask_offsets, np.int64),
-            "wave": pcm16(wave),
+            "wave": _pcm16(wave),
         }
         for name, array in arrays.items():
             _save_npy(self.folder / f"{name}.npy", array)

@@ -142,10 +142,10 @@ def iter_clips(
 
 
 def audio_track(video: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
-    """The whole audio track as the authors' WAV holds it (mono 44.1 kHz, 16-bit values, sample 0
-    at the first video frame, running to the audio's own end, not the video's), with warnings about
-    it. A file without audio gives silence."""
-    return read_audio(video)
+    """The whole audio track as the authors' WAV holds it: int16 mono 44.1 kHz, sample 0 at the
+    first video frame, running to the audio's own end (not the video's); with warnings about it. A
+    file without audio gives silence. The aural windows are cut from it (``SpecWindows``)."""
+    return read_audio(video, pcm16=True)
 
 
 def video_duration(times: np.ndarray) -> float:

@@ -413,10 +413,12 @@ class _AlignedTrack:
     that shift. With a fixed length, samples beyond it are dropped; otherwise the track grows.
     """
 
-    def __init__(self, origin_s: float, length: int | None):
+    def __init__(self, origin_s: float, length: int | None, capacity: int = SAMPLE_RATE, dtype=np.float32):
         self._origin = origin_s * SAMPLE_RATE  # container time of sample 0, in samples
         self._fixed = length
-        self._data = np.zeros(length if length is not None else SAMPLE_RATE, dtype=np.float32)
+        # A growing track starts at `capacity` (the stream's declared length): growing by doubling
+        # and copying out at the end would hold up to three copies of an hour of audio at once.
+        self._data = np.zeros(length if length is not None else max(1, capacity), dtype=dtype)
         self._shift = 0
         self._cursor: int | None = None  # where the previous piece ended
         self.first: int | None = None  # where the first piece started (negative: cut)
@@ -446,7 +448,7 @@ class _AlignedTrack:
         if self._fixed is not None:
             stop = min(stop, self._fixed)
         elif stop > len(self._data):
-            grown = np.zeros(max(stop, 2 * len(self._data)), dtype=np.float32)
+            grown = np.zeros(max(stop, 2 * len(self._data)), dtype=self._data.dtype)
             grown[: self.end] = self._data[: self.end]
             self._data = grown
         if stop > position:
@@ -454,7 +456,7 @@ class _AlignedTrack:
             self.end = max(self.end, stop)
 
     def result(self) -> np.ndarray:
-        return self._data if self._fixed is not None else self._data[: self.end].copy()
+        return self._data if self._fixed is not None else self._data[: self.end]
 
 
 def _mono_resampler(sample_format: str = WAVE_FORMAT) -> av.AudioResampler:
@@ -465,9 +467,9 @@ def _mono_resampler(sample_format: str = WAVE_FORMAT) -> av.AudioResampler:
     return av.AudioResampler(format=sample_format, layout="mono", rate=SAMPLE_RATE)
 
 
-def _mono(frame: av.AudioFrame) -> np.ndarray:
+def _mono(frame: av.AudioFrame, pcm16: bool = False) -> np.ndarray:
     samples = frame.to_ndarray().reshape(-1)  # packed mono: shape (1, samples)
-    if samples.dtype == np.int16:
+    if samples.dtype == np.int16 and not pcm16:
         return samples.astype(np.float32) / np.float32(32768)  # as torchaudio.load reads a 16-bit WAV
     return samples
 
@@ -491,9 +493,10 @@ def _resampled(container, warnings: list[str], what: str) -> Iterator[av.AudioFr
 
 
 def read_audio(
-    path: str | os.PathLike, *, duration_s: float | None = None
+    path: str | os.PathLike, *, duration_s: float | None = None, pcm16: bool = False
 ) -> tuple[np.ndarray, list[str]]:
-    """The first audio track as mono float32 at 44.1 kHz, sample 0 at the first video frame.
+    """The first audio track as mono float32 at 44.1 kHz, sample 0 at the first video frame
+    (``pcm16``: the int16 samples themselves, half the memory; float32 is ``int16 / 32768``).
 
     With ``duration_s`` the result has exactly ``round(duration_s * 44100)`` samples (silence
     appended or the tail cut); without it, it runs to the end of the audio. A file without audio
@@ -503,18 +506,27 @@ def read_audio(
     info = probe(path)  # validates the file and gives the first video frame's time
     name = info.path
     warnings: list[str] = []
+    dtype = np.int16 if pcm16 else np.float32
     if duration_s is None and not info.has_audio:
         duration_s = info.duration_s
     length = None if duration_s is None else max(0, int(round(duration_s * SAMPLE_RATE)))
-    track = _AlignedTrack(info.start_time_s, length)
     if not info.has_audio:
         warnings.append(f"{name}: has no audio track; the aural stream gets silence")
-        return track.result(), warnings
+        return _AlignedTrack(info.start_time_s, length, dtype=dtype).result(), warnings
     with _open(name) as container:
+        track = _AlignedTrack(info.start_time_s, length, _declared_samples(container.streams.audio[0], info), dtype)
         for piece in _resampled(container, warnings, f"{name} (audio)"):
-            track.add(piece.time, _mono(piece))
+            track.add(piece.time, _mono(piece, pcm16))
     warnings += _alignment_notes(name, track, length)
     return track.result(), warnings
+
+
+def _declared_samples(stream: av.audio.stream.AudioStream, info: VideoInfo) -> int:
+    """The audio stream's length at 44.1 kHz as the container declares it (else the video's), plus
+    a second: enough that reading it rarely grows the buffer."""
+    declared = _seconds(stream.duration, stream.time_base) if stream.duration else None
+    seconds = declared if declared and declared > 0 else info.duration_s
+    return int(min(max(seconds, 0.0), 48 * 3600) * SAMPLE_RATE) + SAMPLE_RATE
 
 
 def _alignment_notes(name: str, track: _AlignedTrack, length: int | None) -> list[str]:
