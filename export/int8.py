@@ -24,8 +24,8 @@ from ..audio import SpecWindows
 from ..errors import TsavError
 from ..faces import FaceBackend, get_backend, select_tracks
 from ..frontend import audio_track, iter_clips, scan_faces
-from ..runtime.constant_inputs import constant_inputs
 from ..predictions import decode
+from ..runtime.constant_inputs import constant_inputs
 from ..train.metrics import ccc
 from .manifest import INT8_FILES
 from .verify import relative_error

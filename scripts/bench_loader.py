@@ -17,9 +17,15 @@ import time
 
 import cv2
 import torch
-
 from tsav_deploy.train.cache import open_cache
-from tsav_deploy.train.dataset import ClipDataset, StepSchedule, build_samples, fit_histograms, normalization_table, normalize_batch
+from tsav_deploy.train.dataset import (
+    ClipDataset,
+    StepSchedule,
+    build_samples,
+    fit_histograms,
+    normalization_table,
+    normalize_batch,
+)
 from tsav_deploy.train.labels import read_annotations
 from tsav_deploy.train.trainer import _loader, _StepBatches
 

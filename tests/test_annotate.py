@@ -176,7 +176,7 @@ def test_bad_inputs_get_one_line_each_and_the_good_video_completes(media_dir, sm
     assert not list((tmp_path / "out").rglob("*.partial*"))
     # Nothing at all could be done: non-zero exit, still one line per input.
     result = run_cli("annotate", *[str(tmp_path / b) for b in bad], "--weights", str(small_checkpoint), "--out", str(tmp_path / "out2"))
-    assert result.exit_code != 0 and len([l for l in result.output.splitlines() if l.startswith("error:")]) == len(bad)
+    assert result.exit_code != 0 and len([line for line in result.output.splitlines() if line.startswith("error:")]) == len(bad)
 
 
 def test_unwritable_output_and_missing_weights_are_one_line(media_dir, small_checkpoint, tmp_path):

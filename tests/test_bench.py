@@ -66,9 +66,10 @@ def test_paper_network_costs_the_issues_45_gflop_per_frame():
 
 def test_int8_export_of_the_reduced_network_agrees_with_float32(media_dir, small_checkpoint, tmp_path):
     """Calibrated on 16 frames of a real recording, checked on all its frames through both int8 engines."""
-    from tsav_deploy.annotate import AnnotateOptions, annotate_video
     from tsav_deploy.export.exporter import Exporter
     from tsav_deploy.export.manifest import read_manifest
+
+    from tsav_deploy.annotate import AnnotateOptions, annotate_video
     from tsav_deploy.faces import get_backend
     from tsav_deploy.runtime import Engine
 

@@ -16,14 +16,14 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from tsav_deploy.export import Exporter, verify_export
+from tsav_deploy.export.manifest import write_json_atomic
 from typer.testing import CliRunner
 
 from tsav_deploy.checkpoint import file_sha256, load_checkpoint
 from tsav_deploy.cli import app
 from tsav_deploy.constants import CLIP_MEAN, CLIP_STD
 from tsav_deploy.errors import ArtifactError, TsavError
-from tsav_deploy.export import Exporter, verify_export
-from tsav_deploy.export.manifest import write_json_atomic
 from tsav_deploy.model import ModelConfig
 from tsav_deploy.predictions import decode
 from tsav_deploy.runtime import Engine

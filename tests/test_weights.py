@@ -10,7 +10,7 @@ import torch
 
 from tsav_deploy.checkpoint import load_checkpoint
 from tsav_deploy.errors import CheckpointError
-from tsav_deploy.model import R2Plus1D18, ResNet18, TSAV
+from tsav_deploy.model import TSAV, R2Plus1D18, ResNet18
 from tsav_deploy.model.pretrained import init_aural_from_imagenet, init_visual_from_kinetics
 from tsav_deploy.weights import REGISTRY, Published, fetch, resolve
 

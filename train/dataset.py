@@ -25,7 +25,7 @@ from tsav_deploy.audio import SpecWindows
 from tsav_deploy.clips import clip_frame_indices, normalize_clip
 from tsav_deploy.constants import CLIP_FRAMES, CROP_SIZE, EXPRESSIONS
 
-from .cache import CacheIndex, CachedVideo
+from .cache import CachedVideo, CacheIndex
 from .filtering import filter_frames
 from .labels import AU_MISSING, EXPR_MISSING, LabelTable, VideoMatch
 from .pseudo_labels import DEFAULT_PSEUDO, VAHistograms, pseudo_label_masks, pseudo_targets

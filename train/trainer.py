@@ -37,7 +37,15 @@ from tsav_deploy.predictions import decode
 
 from . import ddp
 from .cache import CacheIndex, open_cache
-from .dataset import ClipDataset, Samples, StepSchedule, build_samples, fit_histograms, normalization_table, normalize_batch
+from .dataset import (
+    ClipDataset,
+    Samples,
+    StepSchedule,
+    build_samples,
+    fit_histograms,
+    normalization_table,
+    normalize_batch,
+)
 from .labels import read_annotations
 from .losses import tsav_loss
 from .metrics import au_scores, expression_scores, va_scores

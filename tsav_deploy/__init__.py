@@ -1,8 +1,10 @@
 """tsav-deploy: the two-stream aural-visual affect model (Kuhnke, Rumberg, Ostermann, ABAW 2020).
 
-Library first: ``load_model`` gives the network; the frontends (``media``, ``faces``, ``audio``,
-``clips``) make its inputs; ``predictions.decode`` turns logits into valence, arousal, expressions
-and action units. The ``tsav`` command is a thin layer over these.
+Library first: ``Predictor(weights=...).predict("video.mp4").to_pandas()`` annotates a video into
+one table; ``read_table`` gathers a folder of results; ``load_model`` gives the network itself; the
+frontends (``media``, ``faces``, ``audio``, ``clips``) make its inputs; ``predictions.decode`` turns
+logits into valence, arousal, expressions and action units. The ``tsav`` command is a thin layer
+over these.
 """
 from __future__ import annotations
 
@@ -23,13 +25,17 @@ def load_model(path: str | os.PathLike):
     return load_checkpoint(resolve(path)).build_model()
 
 
-def __getattr__(name: str):
-    # TSAV is importable from the top level without making `import tsav_deploy` pay for torch.
-    if name == "TSAV":
-        from .model import TSAV
+_LAZY = {"TSAV": "model", "Predictor": "engine", "Annotation": "engine", "read_table": "engine"}
 
-        return TSAV
+
+def __getattr__(name: str):
+    # Importable from the top level without making `import tsav_deploy` (and `tsav --help`) pay for
+    # torch, OpenVINO and dlib.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(name)
 
 
-__all__ = ["load_model", "TSAV", "__version__"]
+__all__ = ["Predictor", "Annotation", "read_table", "load_model", "TSAV", "__version__"]

@@ -16,7 +16,8 @@ import numpy as np
 
 from .audio import SpecWindows
 from .constants import CLIP_SHAPE, N_OUTPUTS
-from .faces import FaceBackend, Track, select_tracks
+from .errors import TsavError
+from .faces import PERSON_CHOICES, FaceBackend, Track, select_tracks
 from .frontend import FaceTimeline, audio_track, iter_clips, scan_faces, video_duration
 from .predictions import DEFAULT_AU_THRESHOLD, decode
 from .prefetch import prefetch
@@ -34,10 +35,15 @@ class AnnotateOptions:
     au_threshold: float = DEFAULT_AU_THRESHOLD
 
     def __post_init__(self) -> None:
-        if self.stride < 1:
-            raise ValueError("stride must be at least 1")
-        if self.batch_size < 1:
-            raise ValueError("batch size must be at least 1")
+        # Checked here, once, so that a bad value stops a run before any video is touched.
+        for name in ("stride", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise TsavError(f"{name} must be a whole number of at least 1, not {value!r}")
+        if isinstance(self.au_threshold, bool) or not isinstance(self.au_threshold, (int, float)) or not 0.0 < self.au_threshold < 1.0:
+            raise TsavError(f"au_threshold must be a probability strictly between 0 and 1, not {self.au_threshold!r}")
+        if self.person not in PERSON_CHOICES:
+            raise TsavError(f"person must be one of {', '.join(PERSON_CHOICES)}, not {self.person!r}")
 
 
 def target_frames(n_frames: int, stride: int) -> np.ndarray:

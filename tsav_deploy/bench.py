@@ -10,7 +10,7 @@ frames/s is K times higher. Every stage's frames/s is also given as a multiple o
 
 Stages run the code annotation runs. The end-to-end run is :func:`annotate_video` plus the writers, with
 the face backend's and the engine's calls timed from outside (detection, landmarks, identity, visual,
-aural, fusion) and the writers timed around :func:`write_outputs`. Pass 1 (decode, faces), pass 2's
+aural, fusion) and the writers timed around ``Annotation.save``. Pass 1 (decode, faces), pass 2's
 alignment+mask and clips (between network batches on the CPU, beside them with a GPU engine), and
 audio and mel are timed in passes of their own through the same functions (``iter_frames``,
 ``detect_video``, ``track_faces``, ``face_crop``, ``ClipAssembler.push``, ``audio_track`` and
@@ -44,11 +44,11 @@ from .annotate import AnnotateOptions, annotate_video, target_frames
 from .audio import SpecWindows
 from .clips import ClipAssembler
 from .constants import CLIP_SHAPE, SPEC_SHAPE
+from .engine.results import Annotation
 from .faces import FaceBackend, detect_video, select_tracks, track_faces
 from .frontend import FaceTimeline, audio_track, face_crop, video_duration
 from .media import iter_frames
 from .model import TSAV, ModelConfig
-from .runner import OutputOptions, write_outputs
 from .runtime import Engine
 
 # Stages in report order; "faces" is pass 1 less decoding: detection, landmarks, identity (partly
@@ -316,7 +316,7 @@ def bench_video(
         with tempfile.TemporaryDirectory(prefix="tsav-bench-") as out:
             start = time.perf_counter()
             result = annotate_video(video, _TimedEngine(engine, clock), _TimedBackend(backend, _Clock()), options)
-            clock.timed("writers", write_outputs)(pathlib.Path(out), pathlib.Path(video), result, OutputOptions())
+            clock.timed("writers", Annotation(pathlib.Path(video), result).save)(out)
             end_to_end = time.perf_counter() - start
     say("matmul")
     rates.append(matmul_gflops(precision, device))

@@ -179,12 +179,6 @@ def _print_parity(report) -> None:
             console.print(f"{row.status}: {row.artifact}: {row.detail}", highlight=False, soft_wrap=True)
 
 
-NO_WEIGHTS = (
-    "no model given: pass --weights CHECKPOINT (a .pth.tar from the authors, a tsav checkpoint, or a "
-    "published name such as tnt-sub1: see `tsav weights list`) or --model EXPORT_DIR (from `tsav export`)"
-)
-
-
 @app.command()
 @user_errors
 def annotate(
@@ -199,72 +193,96 @@ def annotate(
     out: pathlib.Path = typer.Option(pathlib.Path("tsav_out"), "--out", "-o", help="Output directory."),
     overlay: bool = typer.Option(False, "--overlay", help="Also write <name>.overlay.mp4."),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Write <name>.png, a timeline plot."),
+    table_format: str = typer.Option("csv", "--table", help="Per-frame table: csv | parquet | both."),
     stride: Stride = 1,
     batch_size: BatchSize = 8,
-    au_threshold: float = typer.Option(0.5, "--au-threshold", min=0.0, max=1.0, help="AU probability threshold (0.6225 = the authors' writer)."),
+    au_threshold: float = typer.Option(0.5, "--au-threshold", help="AU probability threshold, strictly between 0 and 1 (0.6225 = the authors' writer)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo videos whose outputs are complete."),
 ) -> None:
     """Annotate videos with valence, arousal, expressions and action units (ABAW files, table, plot, overlay)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .annotate import AnnotateOptions
-    from .faces import PERSON_CHOICES, get_backend
+    from .engine import Predictor
+    from .engine.inputs import expand_inputs
+    from .engine.records import OutputOptions, check_output_folder, is_complete, read_record, write_summary
+    from .engine.results import TABLE_FORMATS
     from .media import probe
-    from .runner import OutputOptions, annotate_many
-    from .runtime import Engine
 
-    if weights and model:
-        raise TsavError("pass either --weights or --model, not both")
-    if not (weights or model):
-        raise TsavError(NO_WEIGHTS)
-    if person not in PERSON_CHOICES:
-        raise TsavError(f"--person must be one of {', '.join(PERSON_CHOICES)}, not {person!r}")
-    runtime = Engine.load(model or weights, engine=engine, device=device)
-    backend = get_backend(faces, detector=detector)
-    err_console.print(f"engine: [bold]{runtime.selection or runtime.name}[/]; faces: [bold]{backend.name}[/]", highlight=False)
-    options = AnnotateOptions(person=person, stride=stride, batch_size=batch_size, au_threshold=au_threshold)
+    if table_format not in TABLE_FORMATS:
+        raise TsavError(f"--table must be one of {', '.join(TABLE_FORMATS)}, not {table_format!r}")
+    predictor = Predictor(
+        weights, model, engine=engine, device=device, faces=faces, detector=detector, person=person,
+        stride=stride, batch_size=batch_size, au_threshold=au_threshold,
+    )
+    err_console.print(predictor.describe(), highlight=False)
+    outputs = OutputOptions(overlay=overlay, plot=plot, overwrite=overwrite, table=table_format)
+    videos, problems = expand_inputs(inputs)
+    check_output_folder(out)
     table = Table("video", "status", "frames", "faces", "s", "frames/s", "note")
+    failed = 0
+
+    def fail(video: pathlib.Path, message: str) -> None:
+        nonlocal failed
+        failed += 1
+        table.add_row(video.name, "[red]failed", "", "", "", "", "see error above")
+        err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+
+    for video, message in problems:
+        fail(video, message)
+    todo, names = [], {}
+    for video in videos:
+        if video.stem in names:
+            fail(video, f"{video}: same name as {names[video.stem]}; ABAW files are named by video, annotate it into another --out")
+        elif not overwrite and is_complete(out, video.stem, outputs):
+            names[video.stem] = video
+            record = read_record(out, video.stem) or {}
+            table.add_row(video.name, "[cyan]skipped", str(record.get("frames", "")), "", "", "", "outputs complete (use --overwrite to redo)")
+        else:
+            names[video.stem] = video
+            todo.append(video)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err_console, transient=True,
     ) as bar:
         tasks: dict[str, int] = {}
 
-        def on_start(video: pathlib.Path):
+        def start(video: pathlib.Path) -> None:
+            for task in tasks.values():
+                bar.remove_task(task)
             try:
                 total = probe(video).frame_count or None
             except TsavError:
-                total = None
-            for stage in ("faces", "network"):
-                tasks[stage] = bar.add_task(f"{video.name} {stage}", total=total, rate="")
+                total = None  # the Predictor reports what is wrong with the file
+            tasks.update({stage: bar.add_task(f"{video.name} {stage}", total=total, rate="") for stage in ("faces", "network")})
 
-            def advance(stage: str, n: int) -> None:
-                bar.advance(tasks[stage], n)
-                speed = next(t.speed for t in bar.tasks if t.id == tasks[stage])
-                if speed:
-                    bar.update(tasks[stage], rate=f"{speed:.1f} frames/s")
+        def advance(stage: str, n: int) -> None:
+            bar.advance(tasks[stage], n)
+            speed = next(t.speed for t in bar.tasks if t.id == tasks[stage])
+            if speed:
+                bar.update(tasks[stage], rate=f"{speed:.1f} frames/s")
 
-            return advance
+        def each_video():
+            for video in todo:
+                start(video)
+                yield video
 
-        def on_done(outcome) -> None:
-            for task in tasks.values():
-                bar.remove_task(task)
-            tasks.clear()
-            rec = outcome.record
-            frames = rec.get("frames", "")
-            found = ", ".join(f"{v}" for v in rec.get("faces_found", {}).values())
-            wall = rec.get("wall_s")
-            rate = f"{frames / wall:.1f}" if outcome.status == "done" and wall else ""
-            note = "see error above" if outcome.status == "failed" else (outcome.message or "; ".join(rec.get("warnings", [])))[:60]
-            colour = {"done": "green", "skipped": "cyan", "failed": "red"}[outcome.status]
-            table.add_row(outcome.video.name, f"[{colour}]{outcome.status}", str(frames), found, str(wall or ""), rate, note)
-            if outcome.status == "failed":
-                err_console.print(f"[bold red]error:[/] {outcome.message}", highlight=False, soft_wrap=True)
-
-        outcomes = annotate_many(inputs, out, runtime, backend, options, OutputOptions(overlay, plot, overwrite), on_start=on_start, on_done=on_done)
+        for annotation in predictor.predict_many(each_video(), progress=advance):
+            if not annotation.ok:
+                fail(annotation.video, annotation.error)
+                continue
+            try:
+                annotation.save(out, overlay=overlay, plot=plot, table=table_format)
+            except TsavError as exc:
+                fail(annotation.video, str(exc))
+                continue
+            info = {**annotation.result.info, **annotation.info}
+            frames, wall = info["frames"], info["wall_s"]
+            found = ", ".join(str(v) for v in info.get("faces_found", {}).values())
+            table.add_row(annotation.video.name, "[green]done", str(frames), found, str(wall), f"{frames / wall:.1f}" if wall else "", "; ".join(info.get("warnings", []))[:60])
+    write_summary(out)
     console.print(table)
-    console.print(f"results in {out}/ (VA_Set, EXPR_Set, AU_Set, <name>.csv, summary.json)", highlight=False)
-    if outcomes and all(o.status == "failed" for o in outcomes):
+    console.print(f"results in {out}/ (VA_Set, EXPR_Set, AU_Set, <name>.{'csv' if table_format != 'parquet' else 'parquet'}, summary.json)", highlight=False)
+    if failed and failed == len(problems) + len(videos):
         raise typer.Exit(1)
 
 
@@ -342,8 +360,6 @@ def demo(
     console.print("[bold yellow]tsav demo[/]: everything below uses a toy model trained on synthetic data; "
                   "its predictions mean nothing about real people.", highlight=False)
     result = run_demo(out, steps=steps, say=lambda line: console.print(line, highlight=False))
-    if result.outcome.status != "done":
-        raise TsavError(f"the demo's annotation failed: {result.outcome.message}")
     name = result.video.stem
     console.print(f"[green]done.[/] toy checkpoint {result.checkpoint}, ONNX export {result.export}", highlight=False)
     console.print(f"annotations: {result.annotations}/{{VA_Set,EXPR_Set,AU_Set}}/{name}.txt, {name}.csv, {name}.png, {name}.overlay.mp4", highlight=False)
@@ -455,7 +471,8 @@ def train(
         return
     if cache is None:
         raise TsavError("missing --cache CACHE (made by `tsav preprocess VIDEOS_DIR --out CACHE`), or use --dry-run")
-    from .train.trainer import TrainConfig, train as run_training
+    from .train.trainer import TrainConfig
+    from .train.trainer import train as run_training
 
     config = TrainConfig(
         annotations=annotations, cache=cache, out=out, arch=arch, pretrained=pretrained, steps=steps, batch=batch,

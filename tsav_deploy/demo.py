@@ -12,11 +12,8 @@ import pathlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .annotate import AnnotateOptions
+from .engine import Annotation, Predictor
 from .export import Exporter
-from .faces import get_backend
-from .runner import Outcome, OutputOptions, annotate_many
-from .runtime import Engine
 
 Say = Callable[[str], None]
 
@@ -28,7 +25,7 @@ class DemoResult:
     annotations: pathlib.Path
     video: pathlib.Path
     validation: dict
-    outcome: Outcome
+    annotation: Annotation
 
 
 def run_demo(out: str | pathlib.Path, *, steps: int = 16, say: Say = print) -> DemoResult:
@@ -56,8 +53,6 @@ def run_demo(out: str | pathlib.Path, *, steps: int = 16, say: Say = print) -> D
     export = Exporter(["onnx"])(result.best_checkpoint, out / "export").folder
     say("5/5 annotating the held-out video with an overlay")
     video = next(v.path for v in data.videos if v.split == "validation")
-    outcomes = annotate_many(
-        [str(video)], out / "annotations", Engine.load(export, engine="onnx"), get_backend("dlib"),
-        AnnotateOptions(), OutputOptions(overlay=True, overwrite=True),
-    )
-    return DemoResult(result.best_checkpoint, export, out / "annotations", video, criteria, outcomes[-1])
+    annotation = Predictor(model=export, engine="onnx", faces="dlib").predict(video)
+    annotation.save(out / "annotations", overlay=True)
+    return DemoResult(result.best_checkpoint, export, out / "annotations", video, criteria, annotation)

@@ -5,7 +5,6 @@ import csv
 import io
 import pathlib
 
-
 from .atomic import write_text
 from .constants import ACTION_UNITS, EXPRESSIONS
 from .results import PersonResult, VideoResult

@@ -1,0 +1,130 @@
+"""The library API: Predictor -> Annotation -> pandas, the same files as the CLI, read_table, and
+options checked before anything runs."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from tsav_deploy import Predictor, read_table
+from tsav_deploy.cli import app
+from tsav_deploy.constants import ACTION_UNITS, EXPRESSIONS
+from tsav_deploy.errors import TsavError
+from tsav_deploy.writers import TABLE_COLUMNS
+
+
+@pytest.fixture(scope="module")
+def predictor(small_checkpoint):
+    return Predictor(weights=small_checkpoint, faces="dlib", detector="hog")
+
+
+@pytest.fixture(scope="module")
+def webcam(media_dir, predictor):
+    return predictor.predict(media_dir / "webcam_man_mp3.mp4")
+
+
+def test_predict_gives_a_typed_table(webcam):
+    df = webcam.to_pandas()
+    assert list(df.columns) == TABLE_COLUMNS and len(df) == 72
+    assert df["frame"].dtype == np.int64 and df["frame"].tolist() == list(range(72))
+    assert df["face_found"].dtype == bool and df["face_found"].all()
+    assert isinstance(df["expression"].dtype, pd.CategoricalDtype)
+    assert list(df["expression"].cat.categories) == list(EXPRESSIONS)
+    assert df[list(ACTION_UNITS)].isin([0, 1]).all().all()
+    probs = df[[f"p_{e}" for e in EXPRESSIONS]].to_numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=5e-4)
+    assert (df["expression"].cat.codes.to_numpy() == probs.argmax(axis=1)).mean() > 0.95  # 4-decimal ties aside
+
+
+def test_table_equals_the_cli_files_value_for_value(media_dir, small_checkpoint, webcam, tmp_path):
+    video = media_dir / "webcam_man_mp3.mp4"
+    result = CliRunner().invoke(app, ["annotate", str(video), "--weights", str(small_checkpoint), "--faces", "dlib", "--detector", "hog", "--out", str(tmp_path), "--no-plot"])
+    assert result.exit_code == 0, result.output
+    df = webcam.to_pandas()
+    csv = pd.read_csv(tmp_path / "webcam_man_mp3.csv")
+    assert list(csv.columns) == list(df.columns)
+    for column in df.columns:
+        ours = df[column].astype(str if column in ("person", "expression") else float).to_numpy()
+        theirs = csv[column].astype(str if column in ("person", "expression") else float).to_numpy()
+        if ours.dtype == object:
+            assert (ours == theirs).all(), column
+        else:
+            np.testing.assert_allclose(ours, theirs, atol=1e-9, equal_nan=True, err_msg=column)
+    va = np.loadtxt(tmp_path / "VA_Set" / "webcam_man_mp3.txt", delimiter=",", skiprows=1)
+    np.testing.assert_allclose(va, df[["valence", "arousal"]].to_numpy(), atol=5.01e-4)
+    expr = np.loadtxt(tmp_path / "EXPR_Set" / "webcam_man_mp3.txt", skiprows=1, dtype=int)
+    np.testing.assert_array_equal(expr, df["expression"].cat.codes.to_numpy())
+    au = np.loadtxt(tmp_path / "AU_Set" / "webcam_man_mp3.txt", delimiter=",", skiprows=1, dtype=int)
+    np.testing.assert_array_equal(au, df[list(ACTION_UNITS)].to_numpy())
+
+
+def test_save_writes_the_cli_files_and_read_table_gathers_a_folder(media_dir, predictor, webcam, tmp_path):
+    written = webcam.save(tmp_path, plot=True, table="both")
+    names = sorted(p.name for p in written)
+    assert names == sorted(["webcam_man_mp3.txt"] * 3 + ["webcam_man_mp3.csv", "webcam_man_mp3.parquet", "webcam_man_mp3.png"])
+    assert (tmp_path / ".tsav" / "webcam_man_mp3.json").exists()
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "webcam_man_mp3.parquet"), webcam.to_pandas())
+    copy = tmp_path / "talking.mp4"
+    shutil.copy(media_dir / "talking_head_vfr.mp4", copy)
+    predictor.predict(copy).save(tmp_path, plot=False, table="csv")
+    table = read_table(tmp_path)
+    assert table.columns[0] == "video" and list(table.columns[1:]) == TABLE_COLUMNS
+    assert table["video"].value_counts().to_dict() == {"webcam_man_mp3": 72, "talking": 135}
+    assert table["face_found"].dtype == bool
+    with pytest.raises(FileNotFoundError):
+        read_table(tmp_path / ".tsav")
+
+
+def test_predict_many_reports_a_bad_video_and_goes_on(media_dir, predictor, tmp_path):
+    fake = tmp_path / "photo.mp4"
+    fake.write_bytes(b"not a video at all" * 100)
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    videos = [media_dir / "webcam_man_mp3.mp4", fake, empty, media_dir / "cartoon_no_face.mp4"]
+    annotations = list(predictor.predict_many(videos))
+    assert [a.ok for a in annotations] == [True, False, False, True]
+    assert "photo.mp4" in annotations[1].error and "\n" not in annotations[1].error
+    assert "empty" in annotations[2].error
+    assert len(annotations[3].to_pandas()) == 95 and not annotations[3].to_pandas()["face_found"].any()
+    with pytest.raises(ValueError, match="not annotated"):
+        annotations[1].to_pandas()
+
+
+BAD_OPTIONS = {
+    "au_threshold=0": ({"au_threshold": 0.0}, "au_threshold must be a probability strictly between 0 and 1"),
+    "au_threshold=1": ({"au_threshold": 1.0}, "au_threshold must be a probability strictly between 0 and 1"),
+    "stride=0": ({"stride": 0}, "stride must be a whole number of at least 1"),
+    "batch_size=0": ({"batch_size": 0}, "batch_size must be a whole number of at least 1"),
+    "person": ({"person": "left"}, "person must be one of main, all"),
+    "engine": ({"engine": "tensorflow"}, "engine must be one of auto, torch"),
+    "faces": ({"faces": "mtcnn"}, "faces must be one of auto, insightface, dlib"),
+    "detector": ({"detector": "yolo"}, "detector must be one of hog, cnn, hog+cnn"),
+    "detector with insightface": ({"faces": "insightface", "detector": "hog"}, "the insightface backend has its own"),
+    "device": ({"device": "tpu"}, "unknown device 'tpu'; use cpu, cuda or cuda:N"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_OPTIONS))
+def test_bad_options_are_one_line_before_anything_loads(case, tmp_path):
+    options, message = BAD_OPTIONS[case]
+    with pytest.raises(TsavError) as info:
+        Predictor(weights=tmp_path / "no-such-checkpoint.pt", **options)  # the option is checked first
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_weights_or_model_exactly_once(small_checkpoint, small_export):
+    with pytest.raises(TsavError, match="not both"):
+        Predictor(weights=small_checkpoint, model=small_export)
+    with pytest.raises(TsavError, match="no model given"):
+        Predictor()
+
+
+@pytest.mark.parametrize("value", ["0", "1"])
+def test_cli_refuses_a_bad_threshold_before_touching_a_video(media_dir, small_checkpoint, tmp_path, value):
+    result = CliRunner().invoke(app, ["annotate", str(media_dir / "webcam_man_mp3.mp4"), "--weights", str(small_checkpoint), "--au-threshold", value, "--out", str(tmp_path / "out")])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "strictly between 0 and 1" in result.output
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,100 @@
+"""``Predictor``: the one object that turns videos into :class:`Annotation` tables.
+
+Every entry point runs through it: ``tsav annotate`` is a loop over :meth:`Predictor.predict_many`
+plus the console, ``tsav demo`` calls it, and so do users::
+
+    p = Predictor(weights="TSAV416k.pth.tar")
+    ann = p.predict("video.mp4")
+    df = ann.to_pandas()
+
+Every option is checked when the Predictor is built, before a model is loaded or a video touched;
+a bad value is a :class:`~tsav_deploy.errors.TsavError` with one line.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import time
+from collections.abc import Iterable, Iterator
+
+from ..annotate import AnnotateOptions, Progress, annotate_video
+from ..errors import MediaError, TsavError
+from ..faces import get_backend
+from ..faces.dlib_backend import DETECTORS
+from ..faces.select import BACKEND_CHOICES
+from ..runtime import ENGINES, Engine
+from ..runtime.engine import parse_device
+from .results import Annotation
+
+NO_WEIGHTS = "no model given: pass weights (a checkpoint or a published name, see `tsav weights list`) or model (an export directory)"
+
+
+class Predictor:
+    """Loads the network once (``weights``: a checkpoint or published name; or ``model``: an export
+    directory) and the face backend, then annotates any number of videos.
+
+    Options, with the CLI's names and defaults: ``engine`` (auto, torch, torchscript, onnx, onnx-int8,
+    openvino, openvino-int8, tensorrt), ``device`` (cpu, cuda[:N]), ``faces`` (auto, insightface,
+    dlib), ``detector`` (dlib: hog+cnn, hog, cnn), ``person`` (main, all), ``stride`` (network on
+    every K-th frame, interpolated between), ``batch_size``, ``au_threshold`` (AU probability, 0–1
+    exclusive).
+    """
+
+    def __init__(
+        self,
+        weights: str | os.PathLike | None = None,
+        model: str | os.PathLike | None = None,
+        *,
+        engine: str = "auto",
+        device: str = "cpu",
+        faces: str = "auto",
+        detector: str = "hog+cnn",
+        person: str = "main",
+        stride: int = 1,
+        batch_size: int = 8,
+        au_threshold: float = 0.5,
+    ):
+        if weights and model:
+            raise TsavError("pass either weights (a checkpoint) or model (an export directory), not both")
+        if not (weights or model):
+            raise TsavError(NO_WEIGHTS)
+        _choice("engine", engine, ENGINES)
+        _choice("faces", faces, BACKEND_CHOICES)
+        _choice("detector", detector, DETECTORS)
+        if faces == "insightface" and detector != "hog+cnn":
+            raise TsavError(f"detector {detector!r} is a dlib detector; the insightface backend has its own (drop the detector option)")
+        self.options = AnnotateOptions(person=person, stride=stride, batch_size=batch_size, au_threshold=au_threshold)
+        parse_device(device)
+        self.engine = Engine.load(model or weights, engine=engine, device=device)
+        self.face_backend = get_backend(faces, detector=detector)
+
+    def describe(self) -> str:
+        """One line: which engine and face backend were chosen."""
+        return f"engine: {self.engine.selection or self.engine.name}; faces: {self.face_backend.name}"
+
+    def predict(self, source: str | os.PathLike, progress: Progress | None = None) -> Annotation:
+        """Annotate one video; a file that cannot be annotated raises a one-line ``TsavError``."""
+        video = pathlib.Path(source).expanduser()
+        if not video.exists():
+            raise MediaError(f"{video}: no such file")
+        if video.is_file() and video.stat().st_size == 0:
+            raise MediaError(f"{video}: the file is empty (0 bytes)")
+        started = time.perf_counter()
+        result = annotate_video(video, self.engine, self.face_backend, self.options, progress)
+        return Annotation(video, result, info={"wall_s": round(time.perf_counter() - started, 3)})
+
+    def predict_many(
+        self, sources: Iterable[str | os.PathLike], progress: Progress | None = None
+    ) -> Iterator[Annotation]:
+        """Annotate videos one after another; a video that fails yields an Annotation whose
+        ``error`` says why, and the rest go on."""
+        for source in sources:
+            try:
+                yield self.predict(source, progress)
+            except TsavError as exc:
+                yield Annotation(pathlib.Path(source), error=str(exc))
+
+
+def _choice(option: str, value: str, choices) -> None:
+    if value not in choices:
+        raise TsavError(f"{option} must be one of {', '.join(choices)}, not {value!r}")

@@ -1,0 +1,104 @@
+"""An output folder: each video's files written safely, and the records that make reruns resume.
+
+Each video's outputs are written under temporary names and renamed; its record
+``<out>/.tsav/<name>.json`` is written last, so a video counts as done only when the record and
+every file it lists exist. ``summary.json`` gathers the records of all videos in the folder.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..atomic import PARTIAL_SUFFIX, write_text
+from ..errors import TsavError
+from ..overlay import write_overlay
+from ..plot import write_plot
+from ..writers import write_abaw, write_table
+
+if TYPE_CHECKING:
+    from .results import Annotation
+
+RECORDS = ".tsav"
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    overlay: bool = False
+    plot: bool = True
+    overwrite: bool = False
+    table: str = "csv"  # "csv", "parquet" or "both"
+
+    def wanted(self, name: str) -> list[str]:
+        """Files asked for this time beyond the ABAW files."""
+        tables = {"csv": [f"{name}.csv"], "parquet": [f"{name}.parquet"], "both": [f"{name}.csv", f"{name}.parquet"]}[self.table]
+        return tables + [f"{name}.png"] * self.plot + [f"{name}.overlay.mp4"] * self.overlay
+
+
+def check_output_folder(out: pathlib.Path) -> None:
+    """Fail early, in one line, when results could not be written at all."""
+    try:
+        (out / RECORDS).mkdir(parents=True, exist_ok=True)
+        probe = out / RECORDS / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise TsavError(f"{out}: cannot write results there ({exc.strerror or exc}); choose another --out") from None
+
+
+def record_path(out: pathlib.Path, name: str) -> pathlib.Path:
+    return out / RECORDS / f"{name}.json"
+
+
+def read_record(out: pathlib.Path, name: str) -> dict | None:
+    """A video's record, or None when there is none or it cannot be read (then the video is redone)."""
+    try:
+        record = json.loads(record_path(out, name).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("outputs"), list) else None
+
+
+def is_complete(out: pathlib.Path, name: str, outputs: OutputOptions) -> bool:
+    """Done before, with every file its record lists and every file asked for this time."""
+    record = read_record(out, name)
+    if record is None:
+        return False
+    return all((out / f).exists() for f in [*record["outputs"], *outputs.wanted(name)])
+
+
+def remove_partials(out: pathlib.Path, name: str) -> None:
+    """Temporary files a hard-killed run (SIGKILL, power loss) left for this video."""
+    for path in out.rglob(f"{name}*{PARTIAL_SUFFIX}*"):
+        if path.is_file():
+            path.unlink()
+
+
+def save_outputs(out: pathlib.Path, annotation: Annotation, options: OutputOptions) -> list[pathlib.Path]:
+    """Write the video's files, then its record (which marks it complete); returns the files."""
+    result = annotation._require()
+    out.mkdir(parents=True, exist_ok=True)
+    remove_partials(out, result.name)
+    written = write_abaw(out, result)
+    if options.table in ("csv", "both"):
+        written.append(write_table(out / f"{result.name}.csv", result))
+    if options.table in ("parquet", "both"):
+        written.append(annotation.to_parquet(out / f"{result.name}.parquet"))
+    if options.plot:
+        written.append(write_plot(out / f"{result.name}.png", result))
+    if options.overlay:
+        written.append(write_overlay(out / f"{result.name}.overlay.mp4", annotation.video, result))
+    record = {**annotation.summary(), "outputs": [str(p.relative_to(out)) for p in written]}
+    write_text(record_path(out, result.name), json.dumps(record, indent=1))
+    return written
+
+
+def write_summary(out: pathlib.Path) -> pathlib.Path:
+    """``summary.json``: the records of every video annotated into ``out`` (this run and earlier);
+    a record that cannot be read is listed as such, not left out."""
+    records = {}
+    for path in sorted((out / RECORDS).glob("*.json")):
+        record = read_record(out, path.stem)
+        records[path.stem] = record if record is not None else {"error": f"{path}: unreadable record; the video is redone on the next run"}
+    return write_text(out / "summary.json", json.dumps({"videos": records}, indent=1))

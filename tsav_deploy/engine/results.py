@@ -1,0 +1,149 @@
+"""What the Predictor returns for one video: an :class:`Annotation`, one table (Py-Feat style) that
+converts to pandas and writes every output file."""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..atomic import atomic_path
+from ..constants import ACTION_UNITS, EXPRESSIONS
+from ..results import VideoResult
+from ..writers import TABLE_COLUMNS
+from .records import OutputOptions, save_outputs
+
+TABLE_FORMATS = ("csv", "parquet", "both")
+
+
+@dataclass
+class Annotation:
+    """One video's predictions for every person it shows, or why it could not be annotated.
+
+    ``error`` is None for a finished video; otherwise ``result`` is None and ``error`` is the one-line
+    reason (what is wrong, what to do). ``to_pandas`` is the per-frame table (one row per frame and
+    person, the CSV's columns in its order), ``save`` writes the files ``tsav annotate`` writes.
+    """
+
+    video: pathlib.Path
+    result: VideoResult | None = None
+    error: str | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def name(self) -> str:
+        return self.video.stem
+
+    def _require(self) -> VideoResult:
+        if self.result is None:
+            raise ValueError(f"{self.video}: not annotated ({self.error})")
+        return self.result
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The per-frame table: the CSV's columns and rounding, with dtypes (int frame, bool
+        face_found, category person and expression, NaN box and score without a face)."""
+        result = self._require()
+        n, people = result.frames, result.persons
+        frame = np.repeat(np.arange(n, dtype=np.int64), len(people))  # frame-major, then person
+
+        def stack(values) -> np.ndarray:  # [people, n, ...] -> rows in table order
+            array = np.stack(values, axis=1)
+            return array.reshape((n * len(people),) + array.shape[2:])
+
+        found = stack([p.face_found for p in people])
+        boxes = stack([p.boxes for p in people]).astype(np.float64)
+        boxes[~found] = np.nan
+        scores = stack([p.scores for p in people]).astype(np.float64)
+        scores[~found] = np.nan
+        columns: dict[str, object] = {
+            "frame": frame,
+            "time": np.round(result.times[frame], 4),
+            "person": pd.Categorical(stack([np.full(n, p.suffix.lstrip("_") or "main") for p in people])),
+            "face_found": found,
+            "track_id": np.where(found, stack([np.full(n, p.track_id) for p in people]), -1).astype(np.int64),
+        }
+        for k, name in enumerate(("x1", "y1", "x2", "y2")):
+            columns[name] = np.round(boxes[:, k], 1)
+        columns["det_score"] = np.round(scores, 3)
+        predictions = [p.predictions for p in people]
+        columns["valence"] = np.round(stack([p.valence for p in predictions]).astype(np.float64), 4)
+        columns["arousal"] = np.round(stack([p.arousal for p in predictions]).astype(np.float64), 4)
+        expression_probs = stack([p.expression_probs for p in predictions]).astype(np.float64)
+        for k, name in enumerate(EXPRESSIONS):
+            columns[f"p_{name}"] = np.round(expression_probs[:, k], 4)
+        columns["expression"] = pd.Categorical.from_codes(stack([p.expression for p in predictions]), categories=list(EXPRESSIONS))
+        au_probs = stack([p.au_probs for p in predictions]).astype(np.float64)
+        decisions = stack([p.au for p in predictions]).astype(np.int64)
+        for k, name in enumerate(ACTION_UNITS):
+            columns[f"p_{name}"] = np.round(au_probs[:, k], 4)
+        for k, name in enumerate(ACTION_UNITS):
+            columns[name] = decisions[:, k]
+        table = pd.DataFrame(columns)
+        assert list(table.columns) == TABLE_COLUMNS
+        return table
+
+    def to_parquet(self, path: str | os.PathLike) -> pathlib.Path:
+        """The table as Parquet (pyarrow), written atomically."""
+        path = pathlib.Path(path)
+        with atomic_path(path) as tmp:
+            self.to_pandas().to_parquet(tmp, engine="pyarrow", index=False)
+        return path
+
+    def save(self, out_dir: str | os.PathLike, *, overlay: bool = False, plot: bool = True, table: str = "csv") -> list[pathlib.Path]:
+        """Write what ``tsav annotate`` writes into ``out_dir`` (ABAW files, table, plot, overlay,
+        the record that marks the video complete); every file atomically. Returns the files."""
+        if table not in TABLE_FORMATS:
+            raise ValueError(f"table must be one of {', '.join(TABLE_FORMATS)}, not {table!r}")
+        return save_outputs(pathlib.Path(out_dir), self, OutputOptions(overlay=overlay, plot=plot, table=table))
+
+    def summary(self) -> dict:
+        """What ``summary.json`` records of the video."""
+        return {"video": str(self.video), **(self.result.info if self.result else {}), **self.info, **({"error": self.error} if self.error else {})}
+
+    def __repr__(self) -> str:
+        if not self.ok:
+            return f"Annotation({self.video.name!r}, error={self.error!r})"
+        result = self._require()
+        return f"Annotation({self.video.name!r}, frames={result.frames}, people={len(result.persons)})"
+
+
+def read_table(folder: str | os.PathLike) -> pd.DataFrame:
+    """Every video's per-frame table in an output folder as one DataFrame with a ``video`` column
+    first (Parquet where a video has it, else CSV), videos in name order."""
+    folder = pathlib.Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such output folder")
+    names = sorted({p.stem for p in folder.glob("*.csv")} | {p.stem for p in folder.glob("*.parquet")})
+    tables = []
+    for name in names:
+        parquet = folder / f"{name}.parquet"
+        table = pd.read_parquet(parquet) if parquet.exists() else _read_csv(folder / f"{name}.csv")
+        table.insert(0, "video", name)
+        tables.append(table)
+    if not tables:
+        raise FileNotFoundError(f"{folder}: no per-frame tables (<name>.csv or <name>.parquet) in it")
+    table = pd.concat(tables, ignore_index=True)
+    table["video"] = pd.Categorical(table["video"])
+    for column in ("person", "expression"):
+        table[column] = table[column].astype("category")
+    return table
+
+
+def _read_csv(path: pathlib.Path) -> pd.DataFrame:
+    """A table CSV with the dtypes ``Annotation.to_pandas`` gives."""
+    table = pd.read_csv(path)
+    table["face_found"] = table["face_found"].astype(bool)
+    table["person"] = table["person"].astype(str)
+    table["expression"] = pd.Categorical(table["expression"], categories=list(EXPRESSIONS))
+    return table
+
+
+def records_json(annotations: list[Annotation]) -> str:
+    return json.dumps({a.name: a.summary() for a in annotations}, indent=1)
