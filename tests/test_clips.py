@@ -7,7 +7,7 @@ import pytest
 
 from tsav_deploy import clips
 
-MEAN = np.array([0.43216, 0.394666, 0.37645, 0.5], np.float32)  # DESIGN §2, restated
+MEAN = np.array([0.43216, 0.394666, 0.37645, 0.5], np.float32)  # docs/preprocessing.md, restated
 STD = np.array([0.22803, 0.22145, 0.216989, 0.225], np.float32)
 
 

@@ -1,4 +1,4 @@
-"""The embedded (dlib) backend and the trackers on the shared recordings (DESIGN §2, issue 4's done
+"""The embedded (dlib) backend and the trackers on the shared recordings (docs/preprocessing.md, issue 4's done
 criteria). Each recording is processed once per module."""
 from __future__ import annotations
 

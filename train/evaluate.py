@@ -1,7 +1,7 @@
 """Score ABAW prediction folders against annotations with the ABAW 2020 metrics (``tsav evaluate``).
 
 Predictions: ``PREDICTIONS/VA_Set/<name>.txt``, ``PREDICTIONS/EXPR_Set/<name>.txt``,
-``PREDICTIONS/AU_Set/<name>.txt`` (DESIGN §3); every task folder present is scored.
+``PREDICTIONS/AU_Set/<name>.txt`` (docs/outputs-and-training.md); every task folder present is scored.
 
 Labels, either layout:
 

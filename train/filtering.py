@@ -1,4 +1,4 @@
-"""The paper's label filter (DESIGN §4): frames whose labels contradict each other are dropped.
+"""The paper's label filter (docs/outputs-and-training.md): frames whose labels contradict each other are dropped.
 
 Rules, each evaluated on its own so a frame may break more than one (the per-rule counts can then sum
 to more than the frames removed):

@@ -1,4 +1,4 @@
-"""ABAW 2020 annotation files (DESIGN §3–§4) read into one per-frame label table per annotated person.
+"""ABAW 2020 annotation files (docs/outputs-and-training.md) read into one per-frame label table per annotated person.
 
 Layout of an annotation root::
 

@@ -1,4 +1,4 @@
-"""The paper's training losses (DESIGN §4), masked for missing labels.
+"""The paper's training losses (docs/outputs-and-training.md), masked for missing labels.
 
 Each task's loss covers only the samples of the mini-batch labelled for it and is divided by their
 number; the total is the plain sum. A task with no labelled sample contributes exactly 0 (still part of

@@ -1,4 +1,4 @@
-"""ABAW 2020 metrics in numpy (DESIGN §4), computed over every annotated frame given at once.
+"""ABAW 2020 metrics in numpy (docs/outputs-and-training.md), computed over every annotated frame given at once.
 
 - Valence/arousal: concordance correlation coefficient (population moments), each over the frames where
   that label is present (NaN = unannotated); the criterion is their mean.

@@ -1,4 +1,4 @@
-"""Pseudo labels from joint (valence, arousal) histograms per expression (DESIGN §4).
+"""Pseudo labels from joint (valence, arousal) histograms per expression (docs/outputs-and-training.md).
 
 For each of the 7 expressions, a 20 × 20 histogram over [-1, 1]² (bins 0.1 wide: fine enough to follow
 the shape of the annotation, coarse enough that the rarest expression still fills it) counts the

@@ -1,4 +1,4 @@
-"""``tsav train``: the paper's recipe (DESIGN §4) on the preprocess cache.
+"""``tsav train``: the paper's recipe (docs/outputs-and-training.md) on the preprocess cache.
 
 Adam (lr 1e-3) on the summed losses, 320 clips per step by gradient accumulation over micro-batches,
 flip + HSV jitter, pseudo valence, validation with the ABAW 2020 metrics every ``val_every`` steps,
@@ -143,7 +143,7 @@ def load_training_data(config: TrainConfig) -> TrainingData:
 
 
 def build_model(config: TrainConfig) -> TSAV:
-    """A fresh network (seeded), the visual stream from Kinetics-400 where asked (DESIGN §1)."""
+    """A fresh network (seeded), the visual stream from Kinetics-400 where asked (docs/model-contract.md)."""
     from tsav_deploy.model.pretrained import init_visual_from_kinetics
     from tsav_deploy.weights import resolve
 

@@ -1,4 +1,4 @@
-"""The aural input (DESIGN §2): the authors' 10 s log-mel window of each frame, in plain torch/numpy.
+"""The aural input (docs/audio-window.md): the authors' 10 s log-mel window of each frame, in plain torch/numpy.
 
 torchaudio does not import with the CPU torch these machines use, so this module reproduces
 ``torchaudio.transforms.MelSpectrogram`` with the authors' settings, ``AmplitudeToDB('power', 80)``

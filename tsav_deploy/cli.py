@@ -179,6 +179,12 @@ def _print_parity(report) -> None:
             console.print(f"{row.status}: {row.artifact}: {row.detail}", highlight=False, soft_wrap=True)
 
 
+NO_WEIGHTS = (
+    "no model given: pass --weights CHECKPOINT (a .pth.tar from the authors, a tsav checkpoint, or a "
+    "published name such as tnt-sub1: see `tsav weights list`) or --model EXPORT_DIR (from `tsav export`)"
+)
+
+
 @app.command()
 @user_errors
 def annotate(
@@ -210,6 +216,10 @@ def annotate(
 
     if table_format not in TABLE_FORMATS:
         raise TsavError(f"--table must be one of {', '.join(TABLE_FORMATS)}, not {table_format!r}")
+    if weights and model:
+        raise TsavError("pass either --weights or --model, not both")
+    if not (weights or model):
+        raise TsavError(NO_WEIGHTS)
     predictor = Predictor(
         weights, model, engine=engine, device=device, faces=faces, detector=detector, person=person,
         stride=stride, batch_size=batch_size, au_threshold=au_threshold,

@@ -1,4 +1,4 @@
-"""Visual-stream input: which frames make a clip, and the clip tensor (DESIGN §2).
+"""Visual-stream input: which frames make a clip, and the clip tensor (docs/preprocessing.md).
 
 The model was trained on 30 fps video with clips of frames i−42, i−36, …, i (every 6th frame,
 0.2 s apart). Other frame rates keep the timing, not the frame offsets: clip frame k (k = 0..7) is

@@ -1,4 +1,4 @@
-"""The model contract and preprocessing constants (DESIGN §1–§2), in one place.
+"""The model contract and preprocessing constants (docs/model-contract.md, docs/preprocessing.md), in one place.
 
 Everything that training and inference must agree on lives here and is copied into every checkpoint
 and export manifest, so a file always says how its inputs were made.

@@ -1,4 +1,4 @@
-"""Video and audio decoding with PyAV (DESIGN §2, the first stage of the data flow).
+"""Video and audio decoding with PyAV (docs/preprocessing.md, the first stage of the data flow).
 
 Three entry points:
 

@@ -1,4 +1,4 @@
-"""Writers for the ABAW challenge files and the per-frame table (DESIGN §3), all atomic."""
+"""Writers for the ABAW challenge files and the per-frame table (docs/outputs-and-training.md), all atomic."""
 from __future__ import annotations
 
 import csv

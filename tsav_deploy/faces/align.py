@@ -1,4 +1,4 @@
-"""Face alignment (DESIGN §2): five points from the 68 landmarks, a least-squares similarity onto the
+"""Face alignment (docs/preprocessing.md): five points from the 68 landmarks, a least-squares similarity onto the
 ArcFace 112×112 template, and a bicubic warp with a black border.
 
 The model was trained on crops made exactly this way, so every step mirrors the authors' pipeline

@@ -1,4 +1,4 @@
-"""The landmark mask, the clip's fourth channel (DESIGN §2).
+"""The landmark mask, the clip's fourth channel (docs/preprocessing.md).
 
 Pixel-identical to the authors' ``draw_mask``: integer landmarks (``np.rint``), 1-pixel 8-connected
 polylines in a fixed order, later ones drawn over earlier ones. OpenCV clips lines that leave the crop,

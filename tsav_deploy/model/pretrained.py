@@ -1,4 +1,4 @@
-"""Training initialisation from torchvision's published backbones (DESIGN §1).
+"""Training initialisation from torchvision's published backbones (docs/model-contract.md).
 
 The visual stream starts from R(2+1)D-18 Kinetics-400 with the RGB stem filters copied into
 channels 0–2 of the 4-channel stem (the mask channel keeps its fresh initialisation, as in the
