@@ -1,7 +1,7 @@
 """One entry point for every export format (in the spirit of ultralytics' Exporter).
 
-Everything is written into a staging folder inside the output directory, verified there, and only
-then moved into place, the manifest last: a failed export leaves no file that a manifest claims.
+Everything is written into a staging folder beside the output directory and verified there; only a
+verified export is renamed into place, so a failed export leaves the output directory as it was.
 """
 from __future__ import annotations
 
@@ -21,20 +21,21 @@ import torch
 from .. import __version__
 from ..checkpoint import Checkpoint, load_checkpoint
 from ..constants import preprocessing_dict
-from ..errors import ArtifactError, TsavError
-from ..model import TSAV
-from ..weights import resolve
-from .manifest import (
+from ..contract import (
     CONSTANT_FEATURES_FILE,
     FORMAT,
     FORMAT_VERSION,
     MANIFEST,
     REFERENCE_FILE,
     TIMING_CACHE,
+    constant_inputs,
     contract,
     file_entry,
     write_json_atomic,
 )
+from ..errors import ArtifactError, TsavError
+from ..model import TSAV
+from ..weights import resolve
 from .onnx_export import DEFAULT_OPSET, check_opset, export_onnx
 from .probes import PROBES, reference_outputs
 from .torchscript_export import export_torchscript
@@ -105,10 +106,14 @@ class Exporter:
         ckpt.require_current_preprocessing()
         model = ckpt.build_model()
         out = pathlib.Path(out)
-        if out.exists() and not out.is_dir():
-            raise TsavError(f"{out}: exists and is not a directory")
-        out.mkdir(parents=True, exist_ok=True)
-        staging = pathlib.Path(tempfile.mkdtemp(prefix=".tsav-export-", dir=out))
+        _check_target(out)
+        # Everything is made and verified in a sibling folder; only a verified export replaces DIR,
+        # by renaming, so a failure at any point leaves DIR as it was.
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.tsav-export-", dir=out.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)  # mkdtemp's 0700 would become the export's own permissions
         try:
             artifacts = self._write_artifacts(model, out, staging)
             manifest = self._manifest(ckpt, model, artifacts)
@@ -117,7 +122,8 @@ class Exporter:
             if not report.ok:
                 raise ArtifactError(f"parity check failed, nothing was written to {out}: {report.failure_line()}")
             manifest["parity"] = report.as_records()
-            _publish(staging, out, manifest)
+            write_json_atomic(staging / MANIFEST, manifest)
+            _swap_in(staging, out)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         report.folder = out
@@ -150,7 +156,6 @@ class Exporter:
 
     def _write_int8(self, model: TSAV, onnx_files: dict[str, pathlib.Path], staging: pathlib.Path) -> dict[str, dict]:
         """Quantize on every other calibration sample; measure agreement on the samples in between."""
-        from ..runtime.constant_inputs import constant_inputs
         from .int8 import agreement, calibration_inputs, quantize_streams
 
         inputs = calibration_inputs(self.calibration)
@@ -212,9 +217,21 @@ def versions() -> dict[str, str | None]:
     return found
 
 
-def _publish(staging: pathlib.Path, out: pathlib.Path, manifest: dict) -> None:
-    """Move verified files into ``out``; the old manifest goes first and the new one comes last."""
-    (out / MANIFEST).unlink(missing_ok=True)
-    for name in manifest["artifacts"]:
-        os.replace(staging / name, out / name)
-    write_json_atomic(out / MANIFEST, manifest)
+def _check_target(out: pathlib.Path) -> None:
+    """DIR must be new, empty or an earlier export (which the new one replaces whole)."""
+    if out.exists() and not out.is_dir():
+        raise TsavError(f"{out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).exists():
+        raise TsavError(f"{out}: holds files that are not a tsav export; export into a new or empty folder")
+
+
+def _swap_in(staging: pathlib.Path, out: pathlib.Path) -> None:
+    """Rename the verified ``staging`` folder to ``out``; an earlier export there is renamed aside
+    first and removed after, so ``out`` is always the old export or the whole new one."""
+    if not out.exists():
+        os.replace(staging, out)
+        return
+    old = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.tsav-old-", dir=out.parent))
+    os.replace(out, old / out.name)
+    os.replace(staging, out)
+    shutil.rmtree(old, ignore_errors=True)

@@ -21,13 +21,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..audio import SpecWindows
+from ..contract import INT8_FILES, constant_inputs
 from ..errors import TsavError
 from ..faces import FaceBackend, get_backend, select_tracks
 from ..frontend import audio_track, iter_clips, scan_faces
 from ..predictions import decode
-from ..runtime.constant_inputs import constant_inputs
 from ..train.metrics import ccc
-from .manifest import INT8_FILES
 from .verify import relative_error
 
 QUANTIZED_PARTS = {"visual": "clip", "aural": "spec"}  # part -> its input's name

@@ -7,9 +7,9 @@ import warnings
 import onnx
 import torch
 
+from ..contract import ONNX_FILES, contract
 from ..errors import TsavError
 from ..model import TSAV
-from .manifest import ONNX_FILES, contract
 
 DEFAULT_OPSET = 17
 # The legacy exporter's range; TensorRT 10's ONNX parser reads all of it.

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pathlib
 
+from ..contract import ENGINE_FILES, TIMING_CACHE
 from ..errors import ArtifactError
 from ..runtime.tensorrt_backend import require_cuda, require_tensorrt
-from .manifest import ENGINE_FILES, TIMING_CACHE
 
 WORKSPACE_BYTES = 4 << 30
 

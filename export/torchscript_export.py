@@ -6,8 +6,8 @@ import warnings
 
 import torch
 
+from ..contract import TORCHSCRIPT_FILE, contract
 from ..model import TSAV
-from .manifest import TORCHSCRIPT_FILE, contract
 from .onnx_export import TRACE_BATCH
 
 

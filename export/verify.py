@@ -14,11 +14,11 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from ..contract import REFERENCE_FILE, Manifest, read_manifest
 from ..errors import ArtifactError, TsavError
 from ..predictions import decode
 from ..runtime.backend import Backend
 from ..runtime.engine import ARTIFACT_FORMAT, open_backend, parse_device
-from .manifest import REFERENCE_FILE, Manifest, read_manifest
 from .probes import OUTPUTS, probe_inputs
 
 

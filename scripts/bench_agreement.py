@@ -16,9 +16,9 @@ import json
 import time
 
 import numpy as np
-from tsav_deploy.export.int8 import agreement
 
 from tsav_deploy.annotate import AnnotateOptions, predict_people
+from tsav_deploy.export.int8 import agreement
 from tsav_deploy.faces import get_backend, select_tracks
 from tsav_deploy.frontend import scan_faces
 from tsav_deploy.runtime import Engine

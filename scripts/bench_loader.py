@@ -17,6 +17,7 @@ import time
 
 import cv2
 import torch
+
 from tsav_deploy.train.cache import open_cache
 from tsav_deploy.train.dataset import (
     ClipDataset,

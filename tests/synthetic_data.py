@@ -7,6 +7,7 @@ import pathlib
 from collections.abc import Iterator
 
 import torch
+
 from tsav_deploy.train.preprocess import preprocess
 from tsav_deploy.train.synthetic import SyntheticDataset, make_dataset
 

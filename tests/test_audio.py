@@ -223,7 +223,7 @@ def test_every_silent_window_is_the_one_constant_input():
     """Digital silence at any point, with segments of any length (the start, the middle, past the
     end of the track), and no audio at all give one window, the constant input whose float32
     features an int8 export stores (so none of them gets int8 features)."""
-    from tsav_deploy.runtime.constant_inputs import constant_inputs
+    from tsav_deploy.contract import constant_inputs
 
     constant = constant_inputs()["spec"][0]
     np.testing.assert_allclose(constant, (-100 + 14.8) / 19.895, rtol=1e-6)

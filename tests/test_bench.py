@@ -66,10 +66,9 @@ def test_paper_network_costs_the_issues_45_gflop_per_frame():
 
 def test_int8_export_of_the_reduced_network_agrees_with_float32(media_dir, small_checkpoint, tmp_path):
     """Calibrated on 16 frames of a real recording, checked on all its frames through both int8 engines."""
-    from tsav_deploy.export.exporter import Exporter
-    from tsav_deploy.export.manifest import read_manifest
-
     from tsav_deploy.annotate import AnnotateOptions, annotate_video
+    from tsav_deploy.contract import read_manifest
+    from tsav_deploy.export.exporter import Exporter
     from tsav_deploy.faces import get_backend
     from tsav_deploy.runtime import Engine
 
@@ -96,7 +95,7 @@ def _check_constant_inputs_get_float32_features(int8, checkpoint) -> None:
     """Rows equal to the black clip or the silent window get the float32 network's features (which the
     int8 graphs alone would shift); the other rows of the batch are the int8 graphs' own."""
     from tsav_deploy.checkpoint import load_checkpoint
-    from tsav_deploy.runtime.constant_inputs import constant_inputs
+    from tsav_deploy.contract import constant_inputs
 
     model = load_checkpoint(checkpoint).build_model()
     for part, name in (("visual", "clip"), ("aural", "spec")):

@@ -52,7 +52,6 @@ def test_checkpoint_trained_on_other_windows_is_refused_for_export_and_inference
     """A tsav checkpoint whose recorded preprocessing lacks the authors' window rule: readable
     (``tsav info``, training), but export and inference refuse it in one line."""
     from tsav_deploy.export import Exporter
-
     from tsav_deploy.runtime import Engine
 
     path = save_checkpoint(tmp_path / "centred.pt", TSAV(SMALL).eval())

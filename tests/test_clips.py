@@ -183,7 +183,7 @@ def test_assembler_rejects_time_going_backwards():
 def test_face_less_clips_are_the_one_constant_input():
     """Whenever a person has been absent for a whole clip, the clip is the constant black clip whose
     float32 features an int8 export stores."""
-    from tsav_deploy.runtime.constant_inputs import constant_inputs
+    from tsav_deploy.contract import constant_inputs
 
     constant = constant_inputs()["clip"][0]
     assembler = clips.ClipAssembler()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch.multiprocessing as mp
 from synthetic_data import single_thread_torch
+
 from tsav_deploy.train.dataset import StepSchedule
 from tsav_deploy.train.trainer import TrainConfig, train
 

@@ -16,14 +16,14 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from tsav_deploy.export import Exporter, verify_export
-from tsav_deploy.export.manifest import write_json_atomic
 from typer.testing import CliRunner
 
 from tsav_deploy.checkpoint import file_sha256, load_checkpoint
 from tsav_deploy.cli import app
 from tsav_deploy.constants import CLIP_MEAN, CLIP_STD
+from tsav_deploy.contract import write_json_atomic
 from tsav_deploy.errors import ArtifactError, TsavError
+from tsav_deploy.export import Exporter, verify_export
 from tsav_deploy.model import ModelConfig
 from tsav_deploy.predictions import decode
 from tsav_deploy.runtime import Engine
@@ -117,7 +117,7 @@ def test_export_writes_every_file_and_a_complete_manifest(paper_export, authors_
     parity = manifest["parity"]
     assert {row["artifact"] for row in parity} == {"visual.onnx", "aural.onnx", "fusion.onnx", "*.onnx", "tsav.ts"}
     assert all(row["status"] == "ok" and max(row["errors"].values()) <= 1e-4 for row in parity)
-    assert not list(out.glob(".tsav-export-*")), "the staging folder must be gone"
+    assert not list(out.parent.glob(f".{out.name}.tsav-*")), "the staging folder must be gone"
     assert "wrote manifest.json" in output
 
 
@@ -287,3 +287,34 @@ def test_tensorrt_fp16_engines_export_and_verify(small_checkpoint, tmp_path):
     assert engine.name == "tensorrt"
     clip = np.random.RandomState(0).standard_normal((6, 4, 8, 112, 112)).astype(np.float32)  # > max batch: chunked
     assert engine.visual(clip).shape == (6, 64)
+
+
+def test_a_failed_export_leaves_the_folder_as_it_was(small_checkpoint, tmp_path, monkeypatch):
+    from tsav_deploy.export import exporter as exporter_module
+
+    out = tmp_path / "export"
+    Exporter(["onnx"])(small_checkpoint, out)
+    before = {p.name: file_sha256(p) for p in out.iterdir()}
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(exporter_module, "export_torchscript", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        Exporter(["onnx", "torchscript"])(small_checkpoint, out)
+    assert {p.name: file_sha256(p) for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no staging folder left
+    monkeypatch.undo()
+    Exporter(["onnx", "torchscript"])(small_checkpoint, out)  # a verified export replaces the old one whole
+    assert "tsav.ts" in json.loads((out / "manifest.json").read_text())["artifacts"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+    assert oct(out.stat().st_mode & 0o777) != oct(0o700)
+
+
+def test_export_refuses_a_folder_of_other_files(small_checkpoint, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    with pytest.raises(TsavError, match="not a tsav export"):
+        Exporter(["onnx"])(small_checkpoint, out)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from abaw_testdata import AU_HEADER, EXPR_HEADER, VA_HEADER, write_task
 from scipy import stats
+
+from tsav_deploy.errors import CheckpointError, LabelError, TsavError
 from tsav_deploy.train.filtering import filter_frames
 from tsav_deploy.train.labels import match_videos, read_annotations
 from tsav_deploy.train.pseudo_labels import VAHistograms, pseudo_targets
 from tsav_deploy.train.statistics import label_statistics
-
-from tsav_deploy.errors import CheckpointError, LabelError, TsavError
 
 NAN = np.nan
 HIST_RANGE = [[-1, 1], [-1, 1]]

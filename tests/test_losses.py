@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
 from tsav_deploy.train.losses import au_loss, ccc_loss, expression_loss, tsav_loss
 
 NAN = float("nan")

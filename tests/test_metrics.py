@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
+
 from tsav_deploy.train.metrics import au_scores, ccc, expression_scores, va_scores
 
 

@@ -7,6 +7,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
+
+from tsav_deploy import frontend
+from tsav_deploy.cli import app
+from tsav_deploy.clips import ClipAssembler
+from tsav_deploy.constants import preprocessing_dict
+from tsav_deploy.faces import get_backend
 from tsav_deploy.train.cache import CacheError, check_compatible, open_cache, video_folder
 from tsav_deploy.train.dataset import (
     ClipDataset,
@@ -19,13 +26,6 @@ from tsav_deploy.train.dataset import (
 )
 from tsav_deploy.train.labels import read_annotations
 from tsav_deploy.train.preprocess import preprocess
-from typer.testing import CliRunner
-
-from tsav_deploy import frontend
-from tsav_deploy.cli import app
-from tsav_deploy.clips import ClipAssembler
-from tsav_deploy.constants import preprocessing_dict
-from tsav_deploy.faces import get_backend
 
 JPEG_MEAN_ERROR = 3.0  # gray levels: mean absolute error of an RGB crop after JPEG quality 95 (4:2:0)
 JPEG_MAX_ERROR = 48  # the worst pixel (sharp edges: the black border, the AU dots)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 from synthetic_data import SECONDS, VIDEOS
-from tsav_deploy.train.labels import read_annotations
-from tsav_deploy.train.synthetic import FPS, HEIGHT, WIDTH
 
 from tsav_deploy.faces import get_backend
 from tsav_deploy.media import iter_frames, probe, read_audio
+from tsav_deploy.train.labels import read_annotations
+from tsav_deploy.train.synthetic import FPS, HEIGHT, WIDTH
 
 
 def test_videos_decode_with_sound(synth):

@@ -9,6 +9,11 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
+
+from tsav_deploy import load_model
+from tsav_deploy.checkpoint import load_checkpoint
+from tsav_deploy.cli import app
 from tsav_deploy.export import Exporter
 from tsav_deploy.train.cache import open_cache
 from tsav_deploy.train.dataset import ClipDataset, build_samples, fit_histograms
@@ -16,11 +21,6 @@ from tsav_deploy.train.labels import read_annotations
 from tsav_deploy.train.pseudo_labels import VAHistograms
 from tsav_deploy.train.statistics import label_statistics
 from tsav_deploy.train.trainer import ARCHITECTURES, predict, validation_scores
-from typer.testing import CliRunner
-
-from tsav_deploy import load_model
-from tsav_deploy.checkpoint import load_checkpoint
-from tsav_deploy.cli import app
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -15,11 +15,10 @@ import numpy as np
 import torch
 
 from ..constants import CLIP_SHAPE, N_OUTPUTS, SPEC_SHAPE
+from ..contract import CONSTANT_FEATURES_FILE, Manifest, constant_inputs, read_manifest
 from ..errors import ArtifactError, TsavError
-from ..export.manifest import CONSTANT_FEATURES_FILE, Manifest, read_manifest
 from ..model import ModelConfig
 from .backend import Array, Backend
-from .constant_inputs import constant_inputs
 
 # *-int8: the statically quantized streams of `tsav export --int8` (never picked by auto: they change
 # the numerics; agreement with float32 is in the export's manifest).
@@ -53,7 +52,7 @@ class Engine:
         self.selection = selection
         # {"visual" | "aural": (constant input [1, ...], its float32 features [1, F])}: rows equal to a
         # constant input get these features without running the backend (int8 engines; see
-        # runtime.constant_inputs).
+        # contract.constant_inputs).
         self.constants = constants or {}
 
     @classmethod

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..contract import Manifest, contract
 from ..errors import ArtifactError, TsavError
-from ..export.manifest import Manifest, contract
 from .backend import Array, Backend, as_numpy
 from .onnx_backend import check_io, onnx_files, physical_cores
 

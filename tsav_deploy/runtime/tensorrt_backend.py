@@ -12,8 +12,8 @@ import pathlib
 import numpy as np
 import torch
 
+from ..contract import Manifest, contract
 from ..errors import ArtifactError, TsavError
-from ..export.manifest import Manifest, contract
 from .backend import Array, Backend
 
 
