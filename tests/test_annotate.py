@@ -11,6 +11,7 @@ import time
 
 import av
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -115,7 +116,9 @@ def test_onnx_openvino_and_pytorch_engines_write_the_same_files(media_dir, small
 def _videos_dir(media_dir, tmp_path):
     folder = tmp_path / "videos"
     folder.mkdir()
-    for video in ("webcam_man_mp3.mp4", "cartoon_no_face.mp4"):
+    # In name order the short cartoon comes first and the stage clip (pass 1 takes seconds there)
+    # second, so a Ctrl-C sent when the first video is recorded lands inside the second.
+    for video in ("cartoon_no_face.mp4", "stage_and_audience.mp4"):
         shutil.copy(media_dir / video, folder / video)
     return folder
 
@@ -135,7 +138,7 @@ def test_interrupted_run_leaves_no_partial_file_and_rerun_finishes_the_rest(medi
     assert done_first and len(done_first) < 2
     assert not list(out.rglob("*.partial*"))
     # A hard kill (SIGKILL) cannot clean up: a stale temporary file must not survive the rerun.
-    (out / "VA_Set" / "cartoon_no_face.txt.partial.txt").write_text("half")
+    (out / "VA_Set" / "stage_and_audience.txt.partial.txt").write_text("half")
     mtimes = {p.name: p.stat().st_mtime_ns for p in records.glob("*.json")}
     result = run_cli(*args)
     assert result.exit_code == 0, result.output
@@ -196,9 +199,16 @@ def test_every_person_gets_its_own_files(media_dir, small_checkpoint, tmp_path):
     assert result.exit_code == 0, result.output
     people = json.loads((out / "summary.json").read_text())["videos"]["stage_and_audience"]["faces_found"]
     assert len(people) >= 2
-    expected = {"left", "right"} if len(people) == 2 else {f"person{k + 1}" for k in range(len(people))}
-    assert set(people) == expected
     n = decoded_frames(video)
+    table = pd.read_csv(out / "stage_and_audience.csv")
+    rows = table[table["face_found"] == 1].groupby("person")
+    if len(people) == 2:  # Aff-Wild2's names: _left is the person whose mean box centre is further left
+        centre = ((rows["x1"].mean() + rows["x2"].mean()) / 2).to_dict()
+        assert set(people) == {"left", "right"} and centre["left"] < centre["right"]
+    else:  # _person1 is seen in most frames, then _person2, ...
+        assert list(people) == [f"person{k + 1}" for k in range(len(people))]
+        counts = [people[f"person{k + 1}"] for k in range(len(people))]
+        assert counts == sorted(counts, reverse=True) and counts == [int(rows.size()[p]) for p in people]
     for suffix, found in people.items():
         lines = (out / "VA_Set" / f"stage_and_audience_{suffix}.txt").read_text().splitlines()
         assert len(lines) == n + 1 and 0 < found <= n
@@ -230,26 +240,37 @@ def test_pass_two_runs_on_the_calling_thread_with_a_cpu_engine(media_dir, small_
     assert threads == {threading.get_ident()}
 
 
-def test_the_engine_gets_each_frames_authors_window(media_dir, small_checkpoint, monkeypatch):
-    """The aural input of frame i is spec_window(wave, t_i) with t_i the frame's timestamp on the
-    authors' millisecond grid, for every frame of a real recording with speech (variable frame rate)."""
+def test_the_engine_gets_each_frames_clip_and_authors_window(media_dir, small_checkpoint, monkeypatch):
+    """Frame i's inputs are its own: the clip of frames chosen for i (built here from the crops and
+    clip_frame_indices, not by the pipeline's ClipAssembler) and spec_window(wave, t_i) with t_i
+    the frame's timestamp on the authors' millisecond grid; a real recording with speech and a
+    variable frame rate. One frame off, either input differs."""
+    from tsav_deploy import frontend
     from tsav_deploy.annotate import AnnotateOptions, annotate_video
     from tsav_deploy.audio import authors_timestamps, spec_window
+    from tsav_deploy.clips import clip_frame_indices, normalize_clip
     from tsav_deploy.faces import get_backend
     from tsav_deploy.media import read_audio
     from tsav_deploy.runtime import Engine
 
     video = media_dir / "talking_head_vfr.mp4"
     engine = Engine.load(small_checkpoint)
-    received = []
-    aural = engine.aural
-    monkeypatch.setattr(engine, "aural", lambda spec: received.append(np.array(spec)) or aural(spec))
-    result = annotate_video(video, engine, get_backend("dlib"), AnnotateOptions())
-    inputs = np.concatenate(received)
-    assert len(inputs) == len(result.times) > 100
+    specs, clips = [], []
+    aural, visual = engine.aural, engine.visual
+    monkeypatch.setattr(engine, "aural", lambda spec: specs.append(np.array(spec)) or aural(spec))
+    monkeypatch.setattr(engine, "visual", lambda clip: clips.append(np.array(clip)) or visual(clip))
+    backend = get_backend("dlib")
+    result = annotate_video(video, engine, backend, AnnotateOptions())
+    specs, clips = np.concatenate(specs), np.concatenate(clips)
+    assert len(specs) == len(clips) == len(result.times) > 100
     wave, _ = read_audio(video)
     times = authors_timestamps(result.times)
+    timeline = frontend.scan_faces(video, backend)
+    crops = [crop for _, (crop,) in frontend.iter_crops(video, timeline, [timeline.main_track_id])]
     for i in (0, 1, 2, 40, 77, len(times) - 2, len(times) - 1):
-        np.testing.assert_allclose(inputs[i], spec_window(wave, times[i]), atol=1e-6)
-        neighbour = i + 1 if i + 1 < len(times) else i - 1  # one frame off: a different input
-        assert np.abs(inputs[i] - spec_window(wave, times[neighbour])).max() > 0.05
+        neighbour = i + 1 if i + 1 < len(times) else i - 1
+        np.testing.assert_allclose(specs[i], spec_window(wave, times[i]), atol=1e-6)
+        assert np.abs(specs[i] - spec_window(wave, times[neighbour])).max() > 0.05
+        own = normalize_clip([None if k is None else crops[k] for k in clip_frame_indices(result.times, i)])
+        np.testing.assert_array_equal(clips[i], own)
+        assert not np.array_equal(clips[i], clips[neighbour])

@@ -133,7 +133,8 @@ def test_cli_reports_bad_checkpoint_in_one_line(tmp_path, authors_checkpoint):
     for name in ("empty", "truncated", "exploit", "does-not-exist.pth"):
         result = runner.invoke(app, ["info", str(tmp_path / name)])
         assert result.exit_code == 2, result.output
-        assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+        assert "Traceback" not in result.output
+        assert isinstance(result.exception, SystemExit) and result.exception.code == 2  # typer.Exit, not a crash
         lines = [line for line in result.output.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error:"), result.output
 
