@@ -3,6 +3,7 @@
 ``Exporter(formats)(checkpoint, out)`` writes an export directory; ``verify_export(out)`` checks one.
 The manifest and I/O contract that the runtime also reads live in ``tsav_deploy.contract``.
 """
+
 from __future__ import annotations
 
 from .exporter import FORMATS, Exporter, ExportResult

@@ -3,6 +3,7 @@
 Everything is written into a staging folder beside the output directory and verified there; only a
 verified export is renamed into place, so a failed export leaves the output directory as it was.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -79,7 +80,9 @@ class Exporter:
         formats = set(formats)
         unknown = formats - set(FORMATS)
         if unknown or not formats:
-            raise TsavError(f"export formats must be among {', '.join(FORMATS)} (got {', '.join(sorted(unknown)) or 'none'})")
+            raise TsavError(
+                f"export formats must be among {', '.join(FORMATS)} (got {', '.join(sorted(unknown)) or 'none'})"
+            )
         if "tensorrt" in formats or int8:
             formats.add("onnx")
         if int8 and not calibration:
@@ -134,12 +137,18 @@ class Exporter:
         artifacts: dict[str, dict] = {}
         if "onnx" in self.formats:
             onnx_files = export_onnx(model, staging, self.opset)
-            artifacts |= {p.name: {"format": "onnx", "part": part, "opset": self.opset} for part, p in onnx_files.items()}
+            artifacts |= {
+                p.name: {"format": "onnx", "part": part, "opset": self.opset} for part, p in onnx_files.items()
+            }
         if self.int8:
             artifacts |= self._write_int8(model, onnx_files, staging)
         if "torchscript" in self.formats:
             path = export_torchscript(model, staging)
-            artifacts[path.name] = {"format": "torchscript", "part": "network", "methods": ["forward", "visual", "aural", "fusion"]}
+            artifacts[path.name] = {
+                "format": "torchscript",
+                "part": "network",
+                "methods": ["forward", "visual", "aural", "fusion"],
+            }
         if "tensorrt" in self.formats:
             from .tensorrt_build import build_engines
 
@@ -148,7 +157,10 @@ class Exporter:
             engines = build_engines(onnx_files, staging, max_batch=self.max_batch, fp16=self.fp16)
             profile = {"min": 1, "opt": max(1, self.max_batch // 2), "max": self.max_batch}
             precision = "fp16" if self.fp16 else "fp32"
-            artifacts |= {p.name: {"format": "tensorrt", "part": part, "precision": precision, "profile": profile} for part, p in engines.items()}
+            artifacts |= {
+                p.name: {"format": "tensorrt", "part": part, "precision": precision, "profile": profile}
+                for part, p in engines.items()
+            }
             artifacts[TIMING_CACHE] = {"format": "tensorrt-timing-cache"}
         np.savez(staging / REFERENCE_FILE, **reference_outputs(model))
         artifacts[REFERENCE_FILE] = {"format": "parity-reference", "probes": list(PROBES)}
@@ -170,7 +182,11 @@ class Exporter:
         }
         constant = {name: torch.from_numpy(x) for name, x in constant_inputs().items()}
         with torch.inference_mode():
-            np.savez(staging / CONSTANT_FEATURES_FILE, visual=model.visual(constant["clip"]).numpy(), aural=model.aural(constant["spec"]).numpy())
+            np.savez(
+                staging / CONSTANT_FEATURES_FILE,
+                visual=model.visual(constant["clip"]).numpy(),
+                aural=model.aural(constant["spec"]).numpy(),
+            )
         return {
             **{p.name: {"format": "onnx-int8", "part": part, "precision": "int8"} for part, p in files.items()},
             CONSTANT_FEATURES_FILE: {"format": "constant-features", "part": "constants", "precision": "fp32"},
@@ -200,15 +216,23 @@ def _int8_logits(model: TSAV, files: dict[str, pathlib.Path], clip: np.ndarray, 
     """Logits with the int8 streams (ONNX Runtime, one sample at a time) and the float32 fusion head."""
     import onnxruntime as ort
 
-    visual, aural = (ort.InferenceSession(str(files[part]), providers=["CPUExecutionProvider"]) for part in ("visual", "aural"))
-    features = [(aural.run(None, {"spec": s[None]})[0], visual.run(None, {"clip": c[None]})[0]) for c, s in zip(clip, spec)]
+    visual, aural = (
+        ort.InferenceSession(str(files[part]), providers=["CPUExecutionProvider"]) for part in ("visual", "aural")
+    )
+    features = [
+        (aural.run(None, {"spec": s[None]})[0], visual.run(None, {"clip": c[None]})[0]) for c, s in zip(clip, spec)
+    ]
     with torch.inference_mode():
         return model.fusion(*(torch.from_numpy(np.concatenate(f)) for f in zip(*features))).numpy()
 
 
 def versions() -> dict[str, str | None]:
     """Versions of everything that made or can read the artifacts (None: not installed)."""
-    found: dict[str, str | None] = {"tsav_deploy": __version__, "python": platform.python_version(), "torch": torch.__version__}
+    found: dict[str, str | None] = {
+        "tsav_deploy": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
     for package in ("onnx", "onnxruntime", "openvino", "tensorrt"):
         try:
             found[package] = importlib.metadata.version(package)

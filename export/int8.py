@@ -11,6 +11,7 @@ Parity of an int8 graph is not 1e-4 of the output scale; what matters is whether
 predictions agree, so the export measures agreement with the float32 graphs on inputs held out from
 calibration and records it in the manifest.
 """
+
 from __future__ import annotations
 
 import os
@@ -57,7 +58,10 @@ def calibration_inputs(
     # fall outside the quantized ranges. First, so that the exporter's even/odd split puts them among
     # the calibration samples.
     constant = constant_inputs()
-    return {"clip": np.concatenate([constant["clip"], np.stack(clips)]), "spec": np.concatenate([constant["spec"], *specs])}
+    return {
+        "clip": np.concatenate([constant["clip"], np.stack(clips)]),
+        "spec": np.concatenate([constant["spec"], *specs]),
+    }
 
 
 class _Reader:
@@ -70,7 +74,9 @@ class _Reader:
         return next(self._feeds, None)
 
 
-def quantize_streams(onnx_files: dict[str, pathlib.Path], folder: pathlib.Path, inputs: dict[str, np.ndarray]) -> dict[str, pathlib.Path]:
+def quantize_streams(
+    onnx_files: dict[str, pathlib.Path], folder: pathlib.Path, inputs: dict[str, np.ndarray]
+) -> dict[str, pathlib.Path]:
     """Write ``visual.int8.onnx`` and ``aural.int8.onnx`` into ``folder``, calibrated on ``inputs``."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -84,9 +90,13 @@ def quantize_streams(onnx_files: dict[str, pathlib.Path], folder: pathlib.Path, 
             quant_pre_process(str(onnx_files[part]), str(prepared))
             paths[part] = folder / INT8_FILES[part]
             quantize_static(
-                str(prepared), str(paths[part]), _Reader(name, inputs[name]),
-                quant_format=QuantFormat.QDQ, per_channel=True,
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                str(prepared),
+                str(paths[part]),
+                _Reader(name, inputs[name]),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
             )
     return paths
 
@@ -106,4 +116,3 @@ def agreement(reference: np.ndarray, quantized: np.ndarray) -> dict[str, float]:
     for name, x, y in (("valence_ccc", a.valence, b.valence), ("arousal_ccc", a.arousal, b.arousal)):
         result[name] = ccc(x, y)
     return result
-

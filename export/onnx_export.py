@@ -1,4 +1,5 @@
 """The three parts of the network as ONNX graphs with a dynamic batch axis."""
+
 from __future__ import annotations
 
 import pathlib

@@ -13,6 +13,7 @@ Two seeded probe sets, regenerated bit for bit from (batch, seed) by NumPy on an
 Batches 3 and 1 both differ from the batch of 2 used when tracing, so the dynamic batch axis is
 exercised by every verification.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -67,7 +68,11 @@ def _face_clip(rng: np.random.RandomState) -> np.ndarray:
         face = ((xx - 56 - dx) / 40) ** 2 + ((yy - 62 - dy) / 52) ** 2 <= 1
         rgb[face] = (205, 160, 135)
         opening = 3 + 3 * abs(np.sin(k * 1.3))  # the mouth opens and closes while talking
-        features = [(38.3, 51.7, 7, 3, (40, 30, 30)), (73.5, 51.5, 7, 3, (40, 30, 30)), (56.0, 92.0, 13, opening, (120, 40, 50))]
+        features = [
+            (38.3, 51.7, 7, 3, (40, 30, 30)),
+            (73.5, 51.5, 7, 3, (40, 30, 30)),
+            (56.0, 92.0, 13, opening, (120, 40, 50)),
+        ]
         for cx, cy, rx, ry, colour in features:
             rgb[((xx - cx - dx) / rx) ** 2 + ((yy - cy - dy) / ry) ** 2 <= 1] = colour
         rgb += rng.normal(0, 4, rgb.shape)  # sensor noise

@@ -5,6 +5,7 @@ optional FP16 kernels, and a timing cache shared by the three builds and kept in
 directory, so re-exporting on the same GPU skips most kernel timing. No TensorRT/GPU was available
 where this was written: see the README for what was verified on which hardware.
 """
+
 from __future__ import annotations
 
 import pathlib
@@ -23,7 +24,9 @@ def check_tensorrt() -> str:
     return trt.__version__
 
 
-def build_engines(onnx_files: dict[str, pathlib.Path], folder: pathlib.Path, *, max_batch: int, fp16: bool) -> dict[str, pathlib.Path]:
+def build_engines(
+    onnx_files: dict[str, pathlib.Path], folder: pathlib.Path, *, max_batch: int, fp16: bool
+) -> dict[str, pathlib.Path]:
     """Build ``<part>.engine`` for each ONNX file; updates ``folder/timing.cache``."""
     trt = require_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)

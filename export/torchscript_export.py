@@ -1,4 +1,5 @@
 """The whole network as one TorchScript file whose streams can also run alone."""
+
 from __future__ import annotations
 
 import pathlib

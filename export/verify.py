@@ -5,6 +5,7 @@ The PyTorch network's outputs on the seeded probe sets are stored at export time
 GPU machine that runs its TensorRT engines, say — without the checkpoint. Errors are relative to the
 output scale: ``max |artifact - pytorch| / max |pytorch|`` over a probe set.
 """
+
 from __future__ import annotations
 
 import os
@@ -114,12 +115,24 @@ def verify_export(folder: str | os.PathLike, *, device: str = "cpu") -> Verifica
         if not files or not set(files.values()) <= intact:
             continue
         try:
-            backend = open_backend(manifest, engine, torch.device("cuda") if engine == "tensorrt" else dev, check_hashes=False)
+            backend = open_backend(
+                manifest, engine, torch.device("cuda") if engine == "tensorrt" else dev, check_hashes=False
+            )
         except ArtifactError as exc:
-            rows.append(ParityRow(", ".join(sorted(set(files.values()))), "load", engine, status="FAILED", detail=str(exc).split(": ", 1)[-1]))
+            rows.append(
+                ParityRow(
+                    ", ".join(sorted(set(files.values()))),
+                    "load",
+                    engine,
+                    status="FAILED",
+                    detail=str(exc).split(": ", 1)[-1],
+                )
+            )
             continue
         except TsavError as exc:  # the runtime is missing here (no TensorRT, no GPU): nothing to verify with
-            rows.append(ParityRow(", ".join(sorted(set(files.values()))), "-", engine, status="skipped", detail=str(exc)))
+            rows.append(
+                ParityRow(", ".join(sorted(set(files.values()))), "-", engine, status="skipped", detail=str(exc))
+            )
             continue
         rows += _parity_rows(backend, manifest, files, probes, reference)
     return VerificationReport(manifest.folder, rows)
@@ -130,7 +143,9 @@ def _probes_and_reference(manifest: Manifest) -> tuple[dict, dict[str, np.ndarra
     with np.load(manifest.folder / REFERENCE_FILE) as stored:
         reference = dict(stored)
     try:
-        probes = {kind: probe_inputs(kind, spec["batch"], spec["seed"]) for kind, spec in manifest.data["probes"].items()}
+        probes = {
+            kind: probe_inputs(kind, spec["batch"], spec["seed"]) for kind, spec in manifest.data["probes"].items()
+        }
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ArtifactError(f"{manifest.folder}: the manifest's probe sets are malformed ({exc})") from None
     missing = [f"{kind}.{name}" for kind in probes for name in OUTPUTS if f"{kind}.{name}" not in reference]
@@ -139,7 +154,9 @@ def _probes_and_reference(manifest: Manifest) -> tuple[dict, dict[str, np.ndarra
     return probes, reference
 
 
-def _parity_rows(backend: Backend, manifest: Manifest, files: dict[str, str], probes: dict, reference: dict) -> list[ParityRow]:
+def _parity_rows(
+    backend: Backend, manifest: Manifest, files: dict[str, str], probes: dict, reference: dict
+) -> list[ParityRow]:
     label = backend.name + ("" if backend.name == "tensorrt" else f" {backend.describe()['device']}")
     fp16 = any(manifest.artifacts[name].get("precision") == "fp16" for name in files.values())
     tolerance = FP16 if fp16 else FP32
@@ -148,12 +165,16 @@ def _parity_rows(backend: Backend, manifest: Manifest, files: dict[str, str], pr
     checks = {
         (files.get("visual", whole), "visual_features"): lambda clip, spec, ref: backend.visual(clip),
         (files.get("aural", whole), "aural_features"): lambda clip, spec, ref: backend.aural(spec),
-        (files.get("fusion", whole), "logits"): lambda clip, spec, ref: backend.fusion(ref["aural_features"], ref["visual_features"]),
+        (files.get("fusion", whole), "logits"): lambda clip, spec, ref: backend.fusion(
+            ref["aural_features"], ref["visual_features"]
+        ),
         (whole, "network logits"): lambda clip, spec, ref: backend.network(clip, spec),
     }
     rows = []
     for (artifact, output), run in checks.items():
-        row = ParityRow(artifact, output, label, tolerance=tolerance.relative, probability_tolerance=tolerance.probability)
+        row = ParityRow(
+            artifact, output, label, tolerance=tolerance.relative, probability_tolerance=tolerance.probability
+        )
         probability_errors = []
         for kind, (clip, spec) in probes.items():
             ref = {name: reference[f"{kind}.{name}"] for name in OUTPUTS}
@@ -164,7 +185,9 @@ def _parity_rows(backend: Backend, manifest: Manifest, files: dict[str, str], pr
                 probability_errors.append(probability_error(actual, expected))
         row.probability_error = max(probability_errors) if probability_errors else None
         failed = row.max_error > tolerance.relative or (
-            tolerance.probability is not None and row.probability_error is not None and row.probability_error > tolerance.probability
+            tolerance.probability is not None
+            and row.probability_error is not None
+            and row.probability_error > tolerance.probability
         )
         row.status = "FAILED" if failed else "ok"
         rows.append(row)
@@ -182,5 +205,10 @@ def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
 def probability_error(actual: np.ndarray, expected: np.ndarray) -> float:
     """Largest absolute difference in expression/AU probabilities and clipped valence/arousal."""
     a, e = decode(actual), decode(expected)
-    pairs = [(a.expression_probs, e.expression_probs), (a.au_probs, e.au_probs), (a.valence, e.valence), (a.arousal, e.arousal)]
+    pairs = [
+        (a.expression_probs, e.expression_probs),
+        (a.au_probs, e.au_probs),
+        (a.valence, e.valence),
+        (a.arousal, e.arousal),
+    ]
     return float(max(np.abs(x - y).max() for x, y in pairs))

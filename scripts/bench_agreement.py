@@ -9,6 +9,7 @@ video and pooled over all frames: valence/arousal CCC, expression argmax agreeme
 agreement with the reference, and each run's wall time. Faces are found once per video (pass 1 does
 not depend on the engine or the stride), so only the network part differs between runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,8 +55,17 @@ def main() -> None:
     reference = np.concatenate(logits[("fp32", 1)])
     for run in [("fp32", 1), *runs]:
         frames_per_s = len(reference) / seconds[run]
-        print(json.dumps({"pooled": run, "frames": len(reference), "network_pass_s": round(seconds[run], 2),
-                          "network_pass_fps": round(frames_per_s, 2), **agreement(reference, np.concatenate(logits[run]))}))
+        print(
+            json.dumps(
+                {
+                    "pooled": run,
+                    "frames": len(reference),
+                    "network_pass_s": round(seconds[run], 2),
+                    "network_pass_fps": round(frames_per_s, 2),
+                    **agreement(reference, np.concatenate(logits[run])),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

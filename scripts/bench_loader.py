@@ -8,6 +8,7 @@ Without ``--cache`` a synthetic dataset is generated and preprocessed in a tempo
 With ``--workers 0`` everything runs in this process on one thread, so clips per CPU-second is the
 per-core figure; with ``--workers N`` the wall-clock rate of N loader processes is reported too.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,13 +72,17 @@ def main() -> None:
         for batch in batches:
             normalize_batch(batch["crops"], table)
         normalize = time.process_time() - normalize
-    print(f"{clips} augmented clips from {args.cache} ({len(samples)} samples), batch {args.batch}, workers {args.workers}")
+    print(
+        f"{clips} augmented clips from {args.cache} ({len(samples)} samples), batch {args.batch}, workers {args.workers}"
+    )
     print(f"wall: {clips / wall:.0f} clips/s")
     if args.workers == 0:
         print(f"per CPU core: {clips / cpu:.0f} clips per CPU-second (this process's CPU time)")
     else:
         print(f"per loader process: {clips / wall / args.workers:.0f} clips/s")
-    print(f"normalizing those clips on this CPU (done on the training device): {clips / normalize:.0f} clips per CPU-second")
+    print(
+        f"normalizing those clips on this CPU (done on the training device): {clips / normalize:.0f} clips per CPU-second"
+    )
 
 
 if __name__ == "__main__":

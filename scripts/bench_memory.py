@@ -9,6 +9,7 @@ int16 at 44.1 kHz: 5.3 MB a minute; the aural windows are cut from it), which th
 for; the script prints that size next to the difference. The stride only thins the network's work, not what the
 frontend holds, so a larger one keeps the run short.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,8 +55,23 @@ def loop_video(source: pathlib.Path, target: pathlib.Path, seconds: float) -> No
 
 def annotate_peak_mb(video: pathlib.Path, weights: str, stride: int, out: pathlib.Path) -> float:
     """Peak RSS (MB) of a `tsav annotate` process on ``video``, from the kernel's accounting of that child."""
-    cmd = [sys.executable, "-m", "tsav_deploy.cli", "annotate", str(video), "--weights", weights, "--faces", "dlib",
-           "--stride", str(stride), "--out", str(out), "--no-plot", "--overwrite"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tsav_deploy.cli",
+        "annotate",
+        str(video),
+        "--weights",
+        weights,
+        "--faces",
+        "dlib",
+        "--stride",
+        str(stride),
+        "--out",
+        str(out),
+        "--no-plot",
+        "--overwrite",
+    ]
     process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
@@ -76,13 +92,28 @@ def main() -> None:
             video = pathlib.Path(scratch) / f"looped_{minutes:g}min.mp4"
             loop_video(pathlib.Path(args.source), video, minutes * 60)
             peaks[minutes] = annotate_peak_mb(video, args.weights, args.stride, pathlib.Path(scratch) / "out")
-            print(json.dumps({"minutes": minutes, "peak_rss_mb": round(peaks[minutes], 1),
-                              "audio_track_mb": round(minutes * 60 * AUDIO_BYTES_PER_S / 1e6, 1)}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "minutes": minutes,
+                        "peak_rss_mb": round(peaks[minutes], 1),
+                        "audio_track_mb": round(minutes * 60 * AUDIO_BYTES_PER_S / 1e6, 1),
+                    }
+                ),
+                flush=True,
+            )
         shortest, longest = min(peaks), max(peaks)
         audio = (longest - shortest) * 60 * AUDIO_BYTES_PER_S / 1e6
         growth = peaks[longest] - peaks[shortest]
-        print(json.dumps({"growth_mb": round(growth, 1), "audio_growth_mb": round(audio, 1),
-                          "growth_apart_from_audio_mb": round(growth - audio, 1)}))
+        print(
+            json.dumps(
+                {
+                    "growth_mb": round(growth, 1),
+                    "audio_growth_mb": round(audio, 1),
+                    "growth_apart_from_audio_mb": round(growth - audio, 1),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 The headers are spelled out here rather than taken from the library, so a typo there fails the tests.
 """
+
 from __future__ import annotations
 
 import pathlib
@@ -17,7 +18,9 @@ def write_rows(path: pathlib.Path, header: str, rows: Iterable[Sequence | str | 
     """Write a header and one line per row (a row is a string, a number or a sequence of numbers)."""
     lines = [header]
     for row in rows:
-        lines.append(row if isinstance(row, str) else ",".join(str(v) for v in row) if isinstance(row, Sequence) else str(row))
+        lines.append(
+            row if isinstance(row, str) else ",".join(str(v) for v in row) if isinstance(row, Sequence) else str(row)
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path

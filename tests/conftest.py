@@ -1,5 +1,6 @@
 """Shared fixtures: the real recordings and the authors' reference figures live beside the checkout
 (``../shared``); tests that need them skip cleanly where that folder is absent (e.g. a user's clone)."""
+
 from __future__ import annotations
 
 import importlib.util

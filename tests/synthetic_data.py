@@ -1,5 +1,6 @@
 """The synthetic dataset and its preprocess cache, made once per test session and shared by the
 training test files (each wraps these in a session fixture)."""
+
 from __future__ import annotations
 
 import contextlib

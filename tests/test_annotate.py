@@ -1,5 +1,6 @@
 """`tsav annotate` end to end on real recordings: ABAW files, table, plot, overlay, resumable runs and
 bad inputs. Frame counts are checked against an independent PyAV decode."""
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,14 @@ from tsav_deploy.annotate import interpolate_logits, target_frames
 from tsav_deploy.cli import app
 from tsav_deploy.constants import ACTION_UNITS, EXPRESSIONS
 
-VIDEOS = ("pexels_woman_silent_audio.mp4", "webcam_man_mp3.mp4", "face_then_cartoon_hevc.mov", "cartoon_no_face.mp4", "talking_head_vfr.mp4", "stage_and_audience.mp4")
+VIDEOS = (
+    "pexels_woman_silent_audio.mp4",
+    "webcam_man_mp3.mp4",
+    "face_then_cartoon_hevc.mov",
+    "cartoon_no_face.mp4",
+    "talking_head_vfr.mp4",
+    "stage_and_audience.mp4",
+)
 
 
 def decoded_frames(path) -> int:
@@ -75,8 +83,21 @@ def test_every_recording_with_an_authors_checkpoint(media_dir, authors_checkpoin
     out = tmp_path / "out"
     # The paper-size network runs at a few frames/s on 2 cores: stride 16 keeps this test short; the
     # stride changes which frames run the network, not how many lines are written.
-    result = run_cli("annotate", str(media_dir), "--weights", str(authors_checkpoint), "--faces", "dlib",
-                     "--out", str(out), "--overlay", "--stride", "16", "--batch-size", "4")
+    result = run_cli(
+        "annotate",
+        str(media_dir),
+        "--weights",
+        str(authors_checkpoint),
+        "--faces",
+        "dlib",
+        "--out",
+        str(out),
+        "--overlay",
+        "--stride",
+        "16",
+        "--batch-size",
+        "4",
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())["videos"]
     assert set(summary) == {v.rsplit(".", 1)[0] for v in VIDEOS}
@@ -95,9 +116,24 @@ def test_every_recording_with_an_authors_checkpoint(media_dir, authors_checkpoin
 
 def test_onnx_openvino_and_pytorch_engines_write_the_same_files(media_dir, small_checkpoint, small_export, tmp_path):
     video = str(media_dir / "webcam_man_mp3.mp4")
-    assert run_cli("annotate", video, "--weights", str(small_checkpoint), "--out", str(tmp_path / "torch"), "--no-plot").exit_code == 0
+    assert (
+        run_cli(
+            "annotate", video, "--weights", str(small_checkpoint), "--out", str(tmp_path / "torch"), "--no-plot"
+        ).exit_code
+        == 0
+    )
     for engine in ("onnx", "openvino"):
-        result = run_cli("annotate", video, "--model", str(small_export), "--engine", engine, "--out", str(tmp_path / engine), "--no-plot")
+        result = run_cli(
+            "annotate",
+            video,
+            "--model",
+            str(small_export),
+            "--engine",
+            engine,
+            "--out",
+            str(tmp_path / engine),
+            "--no-plot",
+        )
         assert result.exit_code == 0
     for engine in ("onnx", "openvino"):
         for task in ("VA_Set", "EXPR_Set", "AU_Set"):
@@ -109,7 +145,10 @@ def test_onnx_openvino_and_pytorch_engines_write_the_same_files(media_dir, small
                 assert np.abs(a - b).max() <= 0.0011, engine
             else:
                 assert torch_lines == lines, engine
-    engines = [json.loads((tmp_path / d / "summary.json").read_text())["videos"]["webcam_man_mp3"]["engine"] for d in ("torch", "onnx", "openvino")]
+    engines = [
+        json.loads((tmp_path / d / "summary.json").read_text())["videos"]["webcam_man_mp3"]["engine"]
+        for d in ("torch", "onnx", "openvino")
+    ]
     assert engines == ["torch", "onnxruntime", "openvino"]
 
 
@@ -125,7 +164,18 @@ def _videos_dir(media_dir, tmp_path):
 
 def test_interrupted_run_leaves_no_partial_file_and_rerun_finishes_the_rest(media_dir, small_checkpoint, tmp_path):
     folder, out = _videos_dir(media_dir, tmp_path), tmp_path / "out"
-    args = ["annotate", str(folder), "--weights", str(small_checkpoint), "--out", str(out), "--faces", "dlib", "--stride", "3"]
+    args = [
+        "annotate",
+        str(folder),
+        "--weights",
+        str(small_checkpoint),
+        "--out",
+        str(out),
+        "--faces",
+        "dlib",
+        "--stride",
+        "3",
+    ]
     cmd = [sys.executable, "-m", "tsav_deploy.cli", *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     records = out / ".tsav"
@@ -178,14 +228,30 @@ def test_bad_inputs_get_one_line_each_and_the_good_video_completes(media_dir, sm
     assert len(check_outputs_no_plot) == 73
     assert not list((tmp_path / "out").rglob("*.partial*"))
     # Nothing at all could be done: non-zero exit, still one line per input.
-    result = run_cli("annotate", *[str(tmp_path / b) for b in bad], "--weights", str(small_checkpoint), "--out", str(tmp_path / "out2"))
-    assert result.exit_code != 0 and len([line for line in result.output.splitlines() if line.startswith("error:")]) == len(bad)
+    result = run_cli(
+        "annotate",
+        *[str(tmp_path / b) for b in bad],
+        "--weights",
+        str(small_checkpoint),
+        "--out",
+        str(tmp_path / "out2"),
+    )
+    assert result.exit_code != 0 and len(
+        [line for line in result.output.splitlines() if line.startswith("error:")]
+    ) == len(bad)
 
 
 def test_unwritable_output_and_missing_weights_are_one_line(media_dir, small_checkpoint, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    result = run_cli("annotate", str(media_dir / "webcam_man_mp3.mp4"), "--weights", str(small_checkpoint), "--out", str(blocker / "sub"))
+    result = run_cli(
+        "annotate",
+        str(media_dir / "webcam_man_mp3.mp4"),
+        "--weights",
+        str(small_checkpoint),
+        "--out",
+        str(blocker / "sub"),
+    )
     assert result.exit_code == 2 and "cannot write results" in result.output
     result = run_cli("annotate", str(media_dir / "webcam_man_mp3.mp4"))
     assert result.exit_code == 2 and "--weights" in result.output and len(result.output.strip().splitlines()) == 1
@@ -194,8 +260,21 @@ def test_unwritable_output_and_missing_weights_are_one_line(media_dir, small_che
 def test_every_person_gets_its_own_files(media_dir, small_checkpoint, tmp_path):
     video = media_dir / "stage_and_audience.mp4"
     out = tmp_path / "out"
-    result = run_cli("annotate", str(video), "--weights", str(small_checkpoint), "--person", "all", "--detector", "hog",
-                     "--stride", "8", "--out", str(out), "--no-plot")
+    result = run_cli(
+        "annotate",
+        str(video),
+        "--weights",
+        str(small_checkpoint),
+        "--person",
+        "all",
+        "--detector",
+        "hog",
+        "--stride",
+        "8",
+        "--out",
+        str(out),
+        "--no-plot",
+    )
     assert result.exit_code == 0, result.output
     people = json.loads((out / "summary.json").read_text())["videos"]["stage_and_audience"]["faces_found"]
     assert len(people) >= 2

@@ -1,6 +1,7 @@
 """tsav_deploy.audio against an independent float64 NumPy implementation, the authors' figures
 (torchaudio 2.11 output in ../shared/reference/mel_ref.npz) and torchaudio itself where it
 imports."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -137,8 +138,6 @@ def test_rejects_multichannel():
         audio.mel_power(np.zeros((2, 1000), np.float32))
 
 
-
-
 # --- the authors' window of each frame --------------------------------------------------------------
 
 # The issue's times: the start (past only), 5-10 s (segment [t − 5, 2t − 5]), 10 s and beyond (centred).
@@ -247,7 +246,11 @@ def test_matches_torchaudio_itself(long_speech):
     """The authors' __getitem__ with torchaudio's own transforms (the GPU machine has torchaudio)."""
     torchaudio = pytest.importorskip("torchaudio")
     transform = torchaudio.transforms.MelSpectrogram(
-        sample_rate=SR, n_fft=N_FFT, win_length=WIN, hop_length=HOP, n_mels=MELS,
+        sample_rate=SR,
+        n_fft=N_FFT,
+        win_length=WIN,
+        hop_length=HOP,
+        n_mels=MELS,
         window_fn=torch.hann_window,
     )
     theirs = transform(torch.from_numpy(long_speech)[None])[0].numpy()

@@ -2,6 +2,7 @@
 
 No timed assertions: speed targets live in the benchmark's output, never in tests.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,7 +45,9 @@ def test_stride_lowers_the_work_per_frame(media_dir, small_checkpoint):
     assert "end_to_end" not in report and report["engine"] is None
     assert report["targets"] == 10  # frames 0, 8, ..., 64 and the last, 71
     assert report["ceiling"]["network"] == "paper"
-    assert report["ceiling"]["gflop_per_frame"] == pytest.approx(sum(network_flops(ModelConfig()).values()) * 10 / 72 / 1e9, rel=1e-3)
+    assert report["ceiling"]["gflop_per_frame"] == pytest.approx(
+        sum(network_flops(ModelConfig()).values()) * 10 / 72 / 1e9, rel=1e-3
+    )
 
 
 def test_flop_counter_matches_a_hand_count():
@@ -72,7 +75,9 @@ def test_int8_export_of_the_reduced_network_agrees_with_float32(media_dir, small
     from tsav_deploy.faces import get_backend
     from tsav_deploy.runtime import Engine
 
-    result = Exporter(["onnx"], int8=True, calibration=[media_dir / "webcam_man_mp3.mp4"])(small_checkpoint, tmp_path / "export")
+    result = Exporter(["onnx"], int8=True, calibration=[media_dir / "webcam_man_mp3.mp4"])(
+        small_checkpoint, tmp_path / "export"
+    )
     manifest = read_manifest(tmp_path / "export")
     assert set(manifest.files("onnx-int8")) == {"visual", "aural"}
     assert result.manifest["int8"]["calibration"]["samples"] > 0
@@ -106,4 +111,6 @@ def _check_constant_inputs_get_float32_features(int8, checkpoint) -> None:
         out = getattr(int8, part)(np.concatenate([other, constant, other]))
         np.testing.assert_allclose(out[1], expected, rtol=0, atol=1e-6, err_msg=part)
         assert np.abs(getattr(int8.backend, part)(constant)[0] - expected).max() > 1e-4, part  # int8 alone differs
-        np.testing.assert_allclose(out[[0, 2]], np.repeat(getattr(int8.backend, part)(other), 2, axis=0), rtol=0, atol=1e-5, err_msg=part)
+        np.testing.assert_allclose(
+            out[[0, 2]], np.repeat(getattr(int8.backend, part)(other), 2, axis=0), rtol=0, atol=1e-5, err_msg=part
+        )

@@ -1,4 +1,5 @@
 """Checkpoint loading: both formats, safely, with one clear line for every kind of bad file."""
+
 from __future__ import annotations
 
 import os
@@ -100,7 +101,10 @@ def _bad_files(tmp_path, authors_checkpoint):
     torch.save({"weights": 1}, tmp_path / "nostate")
     torch.save({"state_dict": {k: v for k, v in state.items() if "layer4" not in k}}, tmp_path / "missing")
     torch.save({"state_dict": {**state, "extra.weight": torch.zeros(1)}}, tmp_path / "unexpected")
-    torch.save({"format": "tsav-deploy/checkpoint", "state_dict": wrong_shape, "model_config": SMALL.to_dict()}, tmp_path / "shape")
+    torch.save(
+        {"format": "tsav-deploy/checkpoint", "state_dict": wrong_shape, "model_config": SMALL.to_dict()},
+        tmp_path / "shape",
+    )
     return {
         **{k: v[1] for k, v in cases.items()},
         "list": "not a checkpoint dictionary",

@@ -1,5 +1,6 @@
 """tsav_deploy.clips: frame selection by time (the authors' 30 fps indexing, hand-worked variable
 rates, ties, the start of a video), normalization, and the streaming assembler."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """Data parallel training (torch.distributed, gloo on CPU) gives the loss curve of one process on the
 same global batch, and ``--resume`` continues a run exactly."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,20 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _config(synth, cache, out, **overrides) -> TrainConfig:
-    settings = dict(annotations=synth.annotations_dir, cache=cache, out=out, arch="reduced", steps=STEPS, batch=8,
-                    micro_batch=4, val_every=STEPS, val_stride=16, workers=0, patience=0, device="cpu")
+    settings = dict(
+        annotations=synth.annotations_dir,
+        cache=cache,
+        out=out,
+        arch="reduced",
+        steps=STEPS,
+        batch=8,
+        micro_batch=4,
+        val_every=STEPS,
+        val_stride=16,
+        workers=0,
+        patience=0,
+        device="cpu",
+    )
     return TrainConfig(**(settings | overrides))
 
 
@@ -32,7 +45,9 @@ def _losses(out) -> np.ndarray:
 
 
 def _worker(rank: int, world: int, port: int, config: TrainConfig) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world)
+    )
     with single_thread_torch():
         train(config)
 

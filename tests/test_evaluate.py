@@ -1,4 +1,5 @@
 """``tsav evaluate`` against a scikit-learn computation of the ABAW 2020 metrics on hand-made files."""
+
 from __future__ import annotations
 
 import json
@@ -127,7 +128,9 @@ def test_mismatched_line_counts(tmp_path):
     _assert_clean_failure(result, "v1.txt: 201 frame lines", "has 200")
 
 
-@pytest.mark.parametrize("task, line", [("EXPR_Set", "-1"), ("EXPR_Set", "7"), ("AU_Set", "0,1,0,0,0,0,0"), ("VA_Set", "-5,-5")])
+@pytest.mark.parametrize(
+    "task, line", [("EXPR_Set", "-1"), ("EXPR_Set", "7"), ("AU_Set", "0,1,0,0,0,0,0"), ("VA_Set", "-5,-5")]
+)
 def test_bad_prediction_line_is_reported_by_file_and_line(tmp_path, task, line):
     predictions, labels = _write(tmp_path, _make_data(np.random.default_rng(4)), "annotation root")
     path = predictions / task / "v2_left.txt"
@@ -140,8 +143,12 @@ def test_bad_prediction_line_is_reported_by_file_and_line(tmp_path, task, line):
 
 def test_missing_folders(tmp_path):
     predictions, labels = _write(tmp_path, _make_data(np.random.default_rng(5)), "annotation root")
-    _assert_clean_failure(runner.invoke(app, ["evaluate", str(labels / "VA_Set"), str(labels)]), "no VA_Set, EXPR_Set or AU_Set")
-    _assert_clean_failure(runner.invoke(app, ["evaluate", str(predictions), str(tmp_path / "nowhere")]), "folder not found")
+    _assert_clean_failure(
+        runner.invoke(app, ["evaluate", str(labels / "VA_Set"), str(labels)]), "no VA_Set, EXPR_Set or AU_Set"
+    )
+    _assert_clean_failure(
+        runner.invoke(app, ["evaluate", str(predictions), str(tmp_path / "nowhere")]), "folder not found"
+    )
     for path in (labels / "AU_Set/Validation_Set").iterdir():
         path.unlink()
     _assert_clean_failure(runner.invoke(app, ["evaluate", str(predictions), str(labels)]), "no label files")

@@ -4,6 +4,7 @@ against the authors' own logits (../shared/reference/model_io.json), PyTorch and
 The paper-size export (~25 s on 2 cores) runs once per module; everything else uses the reduced
 network.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -104,7 +105,11 @@ def test_export_writes_every_file_and_a_complete_manifest(paper_export, authors_
     assert set(manifest["artifacts"]) == {"visual.onnx", "aural.onnx", "fusion.onnx", "tsav.ts", "parity_reference.npz"}
     for name, entry in manifest["artifacts"].items():
         assert entry["sha256"] == file_sha256(out / name) and entry["bytes"] == (out / name).stat().st_size
-    assert manifest["source"] == {"path": str(authors_checkpoint), "sha256": file_sha256(authors_checkpoint), "kind": "authors"}
+    assert manifest["source"] == {
+        "path": str(authors_checkpoint),
+        "sha256": file_sha256(authors_checkpoint),
+        "kind": "authors",
+    }
     assert manifest["parameters"] == PAPER_PARAMETERS and manifest["model_config"]["widths"] == [64, 128, 256, 512]
     assert manifest["contract"]["visual"]["inputs"]["clip"]["shape"] == ["batch", 4, 8, 112, 112]
     assert manifest["contract"]["fusion"]["inputs"] == {
@@ -123,7 +128,11 @@ def test_export_writes_every_file_and_a_complete_manifest(paper_export, authors_
 
 def test_onnx_graphs_have_a_dynamic_batch_axis(paper_export):
     out, _ = paper_export
-    for name, inputs in (("visual.onnx", ["clip"]), ("aural.onnx", ["spec"]), ("fusion.onnx", ["aural_features", "visual_features"])):
+    for name, inputs in (
+        ("visual.onnx", ["clip"]),
+        ("aural.onnx", ["spec"]),
+        ("fusion.onnx", ["aural_features", "visual_features"]),
+    ):
         graph = onnx.load(str(out / name), load_external_data=False).graph
         assert [i.name for i in graph.input] == inputs
         assert all(i.type.tensor_type.shape.dim[0].dim_param == "batch" for i in [*graph.input, *graph.output])
@@ -133,7 +142,10 @@ def test_onnxruntime_reproduces_the_authors_and_pytorch_logits(paper_export, aut
     """The three ONNX files run with plain onnxruntime (not the project's runtime), at batch 2 and 1."""
     out, _ = paper_export
     clip, spec, reference = authors_io
-    sessions = {p: ort.InferenceSession(str(out / f"{p}.onnx"), providers=["CPUExecutionProvider"]) for p in ("visual", "aural", "fusion")}
+    sessions = {
+        p: ort.InferenceSession(str(out / f"{p}.onnx"), providers=["CPUExecutionProvider"])
+        for p in ("visual", "aural", "fusion")
+    }
     for batch in (2, 1):
         visual = sessions["visual"].run(None, {"clip": clip[:batch]})[0]
         aural = sessions["aural"].run(None, {"spec": spec[:batch]})[0]
@@ -156,7 +168,9 @@ def test_torchscript_reproduces_the_authors_and_pytorch_logits(paper_export, aut
     assert rel_err(logits, reference["logits"]) <= 1e-4
 
 
-def test_every_runtime_backend_predicts_alike_on_real_preprocessed_inputs(paper_export, authors_checkpoint, real_inputs):
+def test_every_runtime_backend_predicts_alike_on_real_preprocessed_inputs(
+    paper_export, authors_checkpoint, real_inputs
+):
     out, _ = paper_export
     clip, spec = real_inputs
     expected = Engine.load(authors_checkpoint, engine="torch")(clip, spec)
@@ -218,11 +232,19 @@ def test_verification_catches_artifacts_that_disagree_with_pytorch(export_copy):
     np.savez(export_copy / "parity_reference.npz", **stored)
     manifest = json.loads((export_copy / "manifest.json").read_text())
     entry = manifest["artifacts"]["parity_reference.npz"]
-    entry.update(sha256=file_sha256(export_copy / "parity_reference.npz"), bytes=(export_copy / "parity_reference.npz").stat().st_size)
+    entry.update(
+        sha256=file_sha256(export_copy / "parity_reference.npz"),
+        bytes=(export_copy / "parity_reference.npz").stat().st_size,
+    )
     write_json_atomic(export_copy / "manifest.json", manifest)
     report = verify_export(export_copy)
     failed = {(row.artifact, row.output) for row in report.failures}
-    assert failed == {("fusion.onnx", "logits"), ("*.onnx", "network logits"), ("tsav.ts", "logits"), ("tsav.ts", "network logits")}
+    assert failed == {
+        ("fusion.onnx", "logits"),
+        ("*.onnx", "network logits"),
+        ("tsav.ts", "logits"),
+        ("tsav.ts", "network logits"),
+    }
     assert all(row.errors["random"] > 1e-4 and row.errors["structured"] <= 1e-4 for row in report.failures)
     with pytest.raises(ArtifactError, match=r"max relative error .* > 1e-04 \(random probe\)"):
         report.raise_for_failure()
@@ -270,7 +292,9 @@ def test_trt_without_tensorrt_is_a_clear_error(small_checkpoint, tmp_path):
     if torch.cuda.is_available() and importlib.util.find_spec("tensorrt"):
         pytest.skip("this machine can build engines (covered by the TensorRT test)")
     result = run_cli("export", str(small_checkpoint), "--out", str(tmp_path / "o"), "--trt")
-    assert result.exit_code == 2 and ("TensorRT is not installed" in result.output or "needs a CUDA GPU" in result.output)
+    assert result.exit_code == 2 and (
+        "TensorRT is not installed" in result.output or "needs a CUDA GPU" in result.output
+    )
     assert not (tmp_path / "o").exists(), "nothing is written before the TensorRT check"
 
 

@@ -1,4 +1,5 @@
 """Alignment and mask against the authors' figures (../shared/reference/face_ref.npz) and skimage."""
+
 from __future__ import annotations
 
 import cv2

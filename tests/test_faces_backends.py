@@ -3,6 +3,7 @@
 insightface's pack cannot be downloaded here, so its tests cover selection and its failure modes;
 the cache root always points into tmp_path so no test ever starts a download.
 """
+
 from __future__ import annotations
 
 import cv2

@@ -1,5 +1,6 @@
 """The embedded (dlib) backend and the trackers on the shared recordings (docs/preprocessing.md, issue 4's done
 criteria). Each recording is processed once per module."""
+
 from __future__ import annotations
 
 import numpy as np

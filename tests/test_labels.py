@@ -3,6 +3,7 @@
 The independent references are plain Python over the lines the tests write (exact decimal arithmetic
 with ``Fraction``) and ``np.histogram2d`` for the histograms.
 """
+
 from __future__ import annotations
 
 import json
@@ -340,7 +341,8 @@ def test_soft_expression_equals_the_formula():
     soft = histograms.soft_expression(queries)
     both = (expr >= 0) & ~np.isnan(va).any(axis=1)
     per_expression = [
-        np.histogram2d(va[both & (expr == e), 0], va[both & (expr == e), 1], bins=20, range=HIST_RANGE)[0] for e in range(7)
+        np.histogram2d(va[both & (expr == e), 0], va[both & (expr == e), 1], bins=20, range=HIST_RANGE)[0]
+        for e in range(7)
     ]
     empty = 0
     for query, p in zip(queries, soft):
@@ -383,7 +385,9 @@ def test_sampler_draws_land_in_the_expressions_bins_with_their_frequencies():
 
 
 def test_pseudo_targets_fill_only_the_requested_kinds():
-    histograms = VAHistograms.fit(np.array([[0.55, 0.35], [0.55, 0.35], [0.15, 0.15]]), np.array([HAPPY, HAPPY, NEUTRAL]))
+    histograms = VAHistograms.fit(
+        np.array([[0.55, 0.35], [0.55, 0.35], [0.15, 0.15]]), np.array([HAPPY, HAPPY, NEUTRAL])
+    )
     va = np.array([[0.5, 0.5], [NAN, NAN], [NAN, NAN], [0.57, 0.31], [-0.9, -0.9], [NAN, NAN]], dtype=np.float32)
     expr = np.array([HAPPY, HAPPY, FEAR, -1, -1, -1])
 

@@ -1,4 +1,5 @@
 """Masked training losses against torch.nn.functional on hand-made batches, all-missing ones included."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,7 +28,9 @@ def test_expression_loss_with_hard_and_soft_labels():
     soft = torch.softmax(torch.randn(6, 7), dim=1)
     soft[[1, 4]] = NAN  # unlabelled rows
     keep = ~torch.isnan(soft).any(dim=1)
-    assert expression_loss(logits, soft).item() == pytest.approx(F.cross_entropy(logits[keep], soft[keep]).item(), rel=1e-6)
+    assert expression_loss(logits, soft).item() == pytest.approx(
+        F.cross_entropy(logits[keep], soft[keep]).item(), rel=1e-6
+    )
 
 
 def test_au_loss_matches_bce_over_fully_annotated_frames():

@@ -1,4 +1,5 @@
 """tsav_deploy.media on the shared recordings and on small files written here with PyAV."""
+
 from __future__ import annotations
 
 import gc
@@ -44,8 +45,14 @@ def decoded(media_dir):
             warnings = list(frames.warnings)
         audio, audio_warnings = media.read_audio(path, duration_s=info.duration_s)
         out[name] = dict(
-            info=info, times=np.array(times), shapes=shapes, contiguous=contiguous,
-            warnings=warnings, alive=alive, audio=audio, audio_warnings=audio_warnings,
+            info=info,
+            times=np.array(times),
+            shapes=shapes,
+            contiguous=contiguous,
+            warnings=warnings,
+            alive=alive,
+            audio=audio,
+            audio_warnings=audio_warnings,
         )
     return out
 
@@ -129,8 +136,7 @@ def test_audio_starting_early_is_cut(decoded, media_dir):
     with av.open(str(media_dir / "stage_and_audience.mp4")) as container:
         video, audio = container.streams.video[0], container.streams.audio[0]
         offset = round(
-            (float(video.start_time * video.time_base) - float(audio.start_time * audio.time_base))
-            * SAMPLE_RATE
+            (float(video.start_time * video.time_base) - float(audio.start_time * audio.time_base)) * SAMPLE_RATE
         )
         resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)  # the authors' WAV
         raw = np.concatenate(
@@ -168,9 +174,21 @@ def pattern(height: int, width: int, shade: int = 0) -> np.ndarray:
     return img
 
 
-def write_media(path, images=(), *, fps=25, codec="libx264", pix_fmt="yuv420p", pts=None,
-                time_base=None, rotation=None, hflip=False, audio=None, audio_start=0,
-                container_format=None):
+def write_media(
+    path,
+    images=(),
+    *,
+    fps=25,
+    codec="libx264",
+    pix_fmt="yuv420p",
+    pts=None,
+    time_base=None,
+    rotation=None,
+    hflip=False,
+    audio=None,
+    audio_start=0,
+    container_format=None,
+):
     """Encode ``images`` (H×W×3 uint8) at ``fps``, or at explicit ``pts`` in ``time_base``, and
     ``audio = (samples float32 [channels, n], sample_rate)`` from sample ``audio_start``."""
     layouts = {1: "mono", 2: "stereo"}
@@ -258,9 +276,13 @@ def ts_segment(path, *, rate, channels, start_s):
     """One second of MPEG-TS: 25 black frames and a 440 Hz tone, timestamps from ``start_s``.
     MPEG-TS files can be concatenated byte for byte, as broadcast recorders and splicers do."""
     write_media(
-        path, [np.zeros((48, 64, 3), np.uint8)] * 25, container_format="mpegts",
-        pts=[i + round(25 * start_s) for i in range(25)], time_base=Fraction(1, 25),
-        audio=(tone(440, rate, 1.0, channels), rate), audio_start=round(rate * start_s),
+        path,
+        [np.zeros((48, 64, 3), np.uint8)] * 25,
+        container_format="mpegts",
+        pts=[i + round(25 * start_s) for i in range(25)],
+        time_base=Fraction(1, 25),
+        audio=(tone(440, rate, 1.0, channels), rate),
+        audio_start=round(rate * start_s),
     )
     return path.read_bytes()
 
@@ -298,7 +320,9 @@ def stereo_pcm_mov(path, left: np.ndarray, right: np.ndarray):
         out.mux(video.encode())
         samples = np.stack([left, right]).astype(np.int16)
         for start in range(0, samples.shape[1], 1024):
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start : start + 1024]).T.reshape(1, -1), format="s16", layout="stereo")
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(samples[:, start : start + 1024]).T.reshape(1, -1), format="s16", layout="stereo"
+            )
             frame.sample_rate, frame.pts = SAMPLE_RATE, start
             out.mux(sound.encode(frame))
         out.mux(sound.encode())
@@ -369,9 +393,7 @@ def test_odd_sizes(tmp_path, codec, pix_fmt):
 
 
 def test_audio_at_48k_is_resampled_and_aligned(tmp_path):
-    path = write_media(
-        tmp_path / "tone.mp4", [pattern(48, 64)] * 25, audio=(tone(1000, 48000, 1.0), 48000)
-    )
+    path = write_media(tmp_path / "tone.mp4", [pattern(48, 64)] * 25, audio=(tone(1000, 48000, 1.0), 48000))
     info = media.probe(path)
     assert info.audio_sample_rate == 48000
     audio, warnings = media.read_audio(path, duration_s=1.0)

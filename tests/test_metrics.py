@@ -1,4 +1,5 @@
 """ABAW 2020 metrics against scikit-learn and the challenge's CCC formula (Pearson r and standard deviations)."""
+
 from __future__ import annotations
 
 import math

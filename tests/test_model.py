@@ -1,4 +1,5 @@
 """The network against the authors' own network (reference logits) and against torchvision."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -81,8 +82,12 @@ def _torchvision_tsav():
 def test_backbones_equal_torchvision(seeded_model):
     video, audio = _torchvision_tsav()
     state = seeded_model.state_dict()
-    video.load_state_dict({k[len("video_model.r2plus1d."):]: v for k, v in state.items() if k.startswith("video_model.")})
-    audio.load_state_dict({k[len("audio_model.resnet."):]: v for k, v in state.items() if k.startswith("audio_model.")})
+    video.load_state_dict(
+        {k[len("video_model.r2plus1d.") :]: v for k, v in state.items() if k.startswith("video_model.")}
+    )
+    audio.load_state_dict(
+        {k[len("audio_model.resnet.") :]: v for k, v in state.items() if k.startswith("audio_model.")}
+    )
     gen = torch.Generator().manual_seed(0)
     clip, spec = torch.randn(1, 4, 8, 112, 112, generator=gen), torch.randn(1, 1, 64, 1001, generator=gen)
     with torch.no_grad():

@@ -1,4 +1,5 @@
 """Output decoding against scipy's softmax/expit and the paper's column order."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """The library API: Predictor -> Annotation -> pandas, the same files as the CLI, read_table, and
 options checked before anything runs."""
+
 from __future__ import annotations
 
 import shutil
@@ -41,7 +42,22 @@ def test_predict_gives_a_typed_table(webcam):
 
 def test_table_equals_the_cli_files_value_for_value(media_dir, small_checkpoint, webcam, tmp_path):
     video = media_dir / "webcam_man_mp3.mp4"
-    result = CliRunner().invoke(app, ["annotate", str(video), "--weights", str(small_checkpoint), "--faces", "dlib", "--detector", "hog", "--out", str(tmp_path), "--no-plot"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "annotate",
+            str(video),
+            "--weights",
+            str(small_checkpoint),
+            "--faces",
+            "dlib",
+            "--detector",
+            "hog",
+            "--out",
+            str(tmp_path),
+            "--no-plot",
+        ],
+    )
     assert result.exit_code == 0, result.output
     df = webcam.to_pandas()
     csv = pd.read_csv(tmp_path / "webcam_man_mp3.csv")
@@ -64,7 +80,9 @@ def test_table_equals_the_cli_files_value_for_value(media_dir, small_checkpoint,
 def test_save_writes_the_cli_files_and_read_table_gathers_a_folder(media_dir, predictor, webcam, tmp_path):
     written = webcam.save(tmp_path, plot=True, table="both")
     names = sorted(p.name for p in written)
-    assert names == sorted(["webcam_man_mp3.txt"] * 3 + ["webcam_man_mp3.csv", "webcam_man_mp3.parquet", "webcam_man_mp3.png"])
+    assert names == sorted(
+        ["webcam_man_mp3.txt"] * 3 + ["webcam_man_mp3.csv", "webcam_man_mp3.parquet", "webcam_man_mp3.png"]
+    )
     assert (tmp_path / ".tsav" / "webcam_man_mp3.json").exists()
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "webcam_man_mp3.parquet"), webcam.to_pandas())
     copy = tmp_path / "talking.mp4"
@@ -124,7 +142,19 @@ def test_weights_or_model_exactly_once(small_checkpoint, small_export):
 
 @pytest.mark.parametrize("value", ["0", "1"])
 def test_cli_refuses_a_bad_threshold_before_touching_a_video(media_dir, small_checkpoint, tmp_path, value):
-    result = CliRunner().invoke(app, ["annotate", str(media_dir / "webcam_man_mp3.mp4"), "--weights", str(small_checkpoint), "--au-threshold", value, "--out", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "annotate",
+            str(media_dir / "webcam_man_mp3.mp4"),
+            "--weights",
+            str(small_checkpoint),
+            "--au-threshold",
+            value,
+            "--out",
+            str(tmp_path / "out"),
+        ],
+    )
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "strictly between 0 and 1" in result.output
     assert not (tmp_path / "out").exists()

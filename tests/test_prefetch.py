@@ -1,4 +1,5 @@
 """prefetch: a background producer that keeps order, hands errors over and stops with its consumer."""
+
 from __future__ import annotations
 
 import threading

@@ -1,4 +1,5 @@
 """The preprocess cache and the training loader: the clip training sees is the clip annotation builds."""
+
 from __future__ import annotations
 
 import colorsys
@@ -68,7 +69,9 @@ def test_cache_from_another_version_is_refused(cache, tmp_path):
     index = json.loads((cache / "index.json").read_text())
     index["preprocessing"]["clip"]["step_s"] = 0.25
     (tmp_path / "index.json").write_text(json.dumps(index))
-    with pytest.raises(CacheError, match=r"other preprocessing .*clip.step_s: 0.25, this version 0.2\); preprocess again"):
+    with pytest.raises(
+        CacheError, match=r"other preprocessing .*clip.step_s: 0.25, this version 0.2\); preprocess again"
+    ):
         open_cache(tmp_path)
 
 

@@ -1,5 +1,6 @@
 """The runtime: one Engine over PyTorch, TorchScript, ONNX Runtime (and TensorRT / CUDA where present),
 on the reduced network; bad artifacts give one-line errors."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -33,10 +34,17 @@ def inputs():
 
 
 def backends_present(small_checkpoint, small_export) -> list[tuple[str, Engine]]:
-    engines = [("torch", Engine.load(small_checkpoint)), ("onnx", Engine.load(small_export, "onnx")),
-               ("openvino", Engine.load(small_export, "openvino")), ("torchscript", Engine.load(small_export, "torchscript"))]
+    engines = [
+        ("torch", Engine.load(small_checkpoint)),
+        ("onnx", Engine.load(small_export, "onnx")),
+        ("openvino", Engine.load(small_export, "openvino")),
+        ("torchscript", Engine.load(small_export, "torchscript")),
+    ]
     if CUDA:
-        engines += [("torch cuda", Engine.load(small_checkpoint, device="cuda")), ("torchscript cuda", Engine.load(small_export, "torchscript", device="cuda"))]
+        engines += [
+            ("torch cuda", Engine.load(small_checkpoint, device="cuda")),
+            ("torchscript cuda", Engine.load(small_export, "torchscript", device="cuda")),
+        ]
     return engines
 
 
@@ -103,7 +111,9 @@ def test_torch_compile_matches_eager(small_checkpoint):
     aural, visual = rng.standard_normal((2, 2, 64)).astype(np.float32)
     compiled = Engine.load(small_checkpoint, compile=True)
     assert compiled.describe()["compiled"] is True
-    np.testing.assert_allclose(compiled.fusion(aural, visual), Engine.load(small_checkpoint).fusion(aural, visual), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        compiled.fusion(aural, visual), Engine.load(small_checkpoint).fusion(aural, visual), rtol=1e-5, atol=1e-5
+    )
 
 
 # --- bad artifacts ----------------------------------------------------------------------------------
@@ -162,12 +172,28 @@ def centred_windows(manifest):
 BAD_ARTIFACTS = {
     "missing file": (lambda f: (f / "fusion.onnx").unlink(), "onnx", "fusion.onnx: missing"),
     "checksum mismatch": (flip_byte, "onnx", "aural.onnx: sha256 mismatch"),
-    "format version": (lambda f: edit_manifest(f, lambda m: m.update(format_version=2)), "auto", "export format version 2"),
+    "format version": (
+        lambda f: edit_manifest(f, lambda m: m.update(format_version=2)),
+        "auto",
+        "export format version 2",
+    ),
     "contract mismatch": (lambda f: edit_manifest(f, set_clip_shape), "auto", "the contract of 'visual'"),
-    "preprocessing mismatch": (lambda f: edit_manifest(f, set_clip_mean), "auto", "other preprocessing than this tsav-deploy feeds the network (clip.mean: [0.5,"),
-    "centred windows": (lambda f: edit_manifest(f, centred_windows), "auto", "(audio.window_rule: none recorded, this version 'authors-segment' and 4 more); re-export"),
+    "preprocessing mismatch": (
+        lambda f: edit_manifest(f, set_clip_mean),
+        "auto",
+        "other preprocessing than this tsav-deploy feeds the network (clip.mean: [0.5,",
+    ),
+    "centred windows": (
+        lambda f: edit_manifest(f, centred_windows),
+        "auto",
+        "(audio.window_rule: none recorded, this version 'authors-segment' and 4 more); re-export",
+    ),
     "wrong graph": (swap_in_aural_graph, "onnx", "visual.onnx: inputs ['spec'], the contract says ['clip']"),
-    "wrong graph (openvino)": (swap_in_aural_graph, "openvino", "visual.onnx: inputs ['spec'], the contract says ['clip']"),
+    "wrong graph (openvino)": (
+        swap_in_aural_graph,
+        "openvino",
+        "visual.onnx: inputs ['spec'], the contract says ['clip']",
+    ),
     "not onnx (openvino)": (garbage_onnx, "openvino", "aural.onnx: OpenVINO cannot load it"),
     "not onnx (onnxruntime)": (garbage_onnx, "onnx", "aural.onnx: ONNX Runtime cannot load it"),
     "not torchscript": (garbage_torchscript, "torchscript", "tsav.ts: not a loadable TorchScript file"),
@@ -234,8 +260,13 @@ def test_tensorrt_engines_without_tensorrt_are_skipped_by_verify_and_refused_by_
     def add_engines(manifest):
         for part in ("visual", "aural", "fusion"):
             path = folder / f"{part}.engine"
-            manifest["artifacts"][path.name] = {"format": "tensorrt", "part": part, "precision": "fp16",
-                                                "sha256": file_sha256(path), "bytes": path.stat().st_size}
+            manifest["artifacts"][path.name] = {
+                "format": "tensorrt",
+                "part": part,
+                "precision": "fp16",
+                "sha256": file_sha256(path),
+                "bytes": path.stat().st_size,
+            }
 
     edit_manifest(folder, add_engines)
     report = verify_export(folder)

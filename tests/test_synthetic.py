@@ -1,5 +1,6 @@
 """The synthetic Aff-Wild2-shaped dataset: real decodable videos with sound and findable faces, ABAW
 annotation folders the label reader accepts, and labels that the picture and the sound carry."""
+
 from __future__ import annotations
 
 import numpy as np

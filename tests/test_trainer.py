@@ -1,5 +1,6 @@
 """`tsav train` on the synthetic dataset: label statistics, bad files in one line, an end-to-end run
 that learns, a checkpoint that loads, and the final train + validation mode."""
+
 from __future__ import annotations
 
 import json
@@ -80,9 +81,27 @@ def test_end_to_end_learns_above_chance(synth, cache, tmp_path):
     # that more slowly than from a centred window (12 steps reached 0.16 against chance 0.13).
     run = tmp_path / "run"
     result = _train(
-        str(synth.annotations_dir), "--cache", str(cache), "--out", str(run), "--arch", "reduced",
-        "--steps", "24", "--batch", "16", "--micro-batch", "16", "--val-every", "6", "--val-stride", "4",
-        "--workers", "0", "--patience", "0",
+        str(synth.annotations_dir),
+        "--cache",
+        str(cache),
+        "--out",
+        str(run),
+        "--arch",
+        "reduced",
+        "--steps",
+        "24",
+        "--batch",
+        "16",
+        "--micro-batch",
+        "16",
+        "--val-every",
+        "6",
+        "--val-stride",
+        "4",
+        "--workers",
+        "0",
+        "--patience",
+        "0",
     )
     assert result.exit_code == 0, result.output
     assert "validation" in result.output and "best step" in result.output
@@ -104,7 +123,9 @@ def test_end_to_end_learns_above_chance(synth, cache, tmp_path):
     samples = build_samples(tables["validation"], index, training=False)
     rows = np.arange(0, len(samples), 4)
     subset = samples.subset(rows)
-    logits = predict(model, ClipDataset(index, samples), rows, batch=16, workers=0, device=torch.device("cpu"), dtype=None)
+    logits = predict(
+        model, ClipDataset(index, samples), rows, batch=16, workers=0, device=torch.device("cpu"), dtype=None
+    )
     scores = validation_scores(logits, subset)
     best = json.loads(json.dumps(curves["validation"]))
     assert scores["criterion"] == pytest.approx(max(r["criterion"] for r in best), abs=1e-5)
@@ -117,7 +138,20 @@ def test_end_to_end_learns_above_chance(synth, cache, tmp_path):
     # The trained checkpoint exports (parity-checked) and annotates a held-out video.
     export = Exporter(["onnx"])(run / "best.pt", tmp_path / "export").folder
     video = next(v for v in synth.videos if v.split == "validation")
-    result = CliRunner().invoke(app, ["annotate", str(video.path), "--model", str(export), "--faces", "dlib", "--out", str(tmp_path / "ann"), "--no-plot"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "annotate",
+            str(video.path),
+            "--model",
+            str(export),
+            "--faces",
+            "dlib",
+            "--out",
+            str(tmp_path / "ann"),
+            "--no-plot",
+        ],
+    )
     assert result.exit_code == 0, result.output
     lines = (tmp_path / "ann" / "VA_Set" / f"{video.path.stem}.txt").read_text().splitlines()
     assert len(lines) == len(video.va) + 1
@@ -126,9 +160,26 @@ def test_end_to_end_learns_above_chance(synth, cache, tmp_path):
 def test_final_mode_trains_on_both_splits_for_longer(synth, cache, tmp_path):
     run = tmp_path / "run"
     result = _train(
-        str(synth.annotations_dir), "--cache", str(cache), "--out", str(run), "--arch", "reduced",
-        "--steps", "2", "--batch", "4", "--micro-batch", "4", "--val-every", "1", "--val-stride", "16",
-        "--workers", "0", "--final",
+        str(synth.annotations_dir),
+        "--cache",
+        str(cache),
+        "--out",
+        str(run),
+        "--arch",
+        "reduced",
+        "--steps",
+        "2",
+        "--batch",
+        "4",
+        "--micro-batch",
+        "4",
+        "--val-every",
+        "1",
+        "--val-stride",
+        "16",
+        "--workers",
+        "0",
+        "--final",
     )
     assert result.exit_code == 0, result.output
     best = load_checkpoint(run / "best.pt").extras["step"]

@@ -1,5 +1,6 @@
 """The published-weights path (download, cache, checksum, archive extraction) on local files, and
 training initialisation from torchvision-format backbone files."""
+
 from __future__ import annotations
 
 import hashlib
@@ -87,7 +88,9 @@ def test_kinetics_initialisation_copies_rgb_filters_into_the_4_channel_stem(tmp_
     assert copied == len(kinetics) - 2
     torch.testing.assert_close(stem[:, :3], kinetics["stem.0.weight"])
     torch.testing.assert_close(stem[:, 3], mask_filters)
-    torch.testing.assert_close(model.video_model.r2plus1d.layer4[1].conv2[1].running_var, kinetics["layer4.1.conv2.1.running_var"])
+    torch.testing.assert_close(
+        model.video_model.r2plus1d.layer4[1].conv2[1].running_var, kinetics["layer4.1.conv2.1.running_var"]
+    )
 
 
 def test_imagenet_initialisation_averages_rgb_into_one_channel(tmp_path):

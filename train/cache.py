@@ -19,6 +19,7 @@ is exact too (the frontend's samples are 16-bit values): each training sample's 
 from it by the same rule as annotation's (:class:`tsav_deploy.audio.SpecWindows`), at 88 kB per
 second of video.
 """
+
 from __future__ import annotations
 
 import json
@@ -78,7 +79,9 @@ class VideoCacheWriter:
         self.times.append(float(time))
         self.face.append(crop is not None)
         if crop is not None:
-            ok, jpeg = cv2.imencode(".jpg", np.ascontiguousarray(crop[..., 2::-1]), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+            ok, jpeg = cv2.imencode(
+                ".jpg", np.ascontiguousarray(crop[..., 2::-1]), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+            )
             if not ok:
                 raise RuntimeError("JPEG encoding of a 112×112 crop failed")
             self._jpeg.append(jpeg.tobytes())
@@ -195,7 +198,9 @@ def check_compatible(cache: pathlib.Path, faces: str) -> None:
         return
     index = _read_index(path)
     if faces != index.get("faces"):
-        raise CacheError(f"{path}: made with the {index.get('faces')} face backend, not {faces}; use a new --out folder")
+        raise CacheError(
+            f"{path}: made with the {index.get('faces')} face backend, not {faces}; use a new --out folder"
+        )
 
 
 def open_cache(cache: str | os.PathLike) -> CacheIndex:
@@ -218,6 +223,12 @@ def _read_index(path: pathlib.Path) -> dict:
         raise CacheError(f"{path}: not a tsav-deploy preprocess cache")
     differences = preprocessing_differences(index.get("preprocessing"))
     if differences or index.get("format_version") != FORMAT_VERSION:
-        what = differences[0] if differences else f"format version {index.get('format_version')}, this version reads {FORMAT_VERSION}"
-        raise CacheError(f"{path}: made with other preprocessing than this version's ({what}); preprocess again into a new folder")
+        what = (
+            differences[0]
+            if differences
+            else f"format version {index.get('format_version')}, this version reads {FORMAT_VERSION}"
+        )
+        raise CacheError(
+            f"{path}: made with other preprocessing than this version's ({what}); preprocess again into a new folder"
+        )
     return index

@@ -13,6 +13,7 @@
 Every random choice of a training item comes from a generator seeded by (seed, step, position in the
 global batch), so a run is reproducible, resumable, and the same whatever the number of processes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -78,14 +79,19 @@ class Samples:
         return len(self.frame)
 
     def subset(self, rows: np.ndarray) -> Samples:
-        return Samples(self.videos, self.video[rows], self.frame[rows], self.va[rows], self.expr[rows], self.au[rows], self.notes)
+        return Samples(
+            self.videos, self.video[rows], self.frame[rows], self.va[rows], self.expr[rows], self.au[rows], self.notes
+        )
 
     @classmethod
     def concatenate(cls, parts: list[Samples]) -> Samples:
         """Samples of several splits of one cache (their ``videos`` lists are the cache's, identical)."""
         if any(part.videos != parts[0].videos for part in parts):
             raise ValueError("samples of different caches cannot be concatenated")
-        arrays = {key: np.concatenate([getattr(part, key) for part in parts]) for key in ("video", "frame", "va", "expr", "au")}
+        arrays = {
+            key: np.concatenate([getattr(part, key) for part in parts])
+            for key in ("video", "frame", "va", "expr", "au")
+        }
         return cls(videos=parts[0].videos, notes=[note for part in parts for note in part.notes], **arrays)
 
 
@@ -93,7 +99,10 @@ def fitted_tables(tables: dict[str, LabelTable], cache: CacheIndex) -> dict[str,
     """``{name: (video stem, table fitted to the video's frame count)}``; every name must have a video."""
     match = match_cache(tables, cache)
     match.raise_if_missing()
-    return {name: (match.videos[name].name, fit_to_frames(table, cache.videos[match.videos[name].name]["frames"])) for name, table in tables.items()}
+    return {
+        name: (match.videos[name].name, fit_to_frames(table, cache.videos[match.videos[name].name]["frames"]))
+        for name, table in tables.items()
+    }
 
 
 def build_samples(
@@ -112,7 +121,9 @@ def build_samples(
     for name, (stem, table) in fitted_tables(tables, cache).items():
         if name != stem:
             # The cache holds the main person only; a _left/_right table may describe someone else.
-            notes.append(f"{name}: second-person annotations (_left/_right) are not used; the cache holds the main person")
+            notes.append(
+                f"{name}: second-person annotations (_left/_right) are not used; the cache holds the main person"
+            )
             continue
         labelled = table.has_valence | table.has_arousal | table.has_expr | table.has_au
         if training:
@@ -130,8 +141,13 @@ def build_samples(
         columns["va"].append(table.va[rows])
         columns["expr"].append(table.expr[rows])
         columns["au"].append(table.au[rows])
-    empty = {"video": np.zeros(0, np.int64), "frame": np.zeros(0, np.int64), "va": np.zeros((0, 2), np.float32),
-             "expr": np.zeros(0, np.int64), "au": np.zeros((0, 8), np.int64)}
+    empty = {
+        "video": np.zeros(0, np.int64),
+        "frame": np.zeros(0, np.int64),
+        "va": np.zeros((0, 2), np.float32),
+        "expr": np.zeros(0, np.int64),
+        "au": np.zeros((0, 8), np.int64),
+    }
     arrays = {key: np.concatenate([empty[key], *parts]) for key, parts in columns.items()}
     return Samples(videos=videos, notes=notes, **arrays)
 

@@ -3,6 +3,7 @@
 One process per device; ``torchrun`` sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT.
 Without them everything here degrades to a single process and no communication.
 """
+
 from __future__ import annotations
 
 import os

@@ -12,6 +12,7 @@ Every labelled video needs a prediction file with exactly as many frame lines; p
 labels (e.g. the whole dataset annotated, the validation split scored) are ignored. Per task, the metrics
 run over all frames of all labelled videos together, as the challenge did.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,7 +36,9 @@ def label_folder(labels_dir: pathlib.Path, task: str) -> pathlib.Path:
         return task_dir / validation
     if task_dir.is_dir():
         return task_dir
-    raise LabelError(f"{labels_dir}: no labels for {TASK_FOLDERS[task]} (expected {task_dir / validation} or {task_dir})")
+    raise LabelError(
+        f"{labels_dir}: no labels for {TASK_FOLDERS[task]} (expected {task_dir / validation} or {task_dir})"
+    )
 
 
 def evaluate_task(predictions: pathlib.Path, labels: pathlib.Path, task: str) -> dict[str, float | int | None]:
@@ -72,4 +75,7 @@ def evaluate_predictions(predictions_dir: str | pathlib.Path, labels_dir: str | 
     tasks = [task for task in TASKS if (predictions_dir / TASK_FOLDERS[task]).is_dir()]
     if not tasks:
         raise LabelError(f"{predictions_dir}: no VA_Set, EXPR_Set or AU_Set folder of predictions")
-    return {task: evaluate_task(predictions_dir / TASK_FOLDERS[task], label_folder(labels_dir, task), task) for task in tasks}
+    return {
+        task: evaluate_task(predictions_dir / TASK_FOLDERS[task], label_folder(labels_dir, task), task)
+        for task in tasks
+    }

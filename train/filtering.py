@@ -13,6 +13,7 @@ to more than the frames removed):
 A rule that needs a label the frame lacks does not fire: an expression-only frame is kept (it may get
 a pseudo valence later).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -66,4 +67,3 @@ def filter_frames(table: LabelTable) -> FilterResult:
     for mask in violations.values():
         dropped |= mask
     return FilterResult(keep=~dropped, removed={rule: int(violations[rule].sum()) for rule in FILTER_RULES})
-

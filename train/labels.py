@@ -13,6 +13,7 @@ Line k after the header is frame k of the video. Unannotated frames carry −5 (
 A malformed file is never skipped: the :class:`LabelError` names the file and the 1-based line number
 (line 1 is the header). The same reader checks prediction files, where markers are not allowed.
 """
+
 from __future__ import annotations
 
 import pathlib
@@ -88,7 +89,9 @@ class LabelTable:
         return (self.au != AU_MISSING).all(axis=1)
 
 
-def read_task_file(path: str | pathlib.Path, task: str, *, markers: bool = True, keep_out_of_range: bool = False) -> np.ndarray:
+def read_task_file(
+    path: str | pathlib.Path, task: str, *, markers: bool = True, keep_out_of_range: bool = False
+) -> np.ndarray:
     """Read one ABAW file of ``task`` ("VA", "EXPR" or "AU").
 
     Returns VA ``[N, 2]`` float32 (−5 → NaN), EXPR ``[N]`` int64, AU ``[N, 8]`` int64.
@@ -128,7 +131,9 @@ def _parse_rows(path: pathlib.Path, rows: list[str], width: int) -> np.ndarray:
     fields = [row.split(",") for row in rows]
     for i, parts in enumerate(fields):
         if len(parts) != width:
-            raise LabelError(f"{_where(path, i)}: expected {width} comma-separated value(s), got {len(parts)}: {rows[i]!r}")
+            raise LabelError(
+                f"{_where(path, i)}: expected {width} comma-separated value(s), got {len(parts)}: {rows[i]!r}"
+            )
     try:
         values = np.array(fields, dtype=np.float64)
     except ValueError:
@@ -177,7 +182,9 @@ def in_range(task: str, values: np.ndarray) -> np.ndarray:
 
 def label_files(folder: pathlib.Path) -> list[pathlib.Path]:
     """The ``*.txt`` files of one task/split folder, by name (other files, e.g. .DS_Store, are ignored)."""
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() == ".txt" and p.is_file() and not p.name.startswith("."))
+    return sorted(
+        p for p in folder.iterdir() if p.suffix.lower() == ".txt" and p.is_file() and not p.name.startswith(".")
+    )
 
 
 def annotation_folders(root: str | pathlib.Path) -> dict[tuple[str, str], pathlib.Path]:

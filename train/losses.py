@@ -10,6 +10,7 @@ the autograd graph, so ``backward`` works and gives zero, never NaN, gradients).
 - Valence, arousal: 1 − CCC over the labelled samples. CCC is a batch statistic, already normalised;
   it needs at least two labelled samples and is 0 below that.
 """
+
 from __future__ import annotations
 
 import torch
@@ -36,7 +37,9 @@ def expression_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def au_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy of ``logits [B, 8]`` against 0/1 ``target [B, 8]`` (−1 = unannotated)."""
     labelled = (target >= 0).all(dim=1)
-    per_entry = F.binary_cross_entropy_with_logits(logits[labelled], target[labelled].to(logits.dtype), reduction="none")
+    per_entry = F.binary_cross_entropy_with_logits(
+        logits[labelled], target[labelled].to(logits.dtype), reduction="none"
+    )
     return per_entry.mean(dim=1).sum() / labelled.sum().clamp(min=1)
 
 

@@ -11,6 +11,7 @@
 
 A metric over no annotated frames, or a CCC whose denominator is 0, is NaN.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -57,7 +58,12 @@ def va_scores(prediction: np.ndarray, target: np.ndarray) -> dict[str, float | i
 
 
 def _criterion(f1: float, accuracy: float, f1_weight: float, frames: int) -> dict[str, float | int]:
-    return {"f1": f1, "accuracy": accuracy, "criterion": f1_weight * f1 + (1.0 - f1_weight) * accuracy, "frames": frames}
+    return {
+        "f1": f1,
+        "accuracy": accuracy,
+        "criterion": f1_weight * f1 + (1.0 - f1_weight) * accuracy,
+        "frames": frames,
+    }
 
 
 def expression_scores(prediction: np.ndarray, target: np.ndarray) -> dict[str, float | int]:

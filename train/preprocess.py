@@ -5,6 +5,7 @@ RGB + mask crops exactly as ``tsav annotate`` builds them, and the whole audio t
 16-bit wave the aural windows are cut from (:mod:`tsav_deploy.frontend`); :mod:`.cache` stores them. Videos run in parallel in a process pool; a
 video whose ``entry.json`` exists is finished and skipped, so an interrupted run resumes where it stopped.
 """
+
 from __future__ import annotations
 
 import os
@@ -48,7 +49,9 @@ def preprocess_video(video: pathlib.Path, cache: pathlib.Path) -> dict:
         for frame, (crop,) in frontend.iter_crops(video, timeline, [track]):
             writer.add(frame.time, crop)
     if len(writer.times) != len(timeline.times):
-        raise TsavError(f"{video}: pass 2 decoded {len(writer.times)} frames, pass 1 {len(timeline.times)}; the file changed?")
+        raise TsavError(
+            f"{video}: pass 2 decoded {len(writer.times)} frames, pass 1 {len(timeline.times)}; the file changed?"
+        )
     wave, warnings = frontend.audio_track(video)
     entry = {"source": str(video), "main_track": track, "warnings": [*timeline.warnings, *warnings]}
     return writer.finish(wave, entry)
@@ -139,7 +142,9 @@ def preprocess(
 
         # spawn, not fork: the parent may hold torch/OpenMP threads, which do not survive a fork.
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=context, initializer=_init_worker, initargs=(faces, 1)) as pool:
+        with ProcessPoolExecutor(
+            min(workers, len(todo)), mp_context=context, initializer=_init_worker, initargs=(faces, 1)
+        ) as pool:
             futures = [pool.submit(_run_one, path, cache) for path in todo]
             for future in as_completed(futures):
                 record(*future.result())

@@ -13,6 +13,7 @@ the edge rule are numpy's ``histogram2d``: bins are [a, b) except the last, whic
 
 The paper's default uses pseudo valence only (pseudo arousal and expression hurt, Table II).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -80,7 +81,9 @@ class VAHistograms:
         return histograms
 
     @classmethod
-    def from_tables(cls, tables: Iterable[LabelTable], keeps: Iterable[np.ndarray], bins: int = HISTOGRAM_BINS) -> VAHistograms:
+    def from_tables(
+        cls, tables: Iterable[LabelTable], keeps: Iterable[np.ndarray], bins: int = HISTOGRAM_BINS
+    ) -> VAHistograms:
         """Fit on the kept frames (``keeps``: one mask per table, from the filter) of several tables."""
         pairs = list(zip(tables, keeps, strict=True))
         va = np.concatenate([np.zeros((0, 2))] + [table.va[keep] for table, keep in pairs])
@@ -130,7 +133,12 @@ class VAHistograms:
 
     def to_dict(self) -> dict:
         """Plain JSON-able data (lists of ints) for the checkpoint."""
-        return {"bins": self.bins, "range": list(VA_RANGE), "expressions": list(EXPRESSIONS), "counts": self.counts.tolist()}
+        return {
+            "bins": self.bins,
+            "range": list(VA_RANGE),
+            "expressions": list(EXPRESSIONS),
+            "counts": self.counts.tolist(),
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> VAHistograms:

@@ -6,6 +6,7 @@ kind (among kept frames). The histograms are fitted on the kept training frames 
 split's filter and pseudo-label counts are what training on it would see (the final train + validation
 mode) — evaluation always scores every annotated frame.
 """
+
 from __future__ import annotations
 
 import pathlib

@@ -14,6 +14,7 @@ Annotation patterns exercise the label code: a training video without valence/ar
 pseudo valence), unannotated stretches (−5/−1), a VA file a few lines short of the video, and both split
 folder names (``Train_Set`` and ``Training_Set``).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -44,7 +45,16 @@ TINTS = {
 # Valence bias per expression, consistent with the paper's filter rules (happy ≥ 0, sad ≤ 0).
 VALENCE_BIAS = {0: 0.0, 4: 0.45, 5: -0.45, 6: 0.2}
 # AU dot centres relative to the face centre, in face sizes (forehead row, then cheeks).
-AU_DOTS = ((-0.3, -0.5), (-0.1, -0.5), (0.1, -0.5), (0.3, -0.5), (-0.42, 0.12), (0.42, 0.12), (-0.38, 0.35), (0.38, 0.35))
+AU_DOTS = (
+    (-0.3, -0.5),
+    (-0.1, -0.5),
+    (0.1, -0.5),
+    (0.3, -0.5),
+    (-0.42, 0.12),
+    (0.42, 0.12),
+    (-0.38, 0.35),
+    (0.38, 0.35),
+)
 AU_RATE = 0.35  # probability that an AU is on in a segment
 VALIDATION_FOLDERS = {"VA": "Validation_Set", "EXPR": "Validation_Set", "AU": "Validation_Set"}
 TRAIN_FOLDERS = {"VA": "Train_Set", "EXPR": "Train_Set", "AU": "Training_Set"}
@@ -89,7 +99,11 @@ def face_sprites() -> list[np.ndarray]:
     sources = [(astronaut(), (176, 75, 272, 171))]
     folder = _insightface_images()
     if folder is not None:
-        for name, box in (("t1.jpg", (453, 293, 569, 409)), ("t1.jpg", (64, 280, 177, 393)), ("Tom_Hanks_54745.png", (9, 26, 97, 114))):
+        for name, box in (
+            ("t1.jpg", (453, 293, 569, 409)),
+            ("t1.jpg", (64, 280, 177, 393)),
+            ("Tom_Hanks_54745.png", (9, 26, 97, 114)),
+        ):
             image = cv2.imread(str(folder / name), cv2.IMREAD_COLOR)
             if image is not None:
                 sources.append((image[:, :, ::-1], box))
@@ -141,7 +155,14 @@ def render_frame(sprite: np.ndarray, k: int, n: int, va: np.ndarray, expr: int, 
     centre = SPRITE / 2
     for (dx, dy), on in zip(AU_DOTS, au):
         if on:
-            cv2.circle(face, (round(centre + dx * SPRITE_FACE), round(centre + dy * SPRITE_FACE)), 5, (0, 0, 0), -1, cv2.LINE_AA)
+            cv2.circle(
+                face,
+                (round(centre + dx * SPRITE_FACE), round(centre + dy * SPRITE_FACE)),
+                5,
+                (0, 0, 0),
+                -1,
+                cv2.LINE_AA,
+            )
     face *= np.asarray(TINTS[expr], np.float32) * (1.0 + 0.45 * float(va[0]))
     phase = 2 * np.pi * k / max(n, 1)
     scale = 1.0 + 0.06 * np.sin(phase * 1.5)

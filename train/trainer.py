@@ -13,6 +13,7 @@ CCC mean (valence, arousal), expression 0.67·F1 + 0.33·accuracy, AU 0.5·F1 + 
 Run folder: ``config.json``, ``best.pt``, ``final.pt``, ``state.pt`` (for ``--resume``),
 ``curves.json`` and ``train_curve.csv`` / ``validation_curve.csv``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -90,7 +91,10 @@ class TrainConfig:
         self.pseudo = check_kinds(self.pseudo)
 
     def to_dict(self) -> dict:
-        return {k: (str(v) if isinstance(v, pathlib.Path) else list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+        return {
+            k: (str(v) if isinstance(v, pathlib.Path) else list(v) if isinstance(v, tuple) else v)
+            for k, v in dataclasses.asdict(self).items()
+        }
 
 
 @dataclass
@@ -131,11 +135,15 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     histograms = fit_histograms(annotations["train"], cache)
     train = build_samples(annotations["train"], cache, training=True, histograms=histograms, pseudo=config.pseudo)
     validation = build_samples(annotations["validation"], cache, training=False)
-    validation_as_training = build_samples(annotations["validation"], cache, training=True, histograms=histograms, pseudo=config.pseudo)
+    validation_as_training = build_samples(
+        annotations["validation"], cache, training=True, histograms=histograms, pseudo=config.pseudo
+    )
     if not len(train):
         raise TsavError("no usable training frames (no face found, or every frame filtered out)")
     if not len(validation):
-        raise TsavError(f"{config.annotations}: no validation annotations (…/Validation_Set); training stops at the best validation score")
+        raise TsavError(
+            f"{config.annotations}: no validation annotations (…/Validation_Set); training stops at the best validation score"
+        )
     return TrainingData(cache, histograms, train, validation, Samples.concatenate([train, validation_as_training]))
 
 
@@ -213,8 +221,16 @@ def _quiet_worker(_: int) -> None:
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, dataset: ClipDataset, rows: np.ndarray, *, batch: int, workers: int,
-            device: torch.device, dtype: torch.dtype | None) -> np.ndarray:
+def predict(
+    model: torch.nn.Module,
+    dataset: ClipDataset,
+    rows: np.ndarray,
+    *,
+    batch: int,
+    workers: int,
+    device: torch.device,
+    dtype: torch.dtype | None,
+) -> np.ndarray:
     """Logits ``[len(rows), 17]`` float32 for sample ``rows`` (no augmentation)."""
     model.eval()
     batches = [rows[i : i + batch].tolist() for i in range(0, len(rows), batch)]
@@ -262,8 +278,14 @@ class Phase:
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, data: TrainingData, context: ddp.Distributed,
-                 log: Callable[[str], None] | None = None, table: Callable[[dict, dict, bool], None] | None = None):
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: TrainingData,
+        context: ddp.Distributed,
+        log: Callable[[str], None] | None = None,
+        table: Callable[[dict, dict, bool], None] | None = None,
+    ):
         self.config, self.data, self.context = config, data, context
         self.log = log or (lambda _: None)
         self.table = table or (lambda *_: None)
@@ -314,9 +336,14 @@ class Trainer:
         save_checkpoint(
             path,
             model,
-            training=self.config.to_dict() | {"phase": phase.name, "step": phase.step, "scores": scores, "processes": self.context.world},
+            training=self.config.to_dict()
+            | {"phase": phase.name, "step": phase.step, "scores": scores, "processes": self.context.world},
             data=self.data.describe(self.config),
-            extras={"pseudo_histograms": self.data.histograms.to_dict(), "pseudo_kinds": list(self.config.pseudo), "step": phase.step},
+            extras={
+                "pseudo_histograms": self.data.histograms.to_dict(),
+                "pseudo_kinds": list(self.config.pseudo),
+                "step": phase.step,
+            },
         )
 
     # -- the loop --
@@ -334,10 +361,21 @@ class Trainer:
                 warnings.filterwarnings("ignore", message=".*broadcast_buffers", category=FutureWarning)
                 # Buffers are averaged after each step (ddp.average_buffers), not broadcast in forward.
                 wrapped = torch.nn.parallel.DistributedDataParallel(
-                    model, device_ids=[context.device.index] if context.device.type == "cuda" else None, broadcast_buffers=False
+                    model,
+                    device_ids=[context.device.index] if context.device.type == "cuda" else None,
+                    broadcast_buffers=False,
                 )
-        schedule = StepSchedule(len(phase.samples), config.batch, config.micro_batch, seed=config.seed, rank=context.rank, world=context.world)
-        dataset = ClipDataset(self.data.cache, phase.samples, histograms=self.data.histograms, pseudo=config.pseudo, seed=config.seed)
+        schedule = StepSchedule(
+            len(phase.samples),
+            config.batch,
+            config.micro_batch,
+            seed=config.seed,
+            rank=context.rank,
+            world=context.world,
+        )
+        dataset = ClipDataset(
+            self.data.cache, phase.samples, histograms=self.data.histograms, pseudo=config.pseudo, seed=config.seed
+        )
         validation = ClipDataset(self.data.cache, self.data.validation)
         per_rank = schedule.micro_batches_per_rank
         table = normalization_table().to(context.device)
@@ -370,7 +408,12 @@ class Trainer:
             means = (sums / (per_rank * context.world)).tolist()
             elapsed = time.perf_counter() - started
             phase.curves["train"].append(
-                {"step": phase.step, "loss": means[0], **dict(zip(LOSS_PARTS, means[1:])), "clips_per_s": config.batch / max(elapsed, 1e-9)}
+                {
+                    "step": phase.step,
+                    "loss": means[0],
+                    **dict(zip(LOSS_PARTS, means[1:])),
+                    "clips_per_s": config.batch / max(elapsed, 1e-9),
+                }
             )
             started = time.perf_counter()
             if phase.step % config.val_every == 0 or phase.step == phase.steps:
@@ -390,7 +433,15 @@ class Trainer:
         config, context = self.config, self.context
         rows = np.arange(0, len(self.data.validation), config.val_stride)
         mine = rows[context.rank :: context.world]
-        logits = predict(model, validation, mine, batch=config.micro_batch, workers=config.workers, device=context.device, dtype=self.dtype)
+        logits = predict(
+            model,
+            validation,
+            mine,
+            batch=config.micro_batch,
+            workers=config.workers,
+            device=context.device,
+            dtype=self.dtype,
+        )
         pieces = ddp.gather((mine, logits), context)
         order = np.concatenate([p[0] for p in pieces])
         all_logits = np.concatenate([p[1] for p in pieces])[np.argsort(order)]
@@ -420,18 +471,26 @@ class Trainer:
             final = Phase("final", config.out / "final", self.data.train_and_validation, steps, validate=False)
             self.run(final)
             final_checkpoint = final.folder / "final.pt"
-        return TrainResult(config.out, main.best_step, main.best_scores, config.out / "best.pt", final_checkpoint, main.curves)
+        return TrainResult(
+            config.out, main.best_step, main.best_scores, config.out / "best.pt", final_checkpoint, main.curves
+        )
 
 
-def train(config: TrainConfig, *, log: Callable[[str], None] | None = None,
-          table: Callable[[dict, dict, bool], None] | None = None) -> TrainResult:
+def train(
+    config: TrainConfig,
+    *,
+    log: Callable[[str], None] | None = None,
+    table: Callable[[dict, dict, bool], None] | None = None,
+) -> TrainResult:
     """Train per ``config`` in this process, joining torchrun's process group when there is one."""
     context = ddp.setup(config.device)
     try:
         data = load_training_data(config)
         if context.is_main:
             config.out.mkdir(parents=True, exist_ok=True)
-            write_text(config.out / "config.json", json.dumps(config.to_dict() | {"processes": context.world}, indent=1))
+            write_text(
+                config.out / "config.json", json.dumps(config.to_dict() | {"processes": context.world}, indent=1)
+            )
         speak = log if context.is_main else None
         return Trainer(config, data, context, log=speak, table=table if context.is_main else None).fit()
     finally:

@@ -6,6 +6,7 @@ frontends (``media``, ``faces``, ``audio``, ``clips``) make its inputs; ``predic
 logits into valence, arousal, expressions and action units. The ``tsav`` command is a thin layer
 over these.
 """
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ media → faces (pass 1) → crops and clips + aural windows (pass 2) → engine
 windows are batched across frames and people; with ``stride`` K the network runs on every K-th frame
 (and the last) and the logits of the frames between are interpolated linearly in time (K=1: exact).
 """
+
 from __future__ import annotations
 
 import os
@@ -40,7 +41,11 @@ class AnnotateOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise TsavError(f"{name} must be a whole number of at least 1, not {value!r}")
-        if isinstance(self.au_threshold, bool) or not isinstance(self.au_threshold, (int, float)) or not 0.0 < self.au_threshold < 1.0:
+        if (
+            isinstance(self.au_threshold, bool)
+            or not isinstance(self.au_threshold, (int, float))
+            or not 0.0 < self.au_threshold < 1.0
+        ):
             raise TsavError(f"au_threshold must be a probability strictly between 0 and 1, not {self.au_threshold!r}")
         if self.person not in PERSON_CHOICES:
             raise TsavError(f"person must be one of {', '.join(PERSON_CHOICES)}, not {self.person!r}")
@@ -58,7 +63,9 @@ def interpolate_logits(times: np.ndarray, targets: np.ndarray, logits: np.ndarra
     """Logits for every frame from those at ``targets``: linear in time between target frames."""
     if len(targets) == len(times):
         return logits
-    return np.stack([np.interp(times, times[targets], logits[:, j]) for j in range(logits.shape[1])], axis=1).astype(np.float32)
+    return np.stack([np.interp(times, times[targets], logits[:, j]) for j in range(logits.shape[1])], axis=1).astype(
+        np.float32
+    )
 
 
 def person_suffixes(tracks: list[Track], person: str) -> list[str]:
@@ -167,7 +174,11 @@ def annotate_video(
         if track is not None:
             for index, face in track.faces.items():
                 boxes[index], scores[index], found[index] = face.box, face.score, True
-        people.append(PersonResult(suffix, -1 if track is None else track.id, found, boxes, scores, decode(logits[k], options.au_threshold)))
+        people.append(
+            PersonResult(
+                suffix, -1 if track is None else track.id, found, boxes, scores, decode(logits[k], options.au_threshold)
+            )
+        )
     info = {
         "frames": timeline.frames,
         "seconds": round(video_duration(timeline.times), 3),

@@ -1,5 +1,6 @@
 """Write-then-rename, so an interrupted run (crash, Ctrl-C, full disk) never leaves a half-written
 file under a final name, and a rerun can trust that every final name is complete."""
+
 from __future__ import annotations
 
 import contextlib

@@ -20,6 +20,7 @@ the past and the frame moves right (t < 5 s: it is the last column), and in the 
 track the shortened segment is right-aligned too. Every window of digital silence, whatever its
 length, is the one constant :func:`silent_window`.
 """
+
 from __future__ import annotations
 
 import functools

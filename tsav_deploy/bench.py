@@ -23,6 +23,7 @@ Without a model only the frontend is measured (issue 4's benchmark):
 in a thread beside the landmark fits and identity, so detection + landmarks + identity + tracking can
 add up to more than "faces".
 """
+
 from __future__ import annotations
 
 import os
@@ -53,7 +54,18 @@ from .runtime import Engine
 
 # Stages in report order; "faces" is pass 1 less decoding: detection, landmarks, identity (partly
 # overlapping) and tracking (grouping tracklets into people).
-FRONTEND_STAGES = ("decode", "faces", "detection", "landmarks", "identity", "tracking", "alignment+mask", "clips", "audio", "mel")
+FRONTEND_STAGES = (
+    "decode",
+    "faces",
+    "detection",
+    "landmarks",
+    "identity",
+    "tracking",
+    "alignment+mask",
+    "clips",
+    "audio",
+    "mel",
+)
 NETWORK_STAGES = ("visual", "aural", "fusion")
 # What the face backend's calls are (detection includes the landmark fit of what it finds).
 _BACKEND_STAGES = {"detect": "detection", "rescue": "detection", "refit": "landmarks", "embed": "identity"}
@@ -120,9 +132,11 @@ def _onnxruntime_int8_matmul(n: int) -> Callable[[], None]:
     rng = np.random.default_rng(0)
     weight = numpy_helper.from_array(rng.integers(-128, 128, (n, n), dtype=np.int8), "b")
     graph = helper.make_graph(
-        [helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "int8_gemm",
+        [helper.make_node("MatMulInteger", ["a", "b"], ["y"])],
+        "int8_gemm",
         [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n])],
-        [helper.make_tensor_value_info("y", TensorProto.INT32, [n, n])], [weight],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [n, n])],
+        [weight],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -227,8 +241,12 @@ class BenchReport:
             entry = {"seconds": round(seconds, 4), "fps": _round(fps, 2), "x_ceiling": _round(fps and fps / ceiling, 3)}
             if name in NETWORK_STAGES and seconds > 0:
                 rate = self.items[name] * self.flops[name] / seconds / 1e9
-                entry |= {"items": self.items[name], "items_per_s": round(self.items[name] / seconds, 2),
-                          "gflops": round(rate, 1), "fraction_of_matmul": round(rate / max(self.matmul_gflops), 3)}
+                entry |= {
+                    "items": self.items[name],
+                    "items_per_s": round(self.items[name] / seconds, 2),
+                    "gflops": round(rate, 1),
+                    "fraction_of_matmul": round(rate / max(self.matmul_gflops), 3),
+                }
             stages[name] = entry
         result = {
             "video": self.video,
@@ -256,9 +274,12 @@ class BenchReport:
         }
         if self.end_to_end_s is not None:
             fps = self.fps(self.end_to_end_s)
-            result["end_to_end"] = {"seconds": round(self.end_to_end_s, 3), "fps": round(fps, 3),
-                                    "fraction_of_ceiling": round(fps / ceiling, 3),
-                                    "real_time_factor": round(self.video_seconds / self.end_to_end_s, 3)}
+            result["end_to_end"] = {
+                "seconds": round(self.end_to_end_s, 3),
+                "fps": round(fps, 3),
+                "fraction_of_ceiling": round(fps / ceiling, 3),
+                "real_time_factor": round(self.video_seconds / self.end_to_end_s, 3),
+            }
         return result
 
 
@@ -322,12 +343,23 @@ def bench_video(
     rates.append(matmul_gflops(precision, device))
     order = FRONTEND_STAGES + (NETWORK_STAGES + ("writers",) if engine is not None else ())
     return BenchReport(
-        video=str(video), frames=frames, video_seconds=video_duration(timeline.times), people=max(1, len(tracks)),
-        targets=len(targets), options=options, face_backend=backend.name,
-        engine=None if engine is None else engine.describe(), precision=precision,
-        flops=network_flops(config), network="paper" if config.is_paper else f"reduced {config.to_dict()}",
-        matmul_gflops=rates, seconds={s: clock.seconds[s] for s in order}, items=dict(clock.items),
-        end_to_end_s=end_to_end, frontend_s=pass1_s + pass2_s + clock.seconds["audio"] + clock.seconds["mel"], peak_rss_mb=peak_rss_mb(),
+        video=str(video),
+        frames=frames,
+        video_seconds=video_duration(timeline.times),
+        people=max(1, len(tracks)),
+        targets=len(targets),
+        options=options,
+        face_backend=backend.name,
+        engine=None if engine is None else engine.describe(),
+        precision=precision,
+        flops=network_flops(config),
+        network="paper" if config.is_paper else f"reduced {config.to_dict()}",
+        matmul_gflops=rates,
+        seconds={s: clock.seconds[s] for s in order},
+        items=dict(clock.items),
+        end_to_end_s=end_to_end,
+        frontend_s=pass1_s + pass2_s + clock.seconds["audio"] + clock.seconds["mel"],
+        peak_rss_mb=peak_rss_mb(),
         warnings=timeline.warnings,
     )
 

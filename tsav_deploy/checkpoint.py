@@ -5,6 +5,7 @@ allow-list of NumPy scalar/array types, which the authors' PyTorch 1.4 files (le
 serialization) may carry next to the weights (epoch, best score). Everything that can go wrong with
 a user's file becomes one ``CheckpointError`` line.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -39,7 +40,10 @@ def _numpy_safe_globals() -> list:
     """
     core = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
     allowed: list = [np.dtype, np.ndarray, core.scalar, core._reconstruct]
-    allowed += [(core.scalar, "numpy.core.multiarray.scalar"), (core._reconstruct, "numpy.core.multiarray._reconstruct")]
+    allowed += [
+        (core.scalar, "numpy.core.multiarray.scalar"),
+        (core._reconstruct, "numpy.core.multiarray._reconstruct"),
+    ]
     dtypes = getattr(np, "dtypes", None)
     if dtypes is not None:
         allowed += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")]
@@ -99,7 +103,9 @@ def load_checkpoint(path: str | pathlib.Path) -> Checkpoint:
     if not path.exists():
         raise CheckpointError(f"{name}: no such file; pass a checkpoint path or a published name (tsav weights list)")
     if path.is_dir():
-        raise CheckpointError(f"{name}: is a directory; pass the checkpoint file itself (an export directory goes to --model)")
+        raise CheckpointError(
+            f"{name}: is a directory; pass the checkpoint file itself (an export directory goes to --model)"
+        )
     if path.stat().st_size == 0:
         raise CheckpointError(f"{name}: the file is empty; download or copy it again")
     try:
@@ -134,13 +140,19 @@ def _interpret(obj: Any, name: str) -> Checkpoint:
     # The authors' files: {'state_dict': ..., maybe 'epoch', 'optimizer', ...}; a bare state_dict too.
     raw = obj.get("state_dict", obj if _looks_like_state_dict(obj) else None)
     if raw is None:
-        raise CheckpointError(f"{name}: a dictionary without 'state_dict' (keys: {', '.join(map(str, list(obj)[:6]))}); not a TSAV checkpoint")
+        raise CheckpointError(
+            f"{name}: a dictionary without 'state_dict' (keys: {', '.join(map(str, list(obj)[:6]))}); not a TSAV checkpoint"
+        )
     state = _tensors(raw, name)
     # Weights saved from nn.DataParallel carry a 'module.' prefix.
     if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     info = {k: v for k, v in obj.items() if k != "state_dict" and isinstance(v, (int, float, str, np.generic))}
-    return Checkpoint(state_dict=state, kind="authors", provenance={"source": "authors' release format", **{k: _plain(v) for k, v in info.items()}})
+    return Checkpoint(
+        state_dict=state,
+        kind="authors",
+        provenance={"source": "authors' release format", **{k: _plain(v) for k, v in info.items()}},
+    )
 
 
 def _looks_like_state_dict(obj: Mapping) -> bool:

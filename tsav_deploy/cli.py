@@ -4,6 +4,7 @@ Each command parses options, calls one library function and prints with rich. Us
 (``TsavError``) end as one red line and exit code 2; nothing else is caught, so a bug still shows
 its traceback.
 """
+
 from __future__ import annotations
 
 import functools
@@ -31,12 +32,24 @@ app.add_typer(weights_app, name="weights")
 # Options that several commands share, declared once so their names and help stay the same.
 Weights = Annotated[Optional[str], typer.Option("--weights", "-w", help="Checkpoint path or published name.")]
 ExportDir = Annotated[Optional[pathlib.Path], typer.Option("--model", "-m", help="Export directory (tsav export).")]
-EngineName = Annotated[str, typer.Option("--engine", help="auto | torch | torchscript | onnx | onnx-int8 | openvino | openvino-int8 | tensorrt.")]
+EngineName = Annotated[
+    str,
+    typer.Option(
+        "--engine", help="auto | torch | torchscript | onnx | onnx-int8 | openvino | openvino-int8 | tensorrt."
+    ),
+]
 Device = Annotated[str, typer.Option("--device", help="cpu | cuda[:N].")]
 FaceBackendName = Annotated[str, typer.Option("--faces", help="auto | insightface | dlib.")]
-Detector = Annotated[str, typer.Option("--detector", help="dlib detector: hog+cnn (finds more; ~1.2 s per shot and per lost face), hog (fastest), cnn.")]
+Detector = Annotated[
+    str,
+    typer.Option(
+        "--detector", help="dlib detector: hog+cnn (finds more; ~1.2 s per shot and per lost face), hog (fastest), cnn."
+    ),
+]
 Person = Annotated[str, typer.Option("--person", help="main (the person seen in most frames) | all.")]
-Stride = Annotated[int, typer.Option("--stride", min=1, help="Run the network every K-th frame, interpolate between (1 = exact).")]
+Stride = Annotated[
+    int, typer.Option("--stride", min=1, help="Run the network every K-th frame, interpolate between (1 = exact).")
+]
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Frames per network batch.")]
 
 console = Console()
@@ -65,7 +78,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """Two-stream aural-visual affect analysis: train, export, annotate."""
 
@@ -126,15 +141,25 @@ def weights_download(name: str = typer.Argument(..., help="A name from `tsav wei
 def export(
     checkpoint: Optional[str] = typer.Argument(None, help="Checkpoint file or published name."),
     out: pathlib.Path = typer.Option(pathlib.Path("export"), "--out", "-o", help="Output directory."),
-    onnx: bool = typer.Option(False, "--onnx", help="visual.onnx, aural.onnx, fusion.onnx (default with --torchscript)."),
+    onnx: bool = typer.Option(
+        False, "--onnx", help="visual.onnx, aural.onnx, fusion.onnx (default with --torchscript)."
+    ),
     torchscript: bool = typer.Option(False, "--torchscript", help="tsav.ts, the whole network (default with --onnx)."),
-    trt: bool = typer.Option(False, "--trt", help="TensorRT engines built from the ONNX graphs (needs TensorRT 10 and a GPU)."),
+    trt: bool = typer.Option(
+        False, "--trt", help="TensorRT engines built from the ONNX graphs (needs TensorRT 10 and a GPU)."
+    ),
     fp16: bool = typer.Option(False, "--fp16", help="FP16 TensorRT engines."),
-    int8: bool = typer.Option(False, "--int8", help="Also int8 visual/aural ONNX graphs (engine onnx-int8), calibrated on --calibrate videos."),
-    calibrate: list[pathlib.Path] = typer.Option([], "--calibrate", help="With --int8: a real recording to calibrate on (repeat for several)."),
+    int8: bool = typer.Option(
+        False, "--int8", help="Also int8 visual/aural ONNX graphs (engine onnx-int8), calibrated on --calibrate videos."
+    ),
+    calibrate: list[pathlib.Path] = typer.Option(
+        [], "--calibrate", help="With --int8: a real recording to calibrate on (repeat for several)."
+    ),
     opset: int = typer.Option(17, "--opset", help="ONNX opset (13-20)."),
     max_batch: int = typer.Option(32, "--max-batch", help="Largest batch of the TensorRT optimisation profiles."),
-    verify: Optional[pathlib.Path] = typer.Option(None, "--verify", help="Verify an export directory instead of exporting."),
+    verify: Optional[pathlib.Path] = typer.Option(
+        None, "--verify", help="Verify an export directory instead of exporting."
+    ),
 ) -> None:
     """Export a checkpoint to TorchScript / ONNX / TensorRT with verified parity, or verify an export."""
     if verify is not None:
@@ -146,30 +171,44 @@ def export(
         _print_parity(report)
         report.raise_for_failure()
         skipped = f"; {len(report.skipped)} check(s) skipped (see above)" if report.skipped else ""
-        console.print(f"[green]{verify}: every file matches its manifest and every artifact checked is within tolerance{skipped}[/]")
+        console.print(
+            f"[green]{verify}: every file matches its manifest and every artifact checked is within tolerance{skipped}[/]"
+        )
         return
     if checkpoint is None:
         raise TsavError("missing CHECKPOINT (a file or a published name), or --verify DIR")
     from .export.exporter import DEFAULT_FORMATS, Exporter
 
     formats = [name for name, wanted in (("onnx", onnx), ("torchscript", torchscript), ("tensorrt", trt)) if wanted]
-    exporter = Exporter(formats or DEFAULT_FORMATS, opset=opset, max_batch=max_batch, fp16=fp16, int8=int8, calibration=calibrate)
+    exporter = Exporter(
+        formats or DEFAULT_FORMATS, opset=opset, max_batch=max_batch, fp16=fp16, int8=int8, calibration=calibrate
+    )
     result = exporter(checkpoint, out)
     _print_parity(result.report)
     if int8:
         record = result.manifest["int8"]
-        console.print(f"int8 vs float32 on {record['agreement']['samples']} held-out real inputs: {json.dumps(record['agreement'])}", highlight=False)
+        console.print(
+            f"int8 vs float32 on {record['agreement']['samples']} held-out real inputs: {json.dumps(record['agreement'])}",
+            highlight=False,
+        )
     console.print(f"wrote {', '.join(result.files)} to {result.folder}")
 
 
 def _print_parity(report) -> None:
     # The probability column matters only where a tolerance applies to it (FP16 engines).
     with_prob = any(row.probability_tolerance is not None for row in report.rows)
-    columns = ["artifact", "output", "backend", "rel. error", "tol."] + (["prob. error"] if with_prob else []) + ["status"]
+    columns = (
+        ["artifact", "output", "backend", "rel. error", "tol."] + (["prob. error"] if with_prob else []) + ["status"]
+    )
     table = Table(*columns, title=f"parity: {report.folder}")
     for row in report.rows:
-        cells = [row.artifact, row.output, row.backend, "-" if row.max_error is None else f"{row.max_error:.1e}",
-                 "-" if row.tolerance is None else f"{row.tolerance:.0e}"]
+        cells = [
+            row.artifact,
+            row.output,
+            row.backend,
+            "-" if row.max_error is None else f"{row.max_error:.1e}",
+            "-" if row.tolerance is None else f"{row.tolerance:.0e}",
+        ]
         if with_prob:
             cells.append("-" if row.probability_error is None else f"{row.probability_error:.1e}")
         table.add_row(*cells, {"ok": "[green]ok", "skipped": "[yellow]skipped"}.get(row.status, "[red]FAILED"))
@@ -202,7 +241,9 @@ def annotate(
     table_format: str = typer.Option("csv", "--table", help="Per-frame table: csv | parquet | both."),
     stride: Stride = 1,
     batch_size: BatchSize = 8,
-    au_threshold: float = typer.Option(0.5, "--au-threshold", help="AU probability threshold, strictly between 0 and 1 (0.6225 = the authors' writer)."),
+    au_threshold: float = typer.Option(
+        0.5, "--au-threshold", help="AU probability threshold, strictly between 0 and 1 (0.6225 = the authors' writer)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo videos whose outputs are complete."),
 ) -> None:
     """Annotate videos with valence, arousal, expressions and action units (ABAW files, table, plot, overlay)."""
@@ -221,8 +262,16 @@ def annotate(
     if not (weights or model):
         raise TsavError(NO_WEIGHTS)
     predictor = Predictor(
-        weights, model, engine=engine, device=device, faces=faces, detector=detector, person=person,
-        stride=stride, batch_size=batch_size, au_threshold=au_threshold,
+        weights,
+        model,
+        engine=engine,
+        device=device,
+        faces=faces,
+        detector=detector,
+        person=person,
+        stride=stride,
+        batch_size=batch_size,
+        au_threshold=au_threshold,
     )
     err_console.print(predictor.describe(), highlight=False)
     outputs = OutputOptions(overlay=overlay, plot=plot, overwrite=overwrite, table=table_format)
@@ -242,17 +291,33 @@ def annotate(
     todo, names = [], {}
     for video in videos:
         if video.stem in names:
-            fail(video, f"{video}: same name as {names[video.stem]}; ABAW files are named by video, annotate it into another --out")
+            fail(
+                video,
+                f"{video}: same name as {names[video.stem]}; ABAW files are named by video, annotate it into another --out",
+            )
         elif not overwrite and is_complete(out, video.stem, outputs):
             names[video.stem] = video
             record = read_record(out, video.stem) or {}
-            table.add_row(video.name, "[cyan]skipped", str(record.get("frames", "")), "", "", "", "outputs complete (use --overwrite to redo)")
+            table.add_row(
+                video.name,
+                "[cyan]skipped",
+                str(record.get("frames", "")),
+                "",
+                "",
+                "",
+                "outputs complete (use --overwrite to redo)",
+            )
         else:
             names[video.stem] = video
             todo.append(video)
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err_console, transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
     ) as bar:
         tasks: dict[str, int] = {}
 
@@ -263,7 +328,9 @@ def annotate(
                 total = probe(video).frame_count or None
             except TsavError:
                 total = None  # the Predictor reports what is wrong with the file
-            tasks.update({stage: bar.add_task(f"{video.name} {stage}", total=total, rate="") for stage in ("faces", "network")})
+            tasks.update(
+                {stage: bar.add_task(f"{video.name} {stage}", total=total, rate="") for stage in ("faces", "network")}
+            )
 
         def advance(stage: str, n: int) -> None:
             bar.advance(tasks[stage], n)
@@ -288,10 +355,21 @@ def annotate(
             info = {**annotation.result.info, **annotation.info}
             frames, wall = info["frames"], info["wall_s"]
             found = ", ".join(str(v) for v in info.get("faces_found", {}).values())
-            table.add_row(annotation.video.name, "[green]done", str(frames), found, str(wall), f"{frames / wall:.1f}" if wall else "", "; ".join(info.get("warnings", []))[:60])
+            table.add_row(
+                annotation.video.name,
+                "[green]done",
+                str(frames),
+                found,
+                str(wall),
+                f"{frames / wall:.1f}" if wall else "",
+                "; ".join(info.get("warnings", []))[:60],
+            )
     write_summary(out)
     console.print(table)
-    console.print(f"results in {out}/ (VA_Set, EXPR_Set, AU_Set, <name>.{'csv' if table_format != 'parquet' else 'parquet'}, summary.json)", highlight=False)
+    console.print(
+        f"results in {out}/ (VA_Set, EXPR_Set, AU_Set, <name>.{'csv' if table_format != 'parquet' else 'parquet'}, summary.json)",
+        highlight=False,
+    )
     if failed and failed == len(problems) + len(videos):
         raise typer.Exit(1)
 
@@ -299,7 +377,9 @@ def annotate(
 @app.command()
 @user_errors
 def bench(
-    video: pathlib.Path = typer.Argument(..., help="A video (the issue's benchmark: ../shared/media/pexels_woman_silent_audio.mp4)."),
+    video: pathlib.Path = typer.Argument(
+        ..., help="A video (the issue's benchmark: ../shared/media/pexels_woman_silent_audio.mp4)."
+    ),
     weights: Weights = None,
     model: ExportDir = None,
     engine: EngineName = "auto",
@@ -330,24 +410,53 @@ def bench(
     backend = get_backend(faces, detector=detector)
     options = AnnotateOptions(person=person, stride=stride, batch_size=batch_size)
     with err_console.status("benchmark") as status:
-        report = bench_video(video, backend, runtime, options, device=device, progress=lambda s: status.update(f"benchmark: {s}"))
+        report = bench_video(
+            video, backend, runtime, options, device=device, progress=lambda s: status.update(f"benchmark: {s}")
+        )
     data = report.to_dict()
     if as_json:
         console.print_json(json.dumps(data))
         return
     ceiling = data["ceiling"]
-    table = Table("stage", "frames/s", "x ceiling", "seconds", "GFLOP/s", "of matmul",
-                  title=f"{video.name}: {data['frames']} frames, stride {stride}, batch {batch_size}")
+    table = Table(
+        "stage",
+        "frames/s",
+        "x ceiling",
+        "seconds",
+        "GFLOP/s",
+        "of matmul",
+        title=f"{video.name}: {data['frames']} frames, stride {stride}, batch {batch_size}",
+    )
     for name, stage in data["stages"].items():
         if stage["fps"] is None:  # the stage did not run on this video (e.g. no identity samples)
             table.add_row(name, "-", "-", "0", "", "")
             continue
-        table.add_row(name, f"{stage['fps']:.1f}", f"{stage['x_ceiling']:.2f}", f"{stage['seconds']:.2f}",
-                      str(stage.get("gflops", "")), f"{stage['fraction_of_matmul']:.0%}" if "fraction_of_matmul" in stage else "")
-    table.add_row("[bold]frontend", f"{data['frontend']['fps']:.1f}", f"{data['frontend']['fps'] / ceiling['fps']:.2f}", f"{data['frontend']['seconds']:.2f}", "", "")
+        table.add_row(
+            name,
+            f"{stage['fps']:.1f}",
+            f"{stage['x_ceiling']:.2f}",
+            f"{stage['seconds']:.2f}",
+            str(stage.get("gflops", "")),
+            f"{stage['fraction_of_matmul']:.0%}" if "fraction_of_matmul" in stage else "",
+        )
+    table.add_row(
+        "[bold]frontend",
+        f"{data['frontend']['fps']:.1f}",
+        f"{data['frontend']['fps'] / ceiling['fps']:.2f}",
+        f"{data['frontend']['seconds']:.2f}",
+        "",
+        "",
+    )
     if "end_to_end" in data:
         e2e = data["end_to_end"]
-        table.add_row("[bold]end to end", f"{e2e['fps']:.2f}", f"{e2e['fraction_of_ceiling']:.2f}", f"{e2e['seconds']:.2f}", "", "")
+        table.add_row(
+            "[bold]end to end",
+            f"{e2e['fps']:.2f}",
+            f"{e2e['fraction_of_ceiling']:.2f}",
+            f"{e2e['seconds']:.2f}",
+            "",
+            "",
+        )
     console.print(table)
     engine_name = "none (frontend only)" if runtime is None else runtime.selection or runtime.name
     console.print(
@@ -361,27 +470,41 @@ def bench(
 @app.command()
 @user_errors
 def demo(
-    out: pathlib.Path = typer.Option(pathlib.Path("tsav_demo"), "--out", "-o", help="Folder for everything the demo makes."),
+    out: pathlib.Path = typer.Option(
+        pathlib.Path("tsav_demo"), "--out", "-o", help="Folder for everything the demo makes."
+    ),
     steps: int = typer.Option(16, "--steps", min=1, help="Training steps of the toy model."),
 ) -> None:
     """The whole chain offline: synthetic data → preprocess → train a toy model → export → annotate with overlay."""
     from .demo import run_demo
 
-    console.print("[bold yellow]tsav demo[/]: everything below uses a toy model trained on synthetic data; "
-                  "its predictions mean nothing about real people.", highlight=False)
+    console.print(
+        "[bold yellow]tsav demo[/]: everything below uses a toy model trained on synthetic data; "
+        "its predictions mean nothing about real people.",
+        highlight=False,
+    )
     result = run_demo(out, steps=steps, say=lambda line: console.print(line, highlight=False))
     name = result.video.stem
     console.print(f"[green]done.[/] toy checkpoint {result.checkpoint}, ONNX export {result.export}", highlight=False)
-    console.print(f"annotations: {result.annotations}/{{VA_Set,EXPR_Set,AU_Set}}/{name}.txt, {name}.csv, {name}.png, {name}.overlay.mp4", highlight=False)
-    console.print("for real predictions: tsav annotate VIDEO --weights TSAV416k.pth.tar (or --weights tnt-sub1) --overlay", highlight=False)
+    console.print(
+        f"annotations: {result.annotations}/{{VA_Set,EXPR_Set,AU_Set}}/{name}.txt, {name}.csv, {name}.png, {name}.overlay.mp4",
+        highlight=False,
+    )
+    console.print(
+        "for real predictions: tsav annotate VIDEO --weights TSAV416k.pth.tar (or --weights tnt-sub1) --overlay",
+        highlight=False,
+    )
 
 
 @app.command()
 @user_errors
 def evaluate(
-    predictions_dir: pathlib.Path = typer.Argument(..., help="ABAW predictions: VA_Set/, EXPR_Set/, AU_Set/ with <name>.txt."),
+    predictions_dir: pathlib.Path = typer.Argument(
+        ..., help="ABAW predictions: VA_Set/, EXPR_Set/, AU_Set/ with <name>.txt."
+    ),
     labels_dir: pathlib.Path = typer.Argument(
-        ..., help="ABAW annotation root (its */Validation_Set folders are scored) or a folder laid out like the predictions."
+        ...,
+        help="ABAW annotation root (its */Validation_Set folders are scored) or a folder laid out like the predictions.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
@@ -403,7 +526,9 @@ def evaluate(
 @app.command()
 @user_errors
 def preprocess(
-    videos_dir: pathlib.Path = typer.Argument(..., help="Folder of videos (searched recursively, e.g. Aff-Wild2's batch folders)."),
+    videos_dir: pathlib.Path = typer.Argument(
+        ..., help="Folder of videos (searched recursively, e.g. Aff-Wild2's batch folders)."
+    ),
     out: pathlib.Path = typer.Option(..., "--out", "-o", help="Cache folder; run again to resume an interrupted run."),
     faces: FaceBackendName = "auto",
     workers: int = typer.Option(1, "--workers", "-j", help="Videos processed in parallel (processes)."),
@@ -413,7 +538,13 @@ def preprocess(
 
     from .train.preprocess import preprocess as run_preprocess
 
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console) as bar:
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+    ) as bar:
         task = bar.add_task("preprocessing", total=None)
 
         def on_video(stem: str, status: str, total: int) -> None:
@@ -423,7 +554,10 @@ def preprocess(
     table = Table(show_header=False, box=None)
     for key, value in (
         ("cache", str(report.cache)),
-        ("videos", f"{len(report.processed)} processed, {len(report.skipped)} already done, {len(report.failed)} failed"),
+        (
+            "videos",
+            f"{len(report.processed)} processed, {len(report.skipped)} already done, {len(report.failed)} failed",
+        ),
         ("frames", f"{report.frames} ({sum(e['faces'] for e in report.entries.values())} with a face)"),
         ("size", f"{report.bytes / 1e6:.1f} MB, {report.bytes_per_frame / 1e3:.2f} kB per frame"),
     ):
@@ -434,29 +568,51 @@ def preprocess(
     for stem, reason in report.failed.items():
         err_console.print(f"[red]failed:[/] {reason}", highlight=False, soft_wrap=True)
     if report.failed:
-        raise TsavError(f"{len(report.failed)} video(s) could not be preprocessed (listed above); fix or remove them and run again")
+        raise TsavError(
+            f"{len(report.failed)} video(s) could not be preprocessed (listed above); fix or remove them and run again"
+        )
 
 
 @app.command()
 @user_errors
 def train(
-    annotations: pathlib.Path = typer.Argument(..., help="ABAW annotation root (VA_Set/, EXPR_Set/, AU_Set/ with train and validation folders)."),
-    cache: Optional[pathlib.Path] = typer.Option(None, "--cache", help="Preprocess cache (tsav preprocess VIDEOS --out CACHE)."),
-    out: pathlib.Path = typer.Option(pathlib.Path("runs/tsav"), "--out", "-o", help="Run folder: checkpoints, curves, state for --resume."),
+    annotations: pathlib.Path = typer.Argument(
+        ..., help="ABAW annotation root (VA_Set/, EXPR_Set/, AU_Set/ with train and validation folders)."
+    ),
+    cache: Optional[pathlib.Path] = typer.Option(
+        None, "--cache", help="Preprocess cache (tsav preprocess VIDEOS --out CACHE)."
+    ),
+    out: pathlib.Path = typer.Option(
+        pathlib.Path("runs/tsav"), "--out", "-o", help="Run folder: checkpoints, curves, state for --resume."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only read the labels and print their statistics."),
     as_json: bool = typer.Option(False, "--json", help="With --dry-run: print JSON."),
-    videos: Optional[pathlib.Path] = typer.Option(None, "--videos", help="With --dry-run: also list annotations without a video here."),
-    arch: str = typer.Option("paper", "--arch", help="paper (42.5 M parameters) or reduced (narrow, for CPU tests and demos)."),
-    pretrained: str = typer.Option("auto", "--pretrained", help="Visual stream init: a weights name or file, 'none'; auto = Kinetics-400 for the paper network."),
+    videos: Optional[pathlib.Path] = typer.Option(
+        None, "--videos", help="With --dry-run: also list annotations without a video here."
+    ),
+    arch: str = typer.Option(
+        "paper", "--arch", help="paper (42.5 M parameters) or reduced (narrow, for CPU tests and demos)."
+    ),
+    pretrained: str = typer.Option(
+        "auto",
+        "--pretrained",
+        help="Visual stream init: a weights name or file, 'none'; auto = Kinetics-400 for the paper network.",
+    ),
     steps: int = typer.Option(3000, "--steps", help="Most training steps."),
     batch: int = typer.Option(320, "--batch", help="Clips per step (over all processes)."),
-    micro_batch: int = typer.Option(32, "--micro-batch", help="Clips per forward pass; gradients accumulate to --batch."),
+    micro_batch: int = typer.Option(
+        32, "--micro-batch", help="Clips per forward pass; gradients accumulate to --batch."
+    ),
     lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
     val_every: int = typer.Option(100, "--val-every", help="Validate every N steps."),
     val_stride: int = typer.Option(1, "--val-stride", help="Score every N-th annotated validation frame."),
     patience: int = typer.Option(10, "--patience", help="Stop after N validations without improvement (0: never)."),
-    pseudo: list[str] = typer.Option(["valence"], "--pseudo", help="Pseudo labels: valence, arousal, expression (repeat the option)."),
-    final: bool = typer.Option(False, "--final", help="Then train on train + validation for 1.25x the best step count (final.pt)."),
+    pseudo: list[str] = typer.Option(
+        ["valence"], "--pseudo", help="Pseudo labels: valence, arousal, expression (repeat the option)."
+    ),
+    final: bool = typer.Option(
+        False, "--final", help="Then train on train + validation for 1.25x the best step count (final.pt)."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last saved state."),
     workers: int = typer.Option(4, "--workers", "-j", help="Data loader processes (per training process)."),
     amp: str = typer.Option("auto", "--amp", help="Mixed precision on GPU: auto, bf16, fp16, off."),
@@ -473,8 +629,12 @@ def train(
             return
         table = Table("split", "annotations", "frames", "labelled", "removed", "pseudo")
         for split, values in stats["splits"].items():
-            table.add_row(split, str(values["annotations"]), str(values["frames"]),
-                          *(", ".join(f"{k} {v}" for k, v in values[key].items()) for key in ("labelled", "removed", "pseudo")))
+            table.add_row(
+                split,
+                str(values["annotations"]),
+                str(values["frames"]),
+                *(", ".join(f"{k} {v}" for k, v in values[key].items()) for key in ("labelled", "removed", "pseudo")),
+            )
         console.print(table)
         for path in stats.get("videos", {}).get("missing", []):
             console.print(f"[yellow]no video for[/] {path}", highlight=False)
@@ -485,12 +645,30 @@ def train(
     from .train.trainer import train as run_training
 
     config = TrainConfig(
-        annotations=annotations, cache=cache, out=out, arch=arch, pretrained=pretrained, steps=steps, batch=batch,
-        micro_batch=micro_batch, lr=lr, val_every=val_every, val_stride=val_stride, patience=patience,
-        pseudo=tuple(pseudo), final=final, resume=resume, workers=workers, amp=amp, device=device, seed=seed,
+        annotations=annotations,
+        cache=cache,
+        out=out,
+        arch=arch,
+        pretrained=pretrained,
+        steps=steps,
+        batch=batch,
+        micro_batch=micro_batch,
+        lr=lr,
+        val_every=val_every,
+        val_stride=val_stride,
+        patience=patience,
+        pseudo=tuple(pseudo),
+        final=final,
+        resume=resume,
+        workers=workers,
+        amp=amp,
+        device=device,
+        seed=seed,
     )
     result = run_training(config, log=lambda text: console.print(text, highlight=False), table=_print_validation)
-    console.print(f"best step {result.best_step}: criterion {result.best_scores.get('criterion', float('nan')):.4f} -> {result.best_checkpoint}")
+    console.print(
+        f"best step {result.best_step}: criterion {result.best_scores.get('criterion', float('nan')):.4f} -> {result.best_checkpoint}"
+    )
     if result.final_checkpoint is not None:
         console.print(f"final model (train + validation) -> {result.final_checkpoint}")
 
@@ -498,7 +676,10 @@ def train(
 def _print_validation(row: dict, best: dict, improved: bool) -> None:
     columns = ("step", "train_loss", "ccc_valence", "ccc_arousal", "expr_criterion", "au_criterion", "criterion")
     table = Table(*columns, "best", title="validation")
-    table.add_row(*(str(row[c]) if c == "step" else f"{row[c]:.4f}" for c in columns), "[green]new best" if improved else f"{best.get('criterion', float('nan')):.4f}")
+    table.add_row(
+        *(str(row[c]) if c == "step" else f"{row[c]:.4f}" for c in columns),
+        "[green]new best" if improved else f"{best.get('criterion', float('nan')):.4f}",
+    )
     console.print(table)
 
 

@@ -15,6 +15,7 @@ Rules fixed here (and tested):
   that have already arrived, so :class:`ClipAssembler` can reproduce it while streaming. With a
   single frame there is no interval and every earlier clip position is black.
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -140,9 +141,7 @@ class ClipAssembler:
         """How many normalized crops are held (the memory bound: ~1.4 s of frames plus one)."""
         return len(self._buffer)
 
-    def push(
-        self, time: float, crop: np.ndarray | None, out: np.ndarray | None = None
-    ) -> np.ndarray:
+    def push(self, time: float, crop: np.ndarray | None, out: np.ndarray | None = None) -> np.ndarray:
         """Add the next frame; return its clip ``[4, 8, 112, 112]`` (written into ``out`` if given,
         e.g. a slot of a preallocated batch)."""
         if self._buffer and time <= self._buffer[-1][0]:

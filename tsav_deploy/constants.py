@@ -3,6 +3,7 @@
 Everything that training and inference must agree on lives here and is copied into every checkpoint
 and export manifest, so a file always says how its inputs were made.
 """
+
 from __future__ import annotations
 
 # --- model contract -------------------------------------------------------------------------------

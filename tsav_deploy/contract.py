@@ -5,6 +5,7 @@ inputs whose float32 features int8 exports store.
 ``manifest.json`` is written last (atomically) and read first: a runtime trusts a file only if the
 manifest names it and its SHA-256 still matches, so a half-finished or tampered export is never run.
 """
+
 from __future__ import annotations
 
 import json
@@ -89,7 +90,9 @@ class Manifest:
         if not path.is_file():
             raise ArtifactError(f"{path}: missing (the manifest lists it); re-export or copy the whole directory")
         if path.stat().st_size != entry["bytes"] or file_sha256(path) != entry["sha256"]:
-            raise ArtifactError(f"{path}: sha256 mismatch with {MANIFEST} (file changed or corrupted since export); re-export")
+            raise ArtifactError(
+                f"{path}: sha256 mismatch with {MANIFEST} (file changed or corrupted since export); re-export"
+            )
         return path
 
 
@@ -120,7 +123,9 @@ def read_manifest(folder: str | os.PathLike) -> Manifest:
         raise ArtifactError(f"{path}: incomplete manifest ({type(exc).__name__}: {exc})") from None
     for part, spec in expected.items():
         if _normalised(recorded_contract.get(part)) != _normalised(spec):
-            raise ArtifactError(f"{path}: the contract of '{part}' ({recorded_contract.get(part)}) is not this version's ({spec})")
+            raise ArtifactError(
+                f"{path}: the contract of '{part}' ({recorded_contract.get(part)}) is not this version's ({spec})"
+            )
     # A preprocessing difference between export and inference silently ruins predictions: refuse it.
     differences = preprocessing_differences(recorded_preprocessing)
     if differences:
@@ -128,7 +133,9 @@ def read_manifest(folder: str | os.PathLike) -> Manifest:
             f"{path}: exported with other preprocessing than this tsav-deploy feeds the network ({differences[0]}"
             f"{f' and {len(differences) - 1} more' if len(differences) > 1 else ''}); re-export from the checkpoint"
         )
-    if not isinstance(artifacts, dict) or not all(isinstance(e, dict) and {"sha256", "bytes"} <= e.keys() for e in artifacts.values()):
+    if not isinstance(artifacts, dict) or not all(
+        isinstance(e, dict) and {"sha256", "bytes"} <= e.keys() for e in artifacts.values()
+    ):
         raise ArtifactError(f"{path}: malformed 'artifacts' table")
     return manifest
 

@@ -6,6 +6,7 @@ verified parity, and annotate a held-out video with an overlay.
 The model is a toy: it learns the synthetic cues (brightness, loudness, tints, dots), so its numbers
 say nothing about real people. Real predictions need the authors' weights (``--weights``).
 """
+
 from __future__ import annotations
 
 import pathlib
@@ -43,11 +44,25 @@ def run_demo(out: str | pathlib.Path, *, steps: int = 16, say: Say = print) -> D
         say(f"    could not cache {stem}: {reason}")
     say(f"3/5 training the reduced network for {steps} steps on the CPU (a toy model)")
     config = TrainConfig(
-        annotations=data.annotations_dir, cache=out / "cache", out=out / "run", arch="reduced", pretrained="none",
-        steps=steps, batch=16, micro_batch=16, val_every=max(1, steps // 4), patience=0, workers=0, device="cpu",
+        annotations=data.annotations_dir,
+        cache=out / "cache",
+        out=out / "run",
+        arch="reduced",
+        pretrained="none",
+        steps=steps,
+        batch=16,
+        micro_batch=16,
+        val_every=max(1, steps // 4),
+        patience=0,
+        workers=0,
+        device="cpu",
     )
     result = train(config)
-    criteria = {k: round(result.best_scores[k], 3) for k in ("criterion", "ccc_valence", "ccc_arousal", "expr_criterion", "au_criterion") if k in result.best_scores}
+    criteria = {
+        k: round(result.best_scores[k], 3)
+        for k in ("criterion", "ccc_valence", "ccc_arousal", "expr_criterion", "au_criterion")
+        if k in result.best_scores
+    }
     say(f"    best validation at step {result.best_step}: {criteria}")
     say("4/5 exporting to ONNX and checking parity with PyTorch")
     export = Exporter(["onnx"])(result.best_checkpoint, out / "export").folder

@@ -2,6 +2,7 @@
 
 The CLI prints ``str(error)`` for these and never a traceback; anything else is a bug.
 """
+
 from __future__ import annotations
 
 

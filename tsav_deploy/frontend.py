@@ -8,6 +8,7 @@ keeps only boxes, landmarks and a few identity vectors per frame; once the whole
 people are known (who is the main person needs the whole video); pass 2 (:func:`iter_crops`) decodes
 again and aligns only the chosen people's faces, each frame once.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -72,7 +73,9 @@ def scan_faces(video: str | os.PathLike, backend: FaceBackend, *, progress: Prog
             if progress is not None:
                 progress(1)
         warnings = list(stream.warnings)
-    timeline = FaceTimeline(np.asarray(times, dtype=np.float64), track_faces(per_frame, backend.identity_threshold), shape, warnings)
+    timeline = FaceTimeline(
+        np.asarray(times, dtype=np.float64), track_faces(per_frame, backend.identity_threshold), shape, warnings
+    )
     release_free_memory()
     return timeline
 

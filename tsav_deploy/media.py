@@ -16,6 +16,7 @@ Damage found in the middle of a stream does not raise: what decodes is returned 
 reported as a warning string (``FrameStream.warnings``, the second value of ``read_audio``), so a
 batch annotation can list it per file and go on.
 """
+
 from __future__ import annotations
 
 import math
@@ -320,9 +321,7 @@ class FrameStream:
                 if size is None:
                     rgb = frame.to_ndarray(format="rgb24")
                 else:
-                    rgb = frame.to_ndarray(
-                        format="rgb24", width=size[0], height=size[1], interpolation="AREA"
-                    )
+                    rgb = frame.to_ndarray(format="rgb24", width=size[0], height=size[1], interpolation="AREA")
                 yield VideoFrame(index=index, time=time, rgb=_orient(rgb, signs))
                 index += 1
         finally:
@@ -537,18 +536,15 @@ def _alignment_notes(name: str, track: _AlignedTrack, length: int | None) -> lis
     limit = _ROUTINE_OFFSET_S * SAMPLE_RATE
     if track.first > limit:
         notes.append(
-            f"{name}: audio starts {track.first / SAMPLE_RATE:.2f} s after the first video frame; "
-            "padded with silence"
+            f"{name}: audio starts {track.first / SAMPLE_RATE:.2f} s after the first video frame; padded with silence"
         )
     elif track.first < -limit:
         notes.append(
-            f"{name}: audio starts {-track.first / SAMPLE_RATE:.2f} s before the first video "
-            "frame; that part was cut"
+            f"{name}: audio starts {-track.first / SAMPLE_RATE:.2f} s before the first video frame; that part was cut"
         )
     if length is not None and length - track.end > limit:
         notes.append(
-            f"{name}: audio ends {(length - track.end) / SAMPLE_RATE:.2f} s before the video; "
-            "padded with silence"
+            f"{name}: audio ends {(length - track.end) / SAMPLE_RATE:.2f} s before the video; padded with silence"
         )
     if track.resets:
         notes.append(
@@ -567,9 +563,7 @@ def resample_audio(wave: np.ndarray, sample_rate: int) -> np.ndarray:
     time_base = Fraction(1, sample_rate)
     pieces = []
     for start in range(0, len(wave), _RESAMPLE_CHUNK):
-        frame = av.AudioFrame.from_ndarray(
-            wave[None, start : start + _RESAMPLE_CHUNK], format="flt", layout="mono"
-        )
+        frame = av.AudioFrame.from_ndarray(wave[None, start : start + _RESAMPLE_CHUNK], format="flt", layout="mono")
         frame.sample_rate = sample_rate
         frame.pts = start
         frame.time_base = time_base

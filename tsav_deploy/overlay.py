@@ -1,5 +1,6 @@
 """Overlay video: the input's frames with the face box, valence/arousal, expression and AU bars,
 encoded with H.264 at the input's exact frame times, and the input's audio muxed back in."""
+
 from __future__ import annotations
 
 import pathlib
@@ -39,7 +40,9 @@ def draw_panel(image: np.ndarray, result: VideoResult, index: int) -> None:
         overlay = image[4 : 4 + rows * row_h + 4, x0 : x0 + panel_w]
         overlay[:] = (overlay * 0.45).astype(np.uint8)  # darken behind the text for legibility
         y = 4 + row_h
-        label = f"V {p.valence[index]:+.2f}  A {p.arousal[index]:+.2f}" + ("" if person.face_found[index] else "  (no face)")
+        label = f"V {p.valence[index]:+.2f}  A {p.arousal[index]:+.2f}" + (
+            "" if person.face_found[index] else "  (no face)"
+        )
         cv2.putText(image, label, (x0 + 3, y - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * scale, colour, 1, cv2.LINE_AA)
         y += row_h
         bars = [(e, p.expression_probs[index, i], i == p.expression[index]) for i, e in enumerate(EXPRESSIONS)]
@@ -49,7 +52,9 @@ def draw_panel(image: np.ndarray, result: VideoResult, index: int) -> None:
             bar_w = int((panel_w - text_w - 8) * float(value))
             fill = colour if chosen else (170, 170, 170)
             cv2.rectangle(image, (x0 + text_w, y - row_h + 4), (x0 + text_w + bar_w, y - 3), fill, -1)
-            cv2.putText(image, name, (x0 + 3, y - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.38 * scale, (255, 255, 255), 1, cv2.LINE_AA)
+            cv2.putText(
+                image, name, (x0 + 3, y - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.38 * scale, (255, 255, 255), 1, cv2.LINE_AA
+            )
             y += row_h
 
 

@@ -1,4 +1,5 @@
 """A timeline figure per video: valence/arousal, expression probabilities and action units over time."""
+
 from __future__ import annotations
 
 import pathlib
@@ -20,7 +21,9 @@ def write_plot(path: pathlib.Path, result: VideoResult, person_index: int = 0) -
 
     person = result.persons[person_index]
     p, t = person.predictions, result.times
-    fig, (ax_va, ax_ex, ax_au) = plt.subplots(3, 1, figsize=(11, 7), sharex=True, gridspec_kw={"height_ratios": [2, 1.4, 1.6]})
+    fig, (ax_va, ax_ex, ax_au) = plt.subplots(
+        3, 1, figsize=(11, 7), sharex=True, gridspec_kw={"height_ratios": [2, 1.4, 1.6]}
+    )
     title = f"{result.name}{person.suffix}: {result.frames} frames, face in {int(person.face_found.sum())}"
     ax_va.set_title(title, fontsize=10, loc="left")
     ax_va.plot(t, p.valence, label="valence", color="#1f77b4", lw=1.2)
@@ -37,7 +40,9 @@ def write_plot(path: pathlib.Path, result: VideoResult, person_index: int = 0) -
     ax_ex.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
 
     edges = np.concatenate([t[:1], (t[1:] + t[:-1]) / 2, t[-1:]]) if len(t) > 1 else np.array([0.0, 1.0])
-    mesh = ax_au.pcolormesh(edges, np.arange(len(ACTION_UNITS) + 1), p.au_probs.T, vmin=0, vmax=1, cmap="viridis", shading="flat")
+    mesh = ax_au.pcolormesh(
+        edges, np.arange(len(ACTION_UNITS) + 1), p.au_probs.T, vmin=0, vmax=1, cmap="viridis", shading="flat"
+    )
     ax_au.set_yticks(np.arange(len(ACTION_UNITS)) + 0.5, ACTION_UNITS, fontsize=7)
     ax_au.set_xlabel("time (s)")
     fig.colorbar(mesh, ax=ax_au, pad=0.01, fraction=0.03, label="P(AU)")

@@ -5,6 +5,7 @@ clipped to [-1, 1], 9–16 action-unit logits (sigmoid, then a threshold on the 
 The authors' writer rounded the clipped *raw* AU output, i.e. thresholded the logit at 0.5; that is
 a probability threshold of sigmoid(0.5) = 0.6225 (``AUTHORS_AU_THRESHOLD``).
 """
+
 from __future__ import annotations
 
 import math

@@ -5,6 +5,7 @@ while the device runs the network: all of them release the GIL in their heavy pa
 thread keeps the host busy instead of leaving the device idle between batches. (On the CPU the
 runtime takes every core itself; see :func:`~tsav_deploy.annotate.predict_people`.)
 """
+
 from __future__ import annotations
 
 import queue

@@ -1,5 +1,6 @@
 """What annotation produces for one video: per person, one row per decoded frame (Py-Feat style:
 one table), from which every writer (ABAW files, CSV, plot, overlay) reads."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -7,6 +7,7 @@ and renamed, and its SHA-256 is checked: against the registry where the hash is 
 against the hash recorded at the first download (trust on first use), so a later corrupted or
 swapped file is caught. ``--weights PATH`` never touches the network.
 """
+
 from __future__ import annotations
 
 import json
@@ -107,7 +108,14 @@ def _download(url: str, dest: pathlib.Path, *, progress: bool) -> None:
     try:
         with atomic_path(dest) as tmp, urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
-            with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), disable=not progress, transient=True) as bar:
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                disable=not progress,
+                transient=True,
+            ) as bar:
                 task = bar.add_task(f"downloading {dest.name}", total=total)
                 while block := response.read(1 << 20):
                     out.write(block)

@@ -1,4 +1,5 @@
 """Writers for the ABAW challenge files and the per-frame table (docs/outputs-and-training.md), all atomic."""
+
 from __future__ import annotations
 
 import csv
@@ -56,10 +57,15 @@ def table_rows(result: VideoResult):
             found = bool(person.face_found[i])
             box = person.boxes[i].tolist() if found else ["", "", "", ""]
             yield [
-                i, f"{t:.4f}", person.suffix.lstrip("_") or "main", int(found), person.track_id if found else -1,
+                i,
+                f"{t:.4f}",
+                person.suffix.lstrip("_") or "main",
+                int(found),
+                person.track_id if found else -1,
                 *(f"{b:.1f}" if b != "" else "" for b in box),
                 f"{person.scores[i]:.3f}" if found else "",
-                f"{p.valence[i]:.4f}", f"{p.arousal[i]:.4f}",
+                f"{p.valence[i]:.4f}",
+                f"{p.arousal[i]:.4f}",
                 *(f"{x:.4f}" for x in p.expression_probs[i]),
                 EXPRESSIONS[p.expression[i]],
                 *(f"{x:.4f}" for x in p.au_probs[i]),

@@ -1,4 +1,5 @@
 """What the user named on the command line, as a list of video files."""
+
 from __future__ import annotations
 
 import glob
@@ -6,7 +7,21 @@ import os
 import pathlib
 from collections.abc import Iterable
 
-VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts", ".mts"}
+VIDEO_SUFFIXES = {
+    ".mp4",
+    ".mov",
+    ".avi",
+    ".mkv",
+    ".webm",
+    ".m4v",
+    ".mpg",
+    ".mpeg",
+    ".wmv",
+    ".flv",
+    ".3gp",
+    ".ts",
+    ".mts",
+}
 
 
 def expand_inputs(inputs: Iterable[str]) -> tuple[list[pathlib.Path], list[tuple[pathlib.Path, str]]]:
@@ -24,7 +39,11 @@ def expand_inputs(inputs: Iterable[str]) -> tuple[list[pathlib.Path], list[tuple
         elif path.exists():
             videos.append(path)
         elif glob.has_magic(text):
-            found = sorted(pathlib.Path(p) for p in glob.glob(os.path.expanduser(text), recursive=True) if pathlib.Path(p).is_file())
+            found = sorted(
+                pathlib.Path(p)
+                for p in glob.glob(os.path.expanduser(text), recursive=True)
+                if pathlib.Path(p).is_file()
+            )
             if not found:
                 problems.append((path, f"{text}: the pattern matches no file"))
             videos += found

@@ -10,6 +10,7 @@ plus the console, ``tsav demo`` calls it, and so do users::
 Every option is checked when the Predictor is built, before a model is loaded or a video touched;
 a bad value is a :class:`~tsav_deploy.errors.TsavError` with one line.
 """
+
 from __future__ import annotations
 
 import os
@@ -62,7 +63,9 @@ class Predictor:
         _choice("faces", faces, BACKEND_CHOICES)
         _choice("detector", detector, DETECTORS)
         if faces == "insightface" and detector != "hog+cnn":
-            raise TsavError(f"detector {detector!r} is a dlib detector; the insightface backend has its own (drop the detector option)")
+            raise TsavError(
+                f"detector {detector!r} is a dlib detector; the insightface backend has its own (drop the detector option)"
+            )
         self.options = AnnotateOptions(person=person, stride=stride, batch_size=batch_size, au_threshold=au_threshold)
         parse_device(device)
         self.engine = Engine.load(model or weights, engine=engine, device=device)

@@ -4,6 +4,7 @@ Each video's outputs are written under temporary names and renamed; its record
 ``<out>/.tsav/<name>.json`` is written last, so a video counts as done only when the record and
 every file it lists exist. ``summary.json`` gathers the records of all videos in the folder.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,9 @@ class OutputOptions:
 
     def wanted(self, name: str) -> list[str]:
         """Files asked for this time beyond the ABAW files."""
-        tables = {"csv": [f"{name}.csv"], "parquet": [f"{name}.parquet"], "both": [f"{name}.csv", f"{name}.parquet"]}[self.table]
+        tables = {"csv": [f"{name}.csv"], "parquet": [f"{name}.parquet"], "both": [f"{name}.csv", f"{name}.parquet"]}[
+            self.table
+        ]
         return tables + [f"{name}.png"] * self.plot + [f"{name}.overlay.mp4"] * self.overlay
 
 
@@ -100,5 +103,9 @@ def write_summary(out: pathlib.Path) -> pathlib.Path:
     records = {}
     for path in sorted((out / RECORDS).glob("*.json")):
         record = read_record(out, path.stem)
-        records[path.stem] = record if record is not None else {"error": f"{path}: unreadable record; the video is redone on the next run"}
+        records[path.stem] = (
+            record
+            if record is not None
+            else {"error": f"{path}: unreadable record; the video is redone on the next run"}
+        )
     return write_text(out / "summary.json", json.dumps({"videos": records}, indent=1))

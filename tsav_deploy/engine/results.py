@@ -1,5 +1,6 @@
 """What the Predictor returns for one video: an :class:`Annotation`, one table (Py-Feat style) that
 converts to pandas and writes every output file."""
+
 from __future__ import annotations
 
 import json
@@ -78,7 +79,9 @@ class Annotation:
         expression_probs = stack([p.expression_probs for p in predictions]).astype(np.float64)
         for k, name in enumerate(EXPRESSIONS):
             columns[f"p_{name}"] = np.round(expression_probs[:, k], 4)
-        columns["expression"] = pd.Categorical.from_codes(stack([p.expression for p in predictions]), categories=list(EXPRESSIONS))
+        columns["expression"] = pd.Categorical.from_codes(
+            stack([p.expression for p in predictions]), categories=list(EXPRESSIONS)
+        )
         au_probs = stack([p.au_probs for p in predictions]).astype(np.float64)
         decisions = stack([p.au for p in predictions]).astype(np.int64)
         for k, name in enumerate(ACTION_UNITS):
@@ -96,7 +99,9 @@ class Annotation:
             self.to_pandas().to_parquet(tmp, engine="pyarrow", index=False)
         return path
 
-    def save(self, out_dir: str | os.PathLike, *, overlay: bool = False, plot: bool = True, table: str = "csv") -> list[pathlib.Path]:
+    def save(
+        self, out_dir: str | os.PathLike, *, overlay: bool = False, plot: bool = True, table: str = "csv"
+    ) -> list[pathlib.Path]:
         """Write what ``tsav annotate`` writes into ``out_dir`` (ABAW files, table, plot, overlay,
         the record that marks the video complete); every file atomically. Returns the files."""
         if table not in TABLE_FORMATS:
@@ -105,7 +110,12 @@ class Annotation:
 
     def summary(self) -> dict:
         """What ``summary.json`` records of the video."""
-        return {"video": str(self.video), **(self.result.info if self.result else {}), **self.info, **({"error": self.error} if self.error else {})}
+        return {
+            "video": str(self.video),
+            **(self.result.info if self.result else {}),
+            **self.info,
+            **({"error": self.error} if self.error else {}),
+        }
 
     def __repr__(self) -> str:
         if not self.ok:

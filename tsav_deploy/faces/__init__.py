@@ -1,5 +1,6 @@
 """Faces: detection and 68 landmarks (dlib or insightface backends), people across a video, and the
 alignment and landmark mask that make the visual stream's input (docs/preprocessing.md)."""
+
 from .align import align_face, five_points, transform_points
 from .face import Face, FaceBackend, FaceBackendError
 from .mask import crop_and_mask, render_mask

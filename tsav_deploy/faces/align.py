@@ -4,6 +4,7 @@ ArcFace 112×112 template, and a bicubic warp with a black border.
 The model was trained on crops made exactly this way, so every step mirrors the authors' pipeline
 (skimage ``SimilarityTransform.estimate`` = Umeyama's method, then ``cv2.warpAffine``).
 """
+
 from __future__ import annotations
 
 import cv2
@@ -24,9 +25,7 @@ def five_points(landmarks68: np.ndarray) -> np.ndarray:
     lm = np.asarray(landmarks68, dtype=np.float64)
     if lm.shape != (68, 2):
         raise ValueError(f"expected landmarks of shape (68, 2), got {lm.shape}")
-    return np.stack(
-        [lm[_LEFT_EYE].mean(0), lm[_RIGHT_EYE].mean(0), lm[_NOSE_TIP], lm[_MOUTH_LEFT], lm[_MOUTH_RIGHT]]
-    )
+    return np.stack([lm[_LEFT_EYE].mean(0), lm[_RIGHT_EYE].mean(0), lm[_NOSE_TIP], lm[_MOUTH_LEFT], lm[_MOUTH_RIGHT]])
 
 
 def similarity_matrix(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ computes descriptors only at the start of a tracklet. The CNN finds what HOG mis
 occluded faces); ``detector="hog+cnn"`` spends it where it pays most: on a shot's first frame and on a
 small region around a tracked face that HOG lost.
 """
+
 from __future__ import annotations
 
 import importlib.util

@@ -1,4 +1,5 @@
 """What every face backend returns, and the small interface the video tracker drives them through."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -5,6 +5,7 @@ The pack is ~280 MB and downloads into insightface's cache on first use. ``auto`
 for it locally (:func:`is_available`); an explicit request may download it through insightface's own
 download code.
 """
+
 from __future__ import annotations
 
 import os

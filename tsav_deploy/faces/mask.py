@@ -4,6 +4,7 @@ Pixel-identical to the authors' ``draw_mask``: integer landmarks (``np.rint``), 
 polylines in a fixed order, later ones drawn over earlier ones. OpenCV clips lines that leave the crop,
 so landmarks outside it still draw the visible part of their segments.
 """
+
 from __future__ import annotations
 
 import cv2

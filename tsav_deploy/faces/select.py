@@ -1,4 +1,5 @@
 """``--faces auto|insightface|dlib``: which backend runs."""
+
 from __future__ import annotations
 
 import os

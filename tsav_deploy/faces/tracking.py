@@ -7,6 +7,7 @@ between consecutive frames. Tracklets are then joined into people by average-lin
 embeddings, never joining two that share a frame (one person is not in two places), so a person who
 is cut away from and comes back keeps one id.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -18,6 +18,7 @@ two cores instead of taking turns. Only the frame after a lost face needs a dete
 CNN, which a shot's first frame gets, holds the GIL for its whole call, about 1.2 s on a 640x360 frame,
 so that one still runs alone; its HOG detector releases the GIL.)
 """
+
 from __future__ import annotations
 
 from collections import deque

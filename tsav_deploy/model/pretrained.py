@@ -5,6 +5,7 @@ channels 0–2 of the 4-channel stem (the mask channel keeps its fresh initialis
 authors' VideoModel); the aural stream optionally starts from ImageNet ResNet-18 with ``conv1``
 averaged over RGB (the authors' AudioModel(pretrained=True)).
 """
+
 from __future__ import annotations
 
 import pathlib
@@ -19,7 +20,9 @@ def _read_backbone(path: pathlib.Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any unreadable file is the user's to fix, reported in one line
-        raise CheckpointError(f"{path}: not a readable torchvision weight file ({str(exc).splitlines()[0][:120]})") from None
+        raise CheckpointError(
+            f"{path}: not a readable torchvision weight file ({str(exc).splitlines()[0][:120]})"
+        ) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: not a torchvision state_dict")
     return state

@@ -3,6 +3,7 @@
 Every 3x3x3 convolution is factorised into a spatial (1x3x3) and a temporal (3x1x1) one, with the
 intermediate width chosen so the parameter count matches the full 3-D convolution.
 """
+
 from __future__ import annotations
 
 import torch
@@ -30,7 +31,9 @@ class BasicBlock3d(nn.Module):
         super().__init__()
         # torchvision sizes both factorised convolutions of a block from its *input* width.
         mid = midplanes(inplanes, planes)
-        self.conv1 = nn.Sequential(Conv2Plus1D(inplanes, planes, mid, stride), nn.BatchNorm3d(planes), nn.ReLU(inplace=True))
+        self.conv1 = nn.Sequential(
+            Conv2Plus1D(inplanes, planes, mid, stride), nn.BatchNorm3d(planes), nn.ReLU(inplace=True)
+        )
         self.conv2 = nn.Sequential(Conv2Plus1D(planes, planes, mid), nn.BatchNorm3d(planes))
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
@@ -47,7 +50,9 @@ class R2Plus1D18(nn.Module):
     ``widths`` shrinks the network for CPU tests; the default is the paper's.
     """
 
-    def __init__(self, in_channels: int = 4, widths: tuple[int, int, int, int] = (64, 128, 256, 512), stem_mid: int = 45):
+    def __init__(
+        self, in_channels: int = 4, widths: tuple[int, int, int, int] = (64, 128, 256, 512), stem_mid: int = 45
+    ):
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv3d(in_channels, stem_mid, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False),
@@ -57,7 +62,9 @@ class R2Plus1D18(nn.Module):
             nn.BatchNorm3d(widths[0]),
             nn.ReLU(inplace=True),
         )
-        self.layer1, self.layer2, self.layer3, self.layer4 = make_stages(BasicBlock3d, nn.Conv3d, nn.BatchNorm3d, widths)
+        self.layer1, self.layer2, self.layer3, self.layer4 = make_stages(
+            BasicBlock3d, nn.Conv3d, nn.BatchNorm3d, widths
+        )
         self.avgpool = nn.AdaptiveAvgPool3d(1)
         self.fc = nn.Identity()
         self.out_features = widths[3]

@@ -3,6 +3,7 @@
 Only what TSAV needs: BasicBlock, a configurable stem width/input channels, and no classifier
 (``fc`` is an identity, as in the authors' model where it was replaced by ``Dummy()``).
 """
+
 from __future__ import annotations
 
 import torch
@@ -49,7 +50,9 @@ class ResNet18(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
-def make_stages(block: type[nn.Module], conv: type[nn.Module], bn: type[nn.Module], widths: tuple[int, ...]) -> list[nn.Sequential]:
+def make_stages(
+    block: type[nn.Module], conv: type[nn.Module], bn: type[nn.Module], widths: tuple[int, ...]
+) -> list[nn.Sequential]:
     """torchvision's four residual stages (``layer1``–``layer4``) of two blocks each; every stage
     but the first halves the resolution, with a 1x1 projection shortcut where the shape changes."""
     stages, inplanes = [], widths[0]

@@ -3,6 +3,7 @@
 Module names reproduce the authors' checkpoint keys exactly (``audio_model.resnet.*``,
 ``video_model.r2plus1d.*``, ``fc.1.*``) so their ``state_dict`` loads with ``strict=True``.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass

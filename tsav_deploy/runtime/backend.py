@@ -1,4 +1,5 @@
 """What every inference backend offers: the three parts of the network on batches of NumPy arrays."""
+
 from __future__ import annotations
 
 from typing import Union

@@ -5,6 +5,7 @@ against their manifest) or a checkpoint (path or published name, run by PyTorch)
 network's three parts on batches: ``visual(clip)``, ``aural(spec)``, ``fusion(aural, visual)`` and
 ``engine(clip, spec)`` for the logits.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -24,8 +25,14 @@ from .backend import Array, Backend
 # the numerics; agreement with float32 is in the export's manifest).
 ENGINES = ("auto", "torch", "torchscript", "onnx", "onnx-int8", "openvino", "openvino-int8", "tensorrt")
 # The artifact format each engine runs: OpenVINO reads the ONNX files.
-ARTIFACT_FORMAT = {"torchscript": "torchscript", "onnx": "onnx", "onnx-int8": "onnx-int8", "openvino": "onnx",
-                   "openvino-int8": "onnx-int8", "tensorrt": "tensorrt"}
+ARTIFACT_FORMAT = {
+    "torchscript": "torchscript",
+    "onnx": "onnx",
+    "onnx-int8": "onnx-int8",
+    "openvino": "onnx",
+    "openvino-int8": "onnx-int8",
+    "tensorrt": "tensorrt",
+}
 # What `auto` tries, fastest first. CPU: measured with the paper-size network on a 2-core AVX-512 VM
 # (torch 2.13, ONNX Runtime 1.32, OpenVINO 2026.4, batch 8): the visual stream ran at 0.97 of the fp32
 # matmul rate in OpenVINO, 0.52-0.61 in ONNX Runtime and 0.23-0.48 in torch eager (channels-last
@@ -73,7 +80,9 @@ class Engine:
         path = pathlib.Path(os.fspath(source)).expanduser()
         if path.is_dir():
             if compile or engine == "torch":
-                raise ArtifactError(f"{path}: an export directory holds no PyTorch checkpoint; use engine torchscript/onnx/tensorrt or pass the checkpoint")
+                raise ArtifactError(
+                    f"{path}: an export directory holds no PyTorch checkpoint; use engine torchscript/onnx/tensorrt or pass the checkpoint"
+                )
             manifest = read_manifest(path)
             if engine == "auto":
                 engine, selection = _auto(manifest, dev)
@@ -83,7 +92,9 @@ class Engine:
             constants = _constant_features(manifest) if backend.precision == "int8" else None
             return cls(backend, manifest.config, manifest=manifest, selection=selection, constants=constants)
         if engine not in ("auto", "torch"):
-            raise ArtifactError(f"{source}: the {engine} engine needs an export directory (tsav export CHECKPOINT --out DIR)")
+            raise ArtifactError(
+                f"{source}: the {engine} engine needs an export directory (tsav export CHECKPOINT --out DIR)"
+            )
         from ..checkpoint import load_checkpoint
         from ..weights import resolve
         from .torch_backend import TorchBackend

@@ -1,4 +1,5 @@
 """ONNX Runtime over the three exported graphs: CPU, CUDA or TensorRT execution providers."""
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,14 @@ class OnnxBackend(Backend):
         import onnxruntime as ort
         from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
-        load_errors = (ort_errors.Fail, ort_errors.InvalidProtobuf, ort_errors.InvalidGraph, ort_errors.NoSuchFile,
-                       ort_errors.InvalidArgument, ort_errors.RuntimeException)
+        load_errors = (
+            ort_errors.Fail,
+            ort_errors.InvalidProtobuf,
+            ort_errors.InvalidGraph,
+            ort_errors.NoSuchFile,
+            ort_errors.InvalidArgument,
+            ort_errors.RuntimeException,
+        )
         self.device = device
         self.folder = manifest.folder
         if int8:
@@ -47,9 +54,17 @@ class OnnxBackend(Backend):
             try:
                 session = ort.InferenceSession(str(path), options, providers=providers)
             except load_errors as exc:
-                raise ArtifactError(f"{path}: ONNX Runtime cannot load it ({str(exc).strip().splitlines()[0][:160]})") from None
-            check_io({kind: [(arg.name, arg.shape, ORT_TYPES.get(arg.type, arg.type)) for arg in args]
-                      for kind, args in (("inputs", session.get_inputs()), ("outputs", session.get_outputs()))}, io[part], path)
+                raise ArtifactError(
+                    f"{path}: ONNX Runtime cannot load it ({str(exc).strip().splitlines()[0][:160]})"
+                ) from None
+            check_io(
+                {
+                    kind: [(arg.name, arg.shape, ORT_TYPES.get(arg.type, arg.type)) for arg in args]
+                    for kind, args in (("inputs", session.get_inputs()), ("outputs", session.get_outputs()))
+                },
+                io[part],
+                path,
+            )
             self._sessions[part] = session
         self.providers = self._sessions["visual"].get_providers()
 
@@ -60,8 +75,15 @@ class OnnxBackend(Backend):
     def describe(self) -> dict:
         import onnxruntime as ort
 
-        return {"backend": self.name, "device": str(self.device), "source": str(self.folder), "providers": self.providers,
-                "onnxruntime": ort.__version__, "intra_op_threads": physical_cores(), "precision": self.precision}
+        return {
+            "backend": self.name,
+            "device": str(self.device),
+            "source": str(self.folder),
+            "providers": self.providers,
+            "onnxruntime": ort.__version__,
+            "intra_op_threads": physical_cores(),
+            "precision": self.precision,
+        }
 
 
 def _providers(ort, device: torch.device, folder: pathlib.Path, inputs: dict, max_batch: int) -> list:
@@ -69,7 +91,9 @@ def _providers(ort, device: torch.device, folder: pathlib.Path, inputs: dict, ma
         return ["CPUExecutionProvider"]
     available = ort.get_available_providers()
     if "CUDAExecutionProvider" not in available:
-        raise TsavError(f"onnxruntime {ort.__version__} has no CUDAExecutionProvider (install onnxruntime-gpu); use device='cpu'")
+        raise TsavError(
+            f"onnxruntime {ort.__version__} has no CUDAExecutionProvider (install onnxruntime-gpu); use device='cpu'"
+        )
     cuda = ("CUDAExecutionProvider", {"device_id": device.index or 0})
     if "TensorrtExecutionProvider" not in available:
         return [cuda, "CPUExecutionProvider"]
@@ -78,15 +102,18 @@ def _providers(ort, device: torch.device, folder: pathlib.Path, inputs: dict, ma
     def shapes(batch: int) -> str:
         return ",".join(f"{name}:{'x'.join(map(str, [batch, *spec['shape'][1:]]))}" for name, spec in inputs.items())
 
-    tensorrt = ("TensorrtExecutionProvider", {
-        "device_id": device.index or 0,
-        "trt_engine_cache_enable": True,
-        "trt_engine_cache_path": str(folder / "ort_trt_cache"),
-        "trt_timing_cache_enable": True,
-        "trt_profile_min_shapes": shapes(1),
-        "trt_profile_opt_shapes": shapes(max(1, max_batch // 2)),
-        "trt_profile_max_shapes": shapes(max_batch),
-    })
+    tensorrt = (
+        "TensorrtExecutionProvider",
+        {
+            "device_id": device.index or 0,
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(folder / "ort_trt_cache"),
+            "trt_timing_cache_enable": True,
+            "trt_profile_min_shapes": shapes(1),
+            "trt_profile_opt_shapes": shapes(max(1, max_batch // 2)),
+            "trt_profile_max_shapes": shapes(max_batch),
+        },
+    )
     return [tensorrt, cuda, "CPUExecutionProvider"]
 
 

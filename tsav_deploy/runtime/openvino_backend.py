@@ -5,6 +5,7 @@ at 0.97 of the fp32 matmul rate on the 2-core AVX-512 machine this was written o
 Runtime reaches 0.52-0.61; on the int8 graphs of ``tsav export --int8`` it runs 4-5x as fast as ONNX
 Runtime (VNNI/AMX kernels). It reads the same ``*.onnx`` files, so an export needs nothing extra.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,7 +22,9 @@ class OpenVinoBackend(Backend):
 
     def __init__(self, manifest: Manifest, *, device: torch.device, check_hashes: bool = True, int8: bool = False):
         if device.type != "cpu":
-            raise TsavError(f"the openvino engine runs on the CPU, not {device}; use engine tensorrt/onnx/torchscript on CUDA")
+            raise TsavError(
+                f"the openvino engine runs on the CPU, not {device}; use engine tensorrt/onnx/torchscript on CUDA"
+            )
         try:
             import openvino as ov
         except ImportError:
@@ -37,7 +40,11 @@ class OpenVinoBackend(Backend):
         # split over them, so no core waits for another at every layer's end as in one stream over all
         # cores. Measured on 2 cores, paper network, end to end in 3 interleaved pairs: fp32 0.837 ->
         # 0.861 of the ceiling (means), int8 10.3 -> 9.8 s; the features are identical.
-        config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": physical_cores(), "PERFORMANCE_HINT": "THROUGHPUT"}
+        config = {
+            "INFERENCE_PRECISION_HINT": "f32",
+            "INFERENCE_NUM_THREADS": physical_cores(),
+            "PERFORMANCE_HINT": "THROUGHPUT",
+        }
         io = contract(manifest.config)
         self._requests = {}
         for part, name in onnx_files(manifest, int8).items():
@@ -48,13 +55,18 @@ class OpenVinoBackend(Backend):
             except RuntimeError as exc:
                 raise ArtifactError(f"{path}: OpenVINO cannot load it ({_last_line(exc)})") from None
             check_io(
-                {kind: [(port.get_any_name(), _shape(port), _dtype(port)) for port in ports]
-                 for kind, ports in (("inputs", model.inputs), ("outputs", model.outputs))},
-                io[part], path,
+                {
+                    kind: [(port.get_any_name(), _shape(port), _dtype(port)) for port in ports]
+                    for kind, ports in (("inputs", model.inputs), ("outputs", model.outputs))
+                },
+                io[part],
+                path,
             )
             # One request per stream (OpenVINO picks the count per model), reused: the annotate loop
             # calls each part from one thread.
-            self._requests[part] = [compiled.create_infer_request() for _ in range(compiled.get_property("NUM_STREAMS"))]
+            self._requests[part] = [
+                compiled.create_infer_request() for _ in range(compiled.get_property("NUM_STREAMS"))
+            ]
 
     def _run(self, part: str, *inputs: Array) -> np.ndarray:
         """The batch split into one contiguous chunk per stream, run at once (fewer for a small batch)."""
@@ -69,9 +81,15 @@ class OpenVinoBackend(Backend):
         return np.concatenate([r.get_output_tensor(0).data for r in used])  # copies: buffers are reused
 
     def describe(self) -> dict:
-        return {"backend": self.name, "device": str(self.device), "source": str(self.folder), "openvino": self.version,
-                "inference_threads": physical_cores(), "streams": {part: len(r) for part, r in self._requests.items()},
-                "precision": self.precision}
+        return {
+            "backend": self.name,
+            "device": str(self.device),
+            "source": str(self.folder),
+            "openvino": self.version,
+            "inference_threads": physical_cores(),
+            "streams": {part: len(r) for part, r in self._requests.items()},
+            "precision": self.precision,
+        }
 
 
 OV_TYPES = {"f32": "float32"}

@@ -5,6 +5,7 @@ Written against TensorRT 10's Python API (name-based I/O tensors): ``Runtime.des
 current CUDA stream. No TensorRT/GPU was available where this was written: see the README for what
 was verified on which hardware.
 """
+
 from __future__ import annotations
 
 import pathlib
@@ -22,7 +23,9 @@ def require_tensorrt():
     try:
         import tensorrt as trt
     except ImportError:
-        raise TsavError("TensorRT is not installed (pip install 'tensorrt>=10' on a machine with an NVIDIA GPU)") from None
+        raise TsavError(
+            "TensorRT is not installed (pip install 'tensorrt>=10' on a machine with an NVIDIA GPU)"
+        ) from None
     if int(trt.__version__.split(".")[0]) < 10:
         raise TsavError(f"TensorRT {trt.__version__} is too old: the engines use the TensorRT 10 API")
     return trt
@@ -41,17 +44,23 @@ class _EngineRunner:
         self.device = device
         self.engine = runtime.deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:
-            raise ArtifactError(f"{path}: TensorRT {trt.__version__} cannot deserialize it (built by another TensorRT version or for another GPU); re-export with --trt here")
+            raise ArtifactError(
+                f"{path}: TensorRT {trt.__version__} cannot deserialize it (built by another TensorRT version or for another GPU); re-export with --trt here"
+            )
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         if self.inputs != list(spec["inputs"]) or self.outputs != list(spec["outputs"]):
-            raise ArtifactError(f"{path}: engine I/O {self.inputs} -> {self.outputs} is not the contract's {list(spec['inputs'])} -> {list(spec['outputs'])}")
+            raise ArtifactError(
+                f"{path}: engine I/O {self.inputs} -> {self.outputs} is not the contract's {list(spec['inputs'])} -> {list(spec['outputs'])}"
+            )
         for name in self.inputs:
             shape = list(self.engine.get_tensor_shape(name))
             if shape[0] != -1 or shape[1:] != list(spec["inputs"][name]["shape"][1:]):
-                raise ArtifactError(f"{path}: input {name} has shape {shape}, the contract says {spec['inputs'][name]['shape']} (dynamic batch)")
+                raise ArtifactError(
+                    f"{path}: input {name} has shape {shape}, the contract says {spec['inputs'][name]['shape']} (dynamic batch)"
+                )
         # Profile 0's (min, opt, max) shapes; the batch axis bounds what one call accepts.
         self.max_batch = int(self.engine.get_tensor_profile_shape(self.inputs[0], 0)[2][0])
         self.dtypes = {n: _torch_dtype(trt, self.engine.get_tensor_dtype(n)) for n in names}
@@ -100,7 +109,13 @@ class TensorRTBackend(Backend):
         io = contract(manifest.config)
         with torch.cuda.device(self.device):
             self._engines = {
-                part: _EngineRunner(trt, self._runtime, manifest.checked_path(name) if check_hashes else manifest.folder / name, io[part], self.device)
+                part: _EngineRunner(
+                    trt,
+                    self._runtime,
+                    manifest.checked_path(name) if check_hashes else manifest.folder / name,
+                    io[part],
+                    self.device,
+                )
                 for part, name in files.items()
             }
         self.max_batch = min(e.max_batch for e in self._engines.values())
@@ -112,5 +127,11 @@ class TensorRTBackend(Backend):
         return self._engines[part](*inputs)
 
     def describe(self) -> dict:
-        return {"backend": self.name, "device": str(self.device), "source": str(self.folder), "tensorrt": self.tensorrt_version,
-                "precision": self.precisions, "max_batch": self.max_batch}
+        return {
+            "backend": self.name,
+            "device": str(self.device),
+            "source": str(self.folder),
+            "tensorrt": self.tensorrt_version,
+            "precision": self.precisions,
+            "max_batch": self.max_batch,
+        }

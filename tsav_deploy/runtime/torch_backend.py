@@ -3,6 +3,7 @@
 ``tsav.ts`` is traced with those methods next to ``forward`` (export/torchscript_export.py), so one
 file serves the whole network and each stream alone, exactly like the eager ``TSAV``.
 """
+
 from __future__ import annotations
 
 import pathlib
@@ -27,20 +28,28 @@ class TorchBackend(Backend):
         self._calls = {k: torch.compile(v) for k, v in calls.items()} if compile else calls
 
     @classmethod
-    def eager(cls, model: torch.nn.Module, *, device: torch.device, source: str, compile: bool = False) -> "TorchBackend":
+    def eager(
+        cls, model: torch.nn.Module, *, device: torch.device, source: str, compile: bool = False
+    ) -> "TorchBackend":
         return cls(model, name="torch", device=device, source=source, compile=compile)
 
     @classmethod
     def torchscript(cls, path: pathlib.Path, *, device: torch.device) -> "TorchBackend":
         try:
             with warnings.catch_warnings():  # deprecated in torch 2.13 (see export/torchscript_export.py)
-                warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=DeprecationWarning)
+                warnings.filterwarnings(
+                    "ignore", message=r"`torch\.jit\.\w+` is deprecated", category=DeprecationWarning
+                )
                 module = torch.jit.load(str(path), map_location=device)
         except (RuntimeError, ValueError) as exc:
-            raise ArtifactError(f"{path}: not a loadable TorchScript file ({str(exc).strip().splitlines()[0][:120]})") from None
+            raise ArtifactError(
+                f"{path}: not a loadable TorchScript file ({str(exc).strip().splitlines()[0][:120]})"
+            ) from None
         missing = [m for m in ("visual", "aural", "fusion") if not hasattr(module, m)]
         if missing:
-            raise ArtifactError(f"{path}: TorchScript module lacks {', '.join(missing)}(); re-export with this tsav-deploy")
+            raise ArtifactError(
+                f"{path}: TorchScript module lacks {', '.join(missing)}(); re-export with this tsav-deploy"
+            )
         return cls(module, name="torchscript", device=device, source=str(path))
 
     def _run(self, call: str, *xs: Array) -> np.ndarray:
@@ -52,4 +61,10 @@ class TorchBackend(Backend):
         return self._run("network", clip, spec)
 
     def describe(self) -> dict:
-        return {"backend": self.name, "device": str(self.device), "source": self.source, "torch": torch.__version__, "compiled": self.compiled}
+        return {
+            "backend": self.name,
+            "device": str(self.device),
+            "source": self.source,
+            "torch": torch.__version__,
+            "compiled": self.compiled,
+        }
