@@ -114,3 +114,22 @@ def _check_constant_inputs_get_float32_features(int8, checkpoint) -> None:
         np.testing.assert_allclose(
             out[[0, 2]], np.repeat(getattr(int8.backend, part)(other), 2, axis=0), rtol=0, atol=1e-5, err_msg=part
         )
+
+
+def test_annotation_marks_exactly_the_stages_bench_reports(media_dir, small_checkpoint, tmp_path):
+    """One code path: a plain annotation (no bench wrappers) marks exactly PIPELINE_STAGES, so a
+    stage added to the pipeline or dropped from it fails here until bench reports it."""
+    from tsav_deploy.annotate import AnnotateOptions, annotate_video
+    from tsav_deploy.bench import PIPELINE_STAGES
+    from tsav_deploy.engine import Annotation
+    from tsav_deploy.faces import get_backend
+    from tsav_deploy.runtime import Engine
+    from tsav_deploy.stages import measure
+
+    video = media_dir / "webcam_man_mp3.mp4"
+    with measure() as clock:
+        result = annotate_video(video, Engine.load(small_checkpoint), get_backend("dlib", detector="hog"), AnnotateOptions(stride=4))
+        Annotation(video, result).save(tmp_path)
+    assert set(clock.seconds) == set(PIPELINE_STAGES)
+    assert clock.items["mel"] == 19  # one window per target frame: 0, 4, ..., 68 and the last
+    assert all(seconds > 0 for seconds in clock.seconds.values())

@@ -24,6 +24,7 @@ from .predictions import DEFAULT_AU_THRESHOLD, decode
 from .prefetch import prefetch
 from .results import PersonResult, VideoResult
 from .runtime import Engine
+from .stages import stage
 
 Progress = Callable[[str, int], None]  # (stage, frames just done)
 
@@ -102,7 +103,9 @@ class _NetworkRunner:
         b = len(self.times)
         if b == 0:
             return
-        aural = self.engine.aural(self.spec.frame_windows(self.times))
+        with stage("mel", b):
+            windows = self.spec.frame_windows(self.times)
+        aural = self.engine.aural(windows)
         visual = self.engine.visual(self.clips[:b].reshape((b * self.n_people,) + CLIP_SHAPE))
         logits = self.engine.fusion(np.repeat(aural, self.n_people, axis=0), visual)
         self.logits.append(logits.reshape(b, self.n_people, N_OUTPUTS))

@@ -8,16 +8,13 @@ its own ceiling). With ``--stride K`` the network runs on one frame in K, so the
 frames/s is K times higher. Every stage's frames/s is also given as a multiple of the ceiling
 (``x_ceiling``), the network stages also as the share of the matmul rate they reach.
 
-Stages run the code annotation runs. The end-to-end run is :func:`annotate_video` plus the writers, with
-the face backend's and the engine's calls timed from outside (detection, landmarks, identity, visual,
-aural, fusion) and the writers timed around ``Annotation.save``. Pass 1 (decode, faces), pass 2's
-alignment+mask and clips (between network batches on the CPU, beside them with a GPU engine), and
-audio and mel are timed in passes of their own through the same functions (``iter_frames``,
-``detect_video``, ``track_faces``, ``face_crop``, ``ClipAssembler.push``, ``audio_track`` and
-``SpecWindows.frame_windows``: "audio" decodes and resamples the track, "mel" cuts every target
-frame's window from it by the authors' rule).
-Without a model only the frontend is measured (issue 4's benchmark):
-"frontend" is then pass 1 as annotation runs it plus pass 2's decode, alignment and clips plus audio and mel.
+Stages are the pipeline's own: one run of :func:`annotate_video` plus ``Annotation.save``, timed
+through the stage marks the pipeline makes (:mod:`tsav_deploy.stages`: decode, pass 1, tracking,
+pass 2's decode, alignment+mask and clips, audio, mel, writers) and through the face backend's and
+the engine's calls (detection, landmarks, identity, visual, aural, fusion), so the figures are those
+of annotation itself, with nothing run a second time. "audio" decodes and resamples the track,
+"mel" cuts every target frame's window from it by the authors' rule. Without a model the network's
+place is taken by zeros, so the same run measures the frontend alone.
 
 "faces" is pass 1's wall time less decoding. Its parts are the time spent in each call: detection runs
 in a thread beside the landmark fits and identity, so detection + landmarks + identity + tracking can
@@ -31,10 +28,8 @@ import pathlib
 import resource
 import sys
 import tempfile
-import threading
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,15 +37,13 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .annotate import AnnotateOptions, annotate_video, target_frames
-from .audio import SpecWindows
-from .clips import ClipAssembler
-from .constants import CLIP_SHAPE, SPEC_SHAPE
+from .constants import CLIP_SHAPE, N_OUTPUTS, SPEC_SHAPE
 from .engine.results import Annotation
-from .faces import FaceBackend, detect_video, select_tracks, track_faces
-from .frontend import FaceTimeline, audio_track, face_crop, video_duration
-from .media import iter_frames
+from .faces import FaceBackend
+from .frontend import video_duration
 from .model import TSAV, ModelConfig
 from .runtime import Engine
+from .stages import measure, stage
 
 # Stages in report order; "faces" is pass 1 less decoding: detection, landmarks, identity (partly
 # overlapping) and tracking (grouping tracklets into people).
@@ -61,12 +54,25 @@ FRONTEND_STAGES = (
     "landmarks",
     "identity",
     "tracking",
+    "pass 2 decode",
     "alignment+mask",
     "clips",
     "audio",
     "mel",
 )
 NETWORK_STAGES = ("visual", "aural", "fusion")
+# The stages the pipeline marks itself (tsav_deploy.stages); "faces" is "pass 1" less its decoding.
+PIPELINE_STAGES = (
+    "pass 1",
+    "decode",
+    "tracking",
+    "pass 2 decode",
+    "alignment+mask",
+    "clips",
+    "audio",
+    "mel",
+    "writers",
+)
 # What the face backend's calls are (detection includes the landmark fit of what it finds).
 _BACKEND_STAGES = {"detect": "detection", "rescue": "detection", "refit": "landmarks", "embed": "identity"}
 # Large enough to run at the GEMM kernels' full rate, small enough for ~0.1 s per product (the faster
@@ -150,50 +156,56 @@ def peak_rss_mb() -> float:
     return peak / 1e6 if sys.platform == "darwin" else peak * 1024 / 1e6
 
 
-class _Clock:
-    """Seconds and item counts per stage name (pass 1 times calls from two threads)."""
+def _timed(name: str, call: Callable, items: Callable[..., int] = lambda *a: 0) -> Callable:
+    def run(*args, **kwargs):
+        with stage(name, items(*args)):
+            return call(*args, **kwargs)
 
-    def __init__(self) -> None:
-        self.seconds: defaultdict[str, float] = defaultdict(float)
-        self.items: defaultdict[str, int] = defaultdict(int)
-        self._lock = threading.Lock()
-
-    def timed(self, stage: str, call: Callable, items: Callable[..., int] = lambda *a: 0) -> Callable:
-        def run(*args, **kwargs):
-            start = time.perf_counter()
-            try:
-                return call(*args, **kwargs)
-            finally:
-                with self._lock:
-                    self.seconds[stage] += time.perf_counter() - start
-                    self.items[stage] += items(*args)
-
-        return run
+    return run
 
 
 class _TimedBackend:
-    """A face backend whose detection, landmark and identity calls are timed; the rest passes through."""
+    """A face backend whose detection, landmark and identity calls are marked; the rest passes through."""
 
-    def __init__(self, backend: FaceBackend, clock: _Clock) -> None:
-        self._backend, self._clock = backend, clock
+    def __init__(self, backend: FaceBackend) -> None:
+        self._backend = backend
 
     def __getattr__(self, name: str):
         inner = getattr(self._backend, name)
-        stage = _BACKEND_STAGES.get(name)
-        return inner if stage is None else self._clock.timed(stage, inner)
+        marked = _BACKEND_STAGES.get(name)
+        return inner if marked is None else _timed(marked, inner)
 
 
 class _TimedEngine:
-    """An engine whose visual, aural and fusion calls are timed (with the clips/windows they ran)."""
+    """An engine whose visual, aural and fusion calls are marked (with the clips/windows they ran)."""
 
-    def __init__(self, engine: Engine, clock: _Clock) -> None:
+    def __init__(self, engine) -> None:
         self._engine = engine
         batch = lambda x, *rest: len(x)  # noqa: E731 - the item count of a stage is its batch size
-        for stage in NETWORK_STAGES:
-            setattr(self, stage, clock.timed(stage, getattr(engine, stage), batch))
+        for part in NETWORK_STAGES:
+            setattr(self, part, _timed(part, getattr(engine, part), batch))
 
     def __getattr__(self, name: str):
         return getattr(self._engine, name)
+
+
+class _NoNetwork:
+    """The network's place when only the frontend is measured: zero features and logits at no cost,
+    so the pipeline runs whole and its frontend stages are what is timed."""
+
+    name, selection, device = "none (frontend only)", None, torch.device("cpu")
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = config
+
+    def visual(self, clip) -> np.ndarray:
+        return np.zeros((len(clip), self.config.widths[3]), np.float32)
+
+    def aural(self, spec) -> np.ndarray:
+        return np.zeros((len(spec), self.config.widths[3]), np.float32)
+
+    def fusion(self, aural, visual) -> np.ndarray:
+        return np.zeros((len(aural), N_OUTPUTS), np.float32)
 
 
 @dataclass
@@ -301,53 +313,38 @@ def bench_video(
     device: str = "cpu",
     progress: Callable[[str], None] | None = None,
 ) -> BenchReport:
-    """Measure every stage on ``video``; without ``engine`` only the frontend (and the paper ceiling)."""
+    """Measure every stage of one annotation of ``video`` (``annotate_video`` and the writers, the
+    pipeline's own calls, timed through its stage marks); without ``engine`` only the frontend (the
+    network's place taken by zeros) and the paper ceiling."""
     say = progress or (lambda stage: None)
     precision = engine_precision(engine)
     config = engine.config if engine is not None else ModelConfig()
     say("matmul")
     rates = [matmul_gflops(precision, device)]
-    clock = _Clock()
-
-    say("faces (pass 1)")
-    timeline = _time_pass1(video, _TimedBackend(backend, clock), clock)
-    frames = timeline.frames
-    pass1_s = clock.seconds["decode"] + clock.seconds["faces"]
-    tracks = sorted(select_tracks(timeline.tracks, options.person), key=lambda t: -len(t.faces))
-    targets = target_frames(timeline.frames, options.stride)
-
-    say("alignment+mask, clips (pass 2)")
-    start = time.perf_counter()
-    _time_crops_and_clips(video, tracks, clock)
-    pass2_s = time.perf_counter() - start
-
-    say("audio, mel")
-    start = time.perf_counter()
-    wave, _ = audio_track(video)
-    clock.seconds["audio"] = time.perf_counter() - start
-    start = time.perf_counter()
-    spec = SpecWindows(wave)
-    for first in range(0, len(targets), options.batch_size):  # in the network's batches, as annotation
-        spec.frame_windows(timeline.times[targets[first : first + options.batch_size]])
-    clock.seconds["mel"] = time.perf_counter() - start
-
-    end_to_end = None
-    if engine is not None:
-        say("end to end")
-        with tempfile.TemporaryDirectory(prefix="tsav-bench-") as out:
-            start = time.perf_counter()
-            result = annotate_video(video, _TimedEngine(engine, clock), _TimedBackend(backend, _Clock()), options)
-            clock.timed("writers", Annotation(pathlib.Path(video), result).save)(out)
-            end_to_end = time.perf_counter() - start
+    say("annotation")
+    with measure() as clock, tempfile.TemporaryDirectory(prefix="tsav-bench-") as out:
+        start = time.perf_counter()
+        network = _TimedEngine(engine if engine is not None else _NoNetwork(config))
+        result = annotate_video(video, network, _TimedBackend(backend), options)
+        Annotation(pathlib.Path(video), result).save(out)
+        wall = time.perf_counter() - start
     say("matmul")
     rates.append(matmul_gflops(precision, device))
+    seconds = dict(clock.seconds)
+    unknown = set(seconds) - set(PIPELINE_STAGES) - set(NETWORK_STAGES) - set(_BACKEND_STAGES.values())
+    if unknown:
+        raise RuntimeError(f"the pipeline marks stages bench does not report: {sorted(unknown)}")
+    seconds["faces"] = seconds.pop("pass 1", 0.0) - seconds.get("decode", 0.0)
+    frontend_s = sum(
+        seconds.get(s, 0.0) for s in ("decode", "faces", "pass 2 decode", "alignment+mask", "clips", "audio", "mel")
+    )
     order = FRONTEND_STAGES + (NETWORK_STAGES + ("writers",) if engine is not None else ())
     return BenchReport(
         video=str(video),
-        frames=frames,
-        video_seconds=video_duration(timeline.times),
-        people=max(1, len(tracks)),
-        targets=len(targets),
+        frames=result.frames,
+        video_seconds=video_duration(result.times),
+        people=len(result.persons),
+        targets=len(target_frames(result.frames, options.stride)),
         options=options,
         face_backend=backend.name,
         engine=None if engine is None else engine.describe(),
@@ -355,48 +352,10 @@ def bench_video(
         flops=network_flops(config),
         network="paper" if config.is_paper else f"reduced {config.to_dict()}",
         matmul_gflops=rates,
-        seconds={s: clock.seconds[s] for s in order},
+        seconds={s: seconds.get(s, 0.0) for s in order},
         items=dict(clock.items),
-        end_to_end_s=end_to_end,
-        frontend_s=pass1_s + pass2_s + clock.seconds["audio"] + clock.seconds["mel"],
+        end_to_end_s=wall if engine is not None else None,
+        frontend_s=frontend_s,
         peak_rss_mb=peak_rss_mb(),
-        warnings=timeline.warnings,
+        warnings=result.info["warnings"],
     )
-
-
-def _time_pass1(video: str | os.PathLike, backend: FaceBackend, clock: _Clock) -> FaceTimeline:
-    """Pass 1 as :func:`scan_faces` runs it (``iter_frames`` → ``detect_video`` → ``track_faces``),
-    with decoding and the face work (detection, landmarks, identity, tracking) timed apart."""
-    times, per_frame = [], []
-    shape = (0, 0)
-
-    def frames(stream) -> Iterator[np.ndarray]:
-        nonlocal shape
-        decode = clock.timed("decode", next)
-        while (frame := decode(stream, None)) is not None:
-            times.append(frame.time)
-            shape = frame.rgb.shape[:2]
-            yield frame.rgb
-
-    with iter_frames(video) as stream:
-        faces = detect_video(backend, frames(stream))
-        while (found := clock.timed("faces", next)(faces, None)) is not None:
-            per_frame.append(found)
-        warnings = list(stream.warnings)
-    clock.seconds["faces"] -= clock.seconds["decode"]  # detect_video pulls (decodes) each frame
-    tracks = clock.timed("tracking", track_faces)(per_frame, backend.identity_threshold)
-    clock.seconds["faces"] += clock.seconds["tracking"]
-    return FaceTimeline(np.asarray(times, dtype=np.float64), tracks, shape, warnings)
-
-
-def _time_crops_and_clips(video: str | os.PathLike, tracks: list, clock: _Clock) -> None:
-    """Pass 2's frontend work as :func:`predict_people` does it: every frame's crop of each person
-    (``face_crop``) pushed into that person's ``ClipAssembler``, each timed apart from decoding."""
-    assemblers = [ClipAssembler() for _ in range(max(1, len(tracks)))]
-    crop = clock.timed("alignment+mask", face_crop)
-    push = clock.timed("clips", ClipAssembler.push)
-    with iter_frames(video) as stream:
-        for frame in stream:
-            faces = [track.faces.get(frame.index) for track in tracks] or [None]
-            for assembler, face in zip(assemblers, faces):
-                push(assembler, frame.time, None if face is None else crop(frame.rgb, face))

@@ -23,6 +23,7 @@ from .clips import ClipAssembler
 from .constants import CLIP_SHAPE, CROP_SIZE
 from .faces import Face, FaceBackend, Track, crop_and_mask, detect_video, main_track, track_faces
 from .media import VideoFrame, iter_frames, read_audio
+from .stages import stage, timed_iter
 
 Progress = Callable[[int], None]  # called with the number of frames just processed
 
@@ -62,20 +63,21 @@ def scan_faces(video: str | os.PathLike, backend: FaceBackend, *, progress: Prog
 
     def frames(stream) -> Iterator[np.ndarray]:
         nonlocal shape
-        for frame in stream:
+        for frame in timed_iter("decode", stream):
             times.append(frame.time)
             shape = frame.rgb.shape[:2]
             yield frame.rgb
 
-    with iter_frames(video) as stream:
-        for faces in detect_video(backend, frames(stream)):
-            per_frame.append(faces)
-            if progress is not None:
-                progress(1)
-        warnings = list(stream.warnings)
-    timeline = FaceTimeline(
-        np.asarray(times, dtype=np.float64), track_faces(per_frame, backend.identity_threshold), shape, warnings
-    )
+    with stage("pass 1"):
+        with iter_frames(video) as stream:
+            for faces in detect_video(backend, frames(stream)):
+                per_frame.append(faces)
+                if progress is not None:
+                    progress(1)
+            warnings = list(stream.warnings)
+        with stage("tracking"):
+            tracks = track_faces(per_frame, backend.identity_threshold)
+    timeline = FaceTimeline(np.asarray(times, dtype=np.float64), tracks, shape, warnings)
     release_free_memory()
     return timeline
 
@@ -115,11 +117,12 @@ def iter_crops(
     """Pass 2: every decoded frame with the crop of each requested person (None where absent)."""
     tracks = [timeline.track(t) for t in track_ids]
     with iter_frames(video) as stream:
-        for frame in stream:
+        for frame in timed_iter("pass 2 decode", stream):
             crops = []
             for track in tracks:
                 face = track.faces.get(frame.index)
-                crops.append(None if face is None else face_crop(frame.rgb, face))
+                with stage("alignment+mask"):
+                    crops.append(None if face is None else face_crop(frame.rgb, face))
             yield frame, crops
 
 
@@ -139,8 +142,9 @@ def iter_clips(
             return
         crops = crops or [None]
         clips = np.empty((n_people,) + CLIP_SHAPE, dtype=np.float32) if is_target[frame.index] else None
-        for k, crop in enumerate(crops):
-            assemblers[k].push(frame.time, crop, out=None if clips is None else clips[k])
+        with stage("clips"):
+            for k, crop in enumerate(crops):
+                assemblers[k].push(frame.time, crop, out=None if clips is None else clips[k])
         yield frame.index, frame.time, clips
 
 
@@ -148,7 +152,8 @@ def audio_track(video: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
     """The whole audio track as the authors' WAV holds it: int16 mono 44.1 kHz, sample 0 at the
     first video frame, running to the audio's own end (not the video's); with warnings about it. A
     file without audio gives silence. The aural windows are cut from it (``SpecWindows``)."""
-    return read_audio(video, pcm16=True)
+    with stage("audio"):
+        return read_audio(video, pcm16=True)
 
 
 def video_duration(times: np.ndarray) -> float:

@@ -16,6 +16,7 @@ from ..atomic import PARTIAL_SUFFIX, write_text
 from ..errors import TsavError
 from ..overlay import write_overlay
 from ..plot import write_plot
+from ..stages import stage
 from ..writers import write_abaw, write_table
 
 if TYPE_CHECKING:
@@ -80,6 +81,11 @@ def remove_partials(out: pathlib.Path, name: str) -> None:
 
 def save_outputs(out: pathlib.Path, annotation: Annotation, options: OutputOptions) -> list[pathlib.Path]:
     """Write the video's files, then its record (which marks it complete); returns the files."""
+    with stage("writers"):
+        return _save(out, annotation, options)
+
+
+def _save(out: pathlib.Path, annotation: Annotation, options: OutputOptions) -> list[pathlib.Path]:
     result = annotation._require()
     out.mkdir(parents=True, exist_ok=True)
     remove_partials(out, result.name)
