@@ -397,18 +397,16 @@ def bench(
     """
     from .annotate import AnnotateOptions
     from .bench import bench_video
-    from .faces import PERSON_CHOICES, get_backend
+    from .faces import get_backend
     from .runtime import Engine
 
     if weights and model:
         raise TsavError("pass either --weights or --model, not both")
-    if person not in PERSON_CHOICES:
-        raise TsavError(f"--person must be one of {', '.join(PERSON_CHOICES)}, not {person!r}")
+    options = AnnotateOptions(person=person, stride=stride, batch_size=batch_size)  # checked before loading
     if not video.is_file():
         raise TsavError(f"{video}: no such file")
     runtime = Engine.load(model or weights, engine=engine, device=device) if (model or weights) else None
     backend = get_backend(faces, detector=detector)
-    options = AnnotateOptions(person=person, stride=stride, batch_size=batch_size)
     with err_console.status("benchmark") as status:
         report = bench_video(
             video, backend, runtime, options, device=device, progress=lambda s: status.update(f"benchmark: {s}")
