@@ -128,7 +128,9 @@ def test_annotation_marks_exactly_the_stages_bench_reports(media_dir, small_chec
 
     video = media_dir / "webcam_man_mp3.mp4"
     with measure() as clock:
-        result = annotate_video(video, Engine.load(small_checkpoint), get_backend("dlib", detector="hog"), AnnotateOptions(stride=4))
+        result = annotate_video(
+            video, Engine.load(small_checkpoint), get_backend("dlib", detector="hog"), AnnotateOptions(stride=4)
+        )
         Annotation(video, result).save(tmp_path)
     assert set(clock.seconds) == set(PIPELINE_STAGES)
     assert clock.items["mel"] == 19  # one window per target frame: 0, 4, ..., 68 and the last
