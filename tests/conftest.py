@@ -1,18 +1,16 @@
-"""Shared fixtures: the real recordings and the authors' reference figures live beside the checkout
-(``../shared``); tests that need them skip cleanly where that folder is absent (e.g. a user's clone)."""
+"""Shared fixtures: the real recordings live beside the checkout (``../shared/media``; tests that need
+them skip cleanly where that folder is absent, e.g. on a user's clone); the authors' reference
+figures are in ``tests/data`` (``reference.py`` reads them)."""
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
-import sys
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 MEDIA = SHARED / "media"
-REFERENCE = SHARED / "reference"
 
 
 @pytest.fixture(scope="session")
@@ -23,32 +21,23 @@ def media_dir() -> pathlib.Path:
 
 
 @pytest.fixture(scope="session")
-def reference_dir() -> pathlib.Path:
-    if not (REFERENCE / "refcommon.py").exists():
-        pytest.skip("../shared/reference is absent (figures from the authors' code)")
-    return REFERENCE
+def reference():
+    """The authors' figures (tests/data) and the seeded weights, inputs and signal they belong to."""
+    import reference as module
 
-
-@pytest.fixture(scope="session")
-def refcommon(reference_dir):
-    """The reference folder's seeded-fixture module, imported from there rather than copied."""
-    spec = importlib.util.spec_from_file_location("refcommon", reference_dir / "refcommon.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("refcommon", module)
-    spec.loader.exec_module(module)
     return module
 
 
 @pytest.fixture(scope="session")
-def authors_checkpoint(refcommon, tmp_path_factory) -> pathlib.Path:
+def authors_checkpoint(reference, tmp_path_factory) -> pathlib.Path:
     """A file in the authors' release format (TSAV416k.pth.tar): PyTorch 1.4-style legacy (non-zip)
     serialization of ``{'state_dict': ..., 'epoch': ..., 'best_score': numpy scalar}`` with the
     seeded reference weights."""
     import numpy as np
     import torch
 
-    spec = refcommon.load_json("tsav_state_dict.json")
-    state = {k: torch.from_numpy(v) for k, v in refcommon.seeded_state_dict(spec, 0).items()}
+    spec = reference.load_json("tsav_state_dict.json")
+    state = {k: torch.from_numpy(v) for k, v in reference.seeded_state_dict(spec, 0).items()}
     path = tmp_path_factory.mktemp("authors") / "TSAV416k.pth.tar"
     payload = {"state_dict": state, "epoch": 7, "best_score": np.float64(0.5401), "arch": "TwoStreamAuralVisualModel"}
     torch.save(payload, path, _use_new_zipfile_serialization=False)

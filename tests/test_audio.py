@@ -1,5 +1,5 @@
 """tsav_deploy.audio against an independent float64 NumPy implementation, the authors' figures
-(torchaudio 2.11 output in ../shared/reference/mel_ref.npz) and torchaudio itself where it
+(torchaudio 2.11 output in tests/data/mel_track_power.npz) and torchaudio itself where it
 imports."""
 
 from __future__ import annotations
@@ -72,13 +72,13 @@ DB_TOL = 0.02
 
 
 @pytest.fixture(scope="module")
-def speech(refcommon):
-    return refcommon.synthetic_speechlike(12.0, SR, 3)
+def speech(reference):
+    return reference.synthetic_speechlike(12.0, SR, 3)
 
 
 @pytest.fixture(scope="module")
-def mel_ref(reference_dir):
-    return dict(np.load(reference_dir / "mel_ref.npz"))
+def mel_ref(reference):
+    return reference.load_npz("mel_track_power.npz")
 
 
 @pytest.fixture(scope="module")
@@ -146,8 +146,8 @@ NORMALIZED_TOL = 1e-3
 
 
 @pytest.fixture(scope="module")
-def long_speech(refcommon):
-    return refcommon.synthetic_speechlike(25.0, SR, 3)
+def long_speech(reference):
+    return reference.synthetic_speechlike(25.0, SR, 3)
 
 
 @pytest.mark.parametrize("t", TIMES)

@@ -20,7 +20,7 @@ from tsav_deploy.model import TSAV, ModelConfig
 SMALL = ModelConfig.reduced()
 
 
-def test_authors_legacy_file_loads_strictly_and_reproduces_their_logits(authors_checkpoint, refcommon):
+def test_authors_legacy_file_loads_strictly_and_reproduces_their_logits(authors_checkpoint, reference):
     with open(authors_checkpoint, "rb") as fh:
         assert fh.read(2) != b"PK"  # legacy serialization, not a zip archive
     ckpt = load_checkpoint(authors_checkpoint)
@@ -28,8 +28,8 @@ def test_authors_legacy_file_loads_strictly_and_reproduces_their_logits(authors_
     assert ckpt.provenance["epoch"] == 7 and ckpt.provenance["best_score"] == pytest.approx(0.5401)
     model = load_model(authors_checkpoint)
     assert not model.training and next(model.parameters()).device.type == "cpu"
-    ref = refcommon.load_json("model_io.json")
-    clip, spec = refcommon.seeded_inputs(ref["batch"], ref["inputs_seed"])
+    ref = reference.load_json("model_io.json")
+    clip, spec = reference.seeded_inputs(ref["batch"], ref["inputs_seed"])
     with torch.no_grad():
         logits = model(torch.from_numpy(clip), torch.from_numpy(spec)).numpy()
     expected = np.asarray(ref["logits"])

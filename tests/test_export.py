@@ -19,6 +19,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from tsav_deploy.audio import spec_windows
 from tsav_deploy.checkpoint import file_sha256, load_checkpoint
 from tsav_deploy.cli import app
 from tsav_deploy.constants import CLIP_MEAN, CLIP_STD
@@ -49,10 +50,10 @@ def run_cli(*args: str):
 
 
 @pytest.fixture(scope="module")
-def authors_checkpoint(tmp_path_factory, refcommon) -> pathlib.Path:
+def authors_checkpoint(tmp_path_factory, reference) -> pathlib.Path:
     """Seeded paper-size weights saved like the authors' TSAV416k.pth.tar (legacy serialization)."""
-    spec = refcommon.load_json("tsav_state_dict.json")
-    state = {k: torch.from_numpy(v) for k, v in refcommon.seeded_state_dict(spec, 0).items()}
+    spec = reference.load_json("tsav_state_dict.json")
+    state = {k: torch.from_numpy(v) for k, v in reference.seeded_state_dict(spec, 0).items()}
     path = tmp_path_factory.mktemp("authors") / "TSAV416k.pth.tar"
     torch.save({"state_dict": state, "epoch": 7}, path, _use_new_zipfile_serialization=False)
     return path
@@ -67,10 +68,10 @@ def paper_export(authors_checkpoint, tmp_path_factory) -> tuple[pathlib.Path, st
 
 
 @pytest.fixture(scope="module")
-def authors_io(refcommon):
+def authors_io(reference):
     """The seeded inputs and the authors' network's outputs for them."""
-    clip, spec = refcommon.seeded_inputs(2, 1)
-    return clip, spec, refcommon.load_json("model_io.json")
+    clip, spec = reference.seeded_inputs(2, 1)
+    return clip, spec, reference.load_json("model_io.json")
 
 
 @pytest.fixture(scope="module")
@@ -81,12 +82,12 @@ def pytorch_logits(authors_checkpoint, authors_io):
 
 
 @pytest.fixture(scope="module")
-def real_inputs(reference_dir):
-    """Inputs made by the authors' preprocessing: their aligned face crop of ../media/single_face.jpg
-    with their landmark masks (jittered over the 8 frames, as landmarks jitter in video), and
-    torchaudio's normalized log-mel windows of a speech-like signal."""
-    face = np.load(reference_dir / "face_ref.npz")
-    windows = np.load(reference_dir / "mel_ref.npz")["windows"]
+def real_inputs(reference):
+    """Realistic inputs: the authors' aligned face crop of ../media/single_face.jpg with their
+    landmark masks (jittered over the 8 frames, as landmarks jitter in video), and the aural windows
+    of a speech-like signal at four points of the authors' rule (start, 5-10 s, centred, end)."""
+    face = reference.load_npz("face_ref.npz")
+    windows = spec_windows(reference.synthetic_speechlike(12.0), [0.6, 7.3, 10.0, 11.9])[:, 0]
     rgb = face["aligned_rgb"].transpose(2, 0, 1).astype(np.float32)  # [3, 112, 112]
     masks = face["masks"].astype(np.float32)
     clips = []

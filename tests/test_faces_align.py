@@ -12,8 +12,8 @@ from tsav_deploy.faces import align_face, crop_and_mask, five_points, render_mas
 
 
 @pytest.fixture(scope="module")
-def face_ref(reference_dir):
-    return dict(np.load(reference_dir / "face_ref.npz"))
+def face_ref(reference):
+    return reference.load_npz("face_ref.npz")
 
 
 @pytest.fixture(scope="module")

@@ -30,8 +30,8 @@ def single_face(media_dir):
 
 
 @pytest.fixture(scope="module")
-def face_ref(reference_dir):
-    return dict(np.load(reference_dir / "face_ref.npz"))
+def face_ref(reference):
+    return reference.load_npz("face_ref.npz")
 
 
 def test_dlib_single_face_matches_reference_landmarks(dlib_backend, single_face, face_ref):

@@ -10,9 +10,9 @@ from tsav_deploy.model import TSAV, ModelConfig
 
 
 @pytest.fixture(scope="module")
-def authors_state(refcommon):
-    spec = refcommon.load_json("tsav_state_dict.json")
-    return spec, {k: torch.from_numpy(v) for k, v in refcommon.seeded_state_dict(spec, 0).items()}
+def authors_state(reference):
+    spec = reference.load_json("tsav_state_dict.json")
+    return spec, {k: torch.from_numpy(v) for k, v in reference.seeded_state_dict(spec, 0).items()}
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +30,9 @@ def test_parameter_count_and_keys_match_authors_checkpoint(authors_state):
     assert own == {k: v["shape"] for k, v in spec.items()}
 
 
-def test_logits_equal_authors_network(seeded_model, refcommon):
-    ref = refcommon.load_json("model_io.json")
-    clip, spec = refcommon.seeded_inputs(ref["batch"], ref["inputs_seed"])
+def test_logits_equal_authors_network(seeded_model, reference):
+    ref = reference.load_json("model_io.json")
+    clip, spec = reference.seeded_inputs(ref["batch"], ref["inputs_seed"])
     clip, spec = torch.from_numpy(clip), torch.from_numpy(spec)
     with torch.no_grad():
         aural = seeded_model.aural(spec)
