@@ -158,3 +158,25 @@ def test_cli_refuses_a_bad_threshold_before_touching_a_video(media_dir, small_ch
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "strictly between 0 and 1" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_video_is_probed_once(media_dir, predictor, tmp_path, monkeypatch):
+    """Annotation, its audio, the writers and the overlay share one probe of the file; the progress
+    callback learns the declared frame count from it first."""
+    from tsav_deploy import annotate, media, overlay
+
+    real, calls, events = media.probe, [], []
+
+    def counting(path):
+        calls.append(path)
+        return real(path)
+
+    for module in (annotate, media, overlay):
+        monkeypatch.setattr(module, "probe", counting)
+    annotation = predictor.predict(
+        media_dir / "webcam_man_mp3.mp4", progress=lambda stage, n: events.append((stage, n))
+    )
+    annotation.save(tmp_path, overlay=True)
+    assert len(calls) == 1
+    assert events[0] == ("frames", 72) and {stage for stage, _ in events[1:]} == {"faces", "network"}
+    assert sum(n for stage, n in events if stage == "faces") == 72

@@ -20,13 +20,16 @@ from .constants import CLIP_SHAPE, N_OUTPUTS
 from .errors import TsavError
 from .faces import PERSON_CHOICES, FaceBackend, Track, select_tracks
 from .frontend import FaceTimeline, audio_track, iter_clips, scan_faces, video_duration
+from .media import probe
 from .predictions import DEFAULT_AU_THRESHOLD, decode
 from .prefetch import prefetch
 from .results import PersonResult, VideoResult
 from .runtime import Engine
 from .stages import stage
 
-Progress = Callable[[str, int], None]  # (stage, frames just done)
+# (stage, frames just done): "faces" in pass 1, "network" in pass 2; first ("frames", the count the
+# container declares) so that a progress bar can size itself.
+Progress = Callable[[str, int], None]
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,7 @@ def predict_people(
 ) -> tuple[np.ndarray, list[str]]:
     """Pass 2: logits ``[people, N, 17]`` for every frame; with no track, one face-less "person"
     (black clips + audio) so every frame still gets a prediction."""
-    wave, warnings = audio_track(video)
+    wave, warnings = audio_track(video, timeline.info)
     n_people = max(1, len(tracks))
     runner = _NetworkRunner(engine, SpecWindows(wave), n_people, options.batch_size)
     targets = target_frames(timeline.frames, options.stride)
@@ -162,7 +165,13 @@ def annotate_video(
     """Everything the writers need for one video (raises MediaError for unusable files)."""
     video = pathlib.Path(video)
     started = time.perf_counter()
-    timeline = scan_faces(video, backend, progress=None if progress is None else (lambda n: progress("faces", n)))
+    # Probed once: the timeline and the result carry what probe found to audio, writers and overlay.
+    info = probe(video)
+    if progress is not None:
+        progress("frames", info.frame_count)  # the container's count, for progress bars
+    timeline = scan_faces(
+        video, backend, progress=None if progress is None else (lambda n: progress("faces", n)), info=info
+    )
     faces_s = time.perf_counter() - started
     # Most frames first: in ``all`` mode the main person is _person1 (or the first slot).
     tracks = sorted(select_tracks(timeline.tracks, options.person), key=lambda t: -len(t.faces))
@@ -182,7 +191,7 @@ def annotate_video(
                 suffix, -1 if track is None else track.id, found, boxes, scores, decode(logits[k], options.au_threshold)
             )
         )
-    info = {
+    summary = {
         "frames": timeline.frames,
         "seconds": round(video_duration(timeline.times), 3),
         "people": len(timeline.tracks),
@@ -193,4 +202,4 @@ def annotate_video(
         "timings_s": {"faces": round(faces_s, 3), "network": round(network_s, 3)},
         "warnings": timeline.warnings + audio_warnings,
     }
-    return VideoResult(video.stem, timeline.times, people, info)
+    return VideoResult(video.stem, timeline.times, people, summary, info)

@@ -253,7 +253,6 @@ def annotate(
     from .engine.inputs import expand_inputs
     from .engine.records import OutputOptions, check_output_folder, is_complete, read_record, write_summary
     from .engine.results import TABLE_FORMATS
-    from .media import probe
 
     if table_format not in TABLE_FORMATS:
         raise TsavError(f"--table must be one of {', '.join(TABLE_FORMATS)}, not {table_format!r}")
@@ -324,15 +323,15 @@ def annotate(
         def start(video: pathlib.Path) -> None:
             for task in tasks.values():
                 bar.remove_task(task)
-            try:
-                total = probe(video).frame_count or None
-            except TsavError:
-                total = None  # the Predictor reports what is wrong with the file
             tasks.update(
-                {stage: bar.add_task(f"{video.name} {stage}", total=total, rate="") for stage in ("faces", "network")}
+                {stage: bar.add_task(f"{video.name} {stage}", total=None, rate="") for stage in ("faces", "network")}
             )
 
         def advance(stage: str, n: int) -> None:
+            if stage == "frames":  # the video's declared frame count: size the bars
+                for task in tasks.values():
+                    bar.update(task, total=n or None)
+                return
             bar.advance(tasks[stage], n)
             speed = next(t.speed for t in bar.tasks if t.id == tasks[stage])
             if speed:

@@ -22,7 +22,7 @@ import numpy as np
 from .clips import ClipAssembler
 from .constants import CLIP_SHAPE, CROP_SIZE
 from .faces import Face, FaceBackend, Track, crop_and_mask, detect_video, main_track, track_faces
-from .media import VideoFrame, iter_frames, read_audio
+from .media import VideoFrame, VideoInfo, iter_frames, read_audio
 from .stages import stage, timed_iter
 
 Progress = Callable[[int], None]  # called with the number of frames just processed
@@ -36,6 +36,7 @@ class FaceTimeline:
     tracks: list[Track]
     frame_shape: tuple[int, int]  # (height, width) of the decoded frames
     warnings: list[str] = field(default_factory=list)
+    info: VideoInfo | None = None  # the file's probe, for the stages after pass 1
 
     @property
     def frames(self) -> int:
@@ -55,8 +56,11 @@ class FaceTimeline:
         return found
 
 
-def scan_faces(video: str | os.PathLike, backend: FaceBackend, *, progress: Progress | None = None) -> FaceTimeline:
-    """Pass 1: decode, detect/follow faces, then group them into people (tracks)."""
+def scan_faces(
+    video: str | os.PathLike, backend: FaceBackend, *, progress: Progress | None = None, info: VideoInfo | None = None
+) -> FaceTimeline:
+    """Pass 1: decode, detect/follow faces, then group them into people (tracks). ``info`` (the
+    file's probe) travels with the timeline to the later stages."""
     times: list[float] = []
     per_frame: list[list[Face]] = []
     shape = (0, 0)
@@ -77,7 +81,7 @@ def scan_faces(video: str | os.PathLike, backend: FaceBackend, *, progress: Prog
             warnings = list(stream.warnings)
         with stage("tracking"):
             tracks = track_faces(per_frame, backend.identity_threshold)
-    timeline = FaceTimeline(np.asarray(times, dtype=np.float64), tracks, shape, warnings)
+    timeline = FaceTimeline(np.asarray(times, dtype=np.float64), tracks, shape, warnings, info)
     release_free_memory()
     return timeline
 
@@ -148,12 +152,12 @@ def iter_clips(
         yield frame.index, frame.time, clips
 
 
-def audio_track(video: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
+def audio_track(video: str | os.PathLike, info: VideoInfo | None = None) -> tuple[np.ndarray, list[str]]:
     """The whole audio track as the authors' WAV holds it: int16 mono 44.1 kHz, sample 0 at the
     first video frame, running to the audio's own end (not the video's); with warnings about it. A
     file without audio gives silence. The aural windows are cut from it (``SpecWindows``)."""
     with stage("audio"):
-        return read_audio(video, pcm16=True)
+        return read_audio(video, pcm16=True, info=info)
 
 
 def video_duration(times: np.ndarray) -> float:

@@ -492,17 +492,18 @@ def _resampled(container, warnings: list[str], what: str) -> Iterator[av.AudioFr
 
 
 def read_audio(
-    path: str | os.PathLike, *, duration_s: float | None = None, pcm16: bool = False
+    path: str | os.PathLike, *, duration_s: float | None = None, pcm16: bool = False, info: VideoInfo | None = None
 ) -> tuple[np.ndarray, list[str]]:
     """The first audio track as mono float32 at 44.1 kHz, sample 0 at the first video frame
     (``pcm16``: the int16 samples themselves, half the memory; float32 is ``int16 / 32768``).
 
     With ``duration_s`` the result has exactly ``round(duration_s * 44100)`` samples (silence
     appended or the tail cut); without it, it runs to the end of the audio. A file without audio
-    gives silence (of the video's duration when none is given) and a warning. Returns the samples
-    and a list of one-line warnings.
+    gives silence (of the video's duration when none is given) and a warning. ``info``: the file's
+    :func:`probe` result where the caller has it (a video is probed once). Returns the samples and a
+    list of one-line warnings.
     """
-    info = probe(path)  # validates the file and gives the first video frame's time
+    info = info or probe(path)  # validates the file and gives the first video frame's time
     name = info.path
     warnings: list[str] = []
     dtype = np.int16 if pcm16 else np.float32

@@ -59,8 +59,12 @@ def draw_panel(image: np.ndarray, result: VideoResult, index: int) -> None:
 
 
 def write_overlay(path: pathlib.Path, video: pathlib.Path, result: VideoResult, *, crf: int = 23) -> pathlib.Path:
-    """Re-decode ``video`` and write the annotated copy; frame count and times equal the input's."""
-    info = probe(video)
+    """Re-decode ``video`` and write the annotated copy; frame count and times equal the input's.
+
+    A third decode of the video (and a second read of its audio, copied untouched where MP4 takes
+    the codec): holding the frames from pass 2 instead would cost memory in proportion to the video.
+    """
+    info = result.video_info or probe(video)
     with atomic_path(path) as tmp, av.open(str(tmp), "w") as out:
         audio = _AudioCopier(out, video, info.start_time_s) if info.has_audio else None
         stream = None

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .media import VideoInfo
 from .predictions import Predictions
 
 
@@ -28,6 +29,7 @@ class VideoResult:
     times: np.ndarray  # [N] float64 presentation time of each decoded frame, seconds
     persons: list[PersonResult]
     info: dict = field(default_factory=dict)  # engine, face backend, timings, warnings (summary.json)
+    video_info: VideoInfo | None = None  # the file's probe (the overlay's frame rate and audio)
 
     @property
     def frames(self) -> int:
