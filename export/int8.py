@@ -49,7 +49,9 @@ def calibration_inputs(
         targets = np.unique(np.linspace(0, timeline.frames - 1, per_video).round().astype(np.int64))
         is_target = np.zeros(timeline.frames, dtype=bool)
         is_target[targets] = True
-        clips += [c[0] for _, _, c in iter_clips(video, timeline, [t.id for t in tracks], is_target) if c is not None]
+        clips += [
+            c[0] for _, _, c, _ in iter_clips(video, timeline, [t.id for t in tracks], is_target) if c is not None
+        ]
         wave, _ = audio_track(video)
         specs.append(SpecWindows(wave).frame_windows(timeline.times[targets]))
     if not clips:

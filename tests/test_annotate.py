@@ -336,8 +336,8 @@ def test_the_engine_gets_each_frames_clip_and_authors_window(media_dir, small_ch
     engine = Engine.load(small_checkpoint)
     specs, clips = [], []
     aural, visual = engine.aural, engine.visual
-    monkeypatch.setattr(engine, "aural", lambda spec: specs.append(np.array(spec)) or aural(spec))
-    monkeypatch.setattr(engine, "visual", lambda clip: clips.append(np.array(clip)) or visual(clip))
+    monkeypatch.setattr(engine, "aural", lambda spec, **flags: specs.append(np.array(spec)) or aural(spec, **flags))
+    monkeypatch.setattr(engine, "visual", lambda clip, **flags: clips.append(np.array(clip)) or visual(clip, **flags))
     backend = get_backend("dlib")
     result = annotate_video(video, engine, backend, AnnotateOptions())
     specs, clips = np.concatenate(specs), np.concatenate(clips)

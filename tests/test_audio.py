@@ -272,3 +272,18 @@ def test_matches_torchaudio_itself(long_speech):
             features = padded
         expected = ((to_db_80(features) + 14.8) / 19.895).numpy()
         assert np.abs(audio.spec_window(long_speech, t) - expected).max() <= NORMALIZED_TOL, t
+
+
+def test_the_silent_flag_marks_exactly_the_silent_windows(long_speech):
+    """frame_silent is set on exactly the windows equal to the constant silent window: digital
+    silence inside a track, around it, past its end."""
+    from tsav_deploy.contract import constant_inputs
+
+    wave = long_speech.copy()
+    wave[int(3 * SR) : int(17 * SR)] = 0  # 14 s of digital silence in the middle
+    spec = audio.SpecWindows(wave)
+    times = np.arange(0.0, 30.0, 0.37)
+    constant = constant_inputs()["spec"][0]
+    equal = [np.array_equal(w, constant) for w in spec.frame_windows(times)]
+    assert spec.frame_silent(times).tolist() == equal
+    assert 0 < sum(equal) < len(equal)

@@ -97,8 +97,8 @@ def test_int8_export_of_the_reduced_network_agrees_with_float32(media_dir, small
 
 
 def _check_constant_inputs_get_float32_features(int8, checkpoint) -> None:
-    """Rows equal to the black clip or the silent window get the float32 network's features (which the
-    int8 graphs alone would shift); the other rows of the batch are the int8 graphs' own."""
+    """Rows the frontend flags as the black clip or the silent window get the float32 network's
+    features (which the int8 graphs alone would shift); the other rows are the int8 graphs' own."""
     from tsav_deploy.checkpoint import load_checkpoint
     from tsav_deploy.contract import constant_inputs
 
@@ -108,7 +108,10 @@ def _check_constant_inputs_get_float32_features(int8, checkpoint) -> None:
         other = constant + np.float32(0.25)
         with torch.inference_mode():
             expected = getattr(model, part)(torch.from_numpy(constant)).numpy()[0]
-        out = getattr(int8, part)(np.concatenate([other, constant, other]))
+        flag = {"visual": "black", "aural": "silent"}[part]
+        out = getattr(int8, part)(np.concatenate([other, constant, other]), **{flag: np.array([False, True, False])})
+        unflagged = getattr(int8, part)(np.concatenate([other, constant, other]))  # no flags: int8 throughout
+        np.testing.assert_allclose(unflagged[1], getattr(int8.backend, part)(constant)[0], rtol=0, atol=1e-5)
         np.testing.assert_allclose(out[1], expected, rtol=0, atol=1e-6, err_msg=part)
         assert np.abs(getattr(int8.backend, part)(constant)[0] - expected).max() > 1e-4, part  # int8 alone differs
         np.testing.assert_allclose(

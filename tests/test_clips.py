@@ -193,3 +193,22 @@ def test_face_less_clips_are_the_one_constant_input():
     assert not np.array_equal(pushed[30], constant)  # 1.2 s: the face is still in the clip
     for clip in pushed[62:]:  # 2.48 s onwards: the last face (0.96 s) is more than 1.4 s back
         np.testing.assert_array_equal(clip, constant)
+
+
+def test_the_black_flag_marks_exactly_the_black_clips(media_dir):
+    """On a real recording whose face leaves (face, then a cartoon), the frontend's flag is set on
+    exactly the clips equal to the constant black clip that int8 engines answer from storage."""
+    from tsav_deploy import frontend
+    from tsav_deploy.contract import constant_inputs
+    from tsav_deploy.faces import get_backend
+
+    video = media_dir / "face_then_cartoon_hevc.mov"
+    timeline = frontend.scan_faces(video, get_backend("dlib", detector="hog"))
+    constant = constant_inputs()["clip"][0]
+    flags, equal = [], []
+    targets = np.ones(timeline.frames, bool)
+    for _, _, clips, black in frontend.iter_clips(video, timeline, [timeline.main_track_id], targets):
+        flags.append(bool(black[0]))
+        equal.append(np.array_equal(clips[0], constant))
+    assert flags == equal
+    assert 0 < sum(flags) < len(flags)  # both kinds occur

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import pathlib
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,17 +18,13 @@ from .audio import SpecWindows
 from .constants import CLIP_SHAPE, N_OUTPUTS
 from .errors import TsavError
 from .faces import PERSON_CHOICES, FaceBackend, Track, select_tracks
-from .frontend import FaceTimeline, audio_track, iter_clips, scan_faces, video_duration
+from .frontend import FaceTimeline, Progress, audio_track, iter_clips, scan_faces, video_duration
 from .media import probe
 from .predictions import DEFAULT_AU_THRESHOLD, decode
 from .prefetch import prefetch
 from .results import PersonResult, VideoResult
 from .runtime import Engine
 from .stages import stage
-
-# (stage, frames just done): "faces" in pass 1, "network" in pass 2; first ("frames", the count the
-# container declares) so that a progress bar can size itself.
-Progress = Callable[[str, int], None]
 
 
 @dataclass(frozen=True)
@@ -90,6 +85,7 @@ class _NetworkRunner:
     def __init__(self, engine: Engine, spec: SpecWindows, n_people: int, batch_size: int):
         self.engine, self.spec, self.n_people, self.batch_size = engine, spec, n_people, batch_size
         self.clips = np.empty((batch_size, n_people) + CLIP_SHAPE, dtype=np.float32)
+        self.black = np.zeros((batch_size, n_people), dtype=bool)  # which clips are the black clip
         self.times: list[float] = []
         self.logits: list[np.ndarray] = []  # [batch, people, 17] per flushed batch
 
@@ -97,7 +93,8 @@ class _NetworkRunner:
         """The [people, 4, 8, 112, 112] slot the next target frame's clips are written into."""
         return self.clips[len(self.times)]
 
-    def commit(self, t: float) -> None:
+    def commit(self, t: float, black: np.ndarray) -> None:
+        self.black[len(self.times)] = black
         self.times.append(t)
         if len(self.times) == self.batch_size:
             self.flush()
@@ -108,8 +105,11 @@ class _NetworkRunner:
             return
         with stage("mel", b):
             windows = self.spec.frame_windows(self.times)
-        aural = self.engine.aural(windows)
-        visual = self.engine.visual(self.clips[:b].reshape((b * self.n_people,) + CLIP_SHAPE))
+            silent = self.spec.frame_silent(self.times)
+        aural = self.engine.aural(windows, silent=silent)
+        visual = self.engine.visual(
+            self.clips[:b].reshape((b * self.n_people,) + CLIP_SHAPE), black=self.black[:b].reshape(-1)
+        )
         logits = self.engine.fusion(np.repeat(aural, self.n_people, axis=0), visual)
         self.logits.append(logits.reshape(b, self.n_people, N_OUTPUTS))
         self.times.clear()
@@ -135,18 +135,22 @@ def predict_people(
     targets = target_frames(timeline.frames, options.stride)
     is_target = np.zeros(timeline.frames, dtype=bool)
     is_target[targets] = True
-    frames = iter_clips(video, timeline, [t.id for t in tracks], is_target)
-    if engine.device.type != "cpu":
+    on_cpu = engine.device.type == "cpu"
+    # On the CPU each clip is assembled straight into its batch slot; a prefetching producer (GPU
+    # engines) runs ahead of the batches, so it writes clips of its own that are copied in.
+    frames = iter_clips(video, timeline, [t.id for t in tracks], is_target, slot=runner.slot if on_cpu else None)
+    if not on_cpu:
         # The host is free while an accelerator computes: decoding, alignment and clip assembly run a
         # batch ahead in a thread. Not on the CPU, where the runtime splits every layer over all cores
         # and a frontend thread beside it stalls them all at each layer's end (2 cores, paper network,
         # OpenVINO fp32, 3 interleaved pairs: the visual stream kept 0.83-0.87 of the matmul rate with
         # the thread and 0.87-0.93 without, end to end 0.77-0.81 of the ceiling against 0.81-0.87).
         frames = prefetch(frames, depth=2 * options.batch_size)
-    for _, t, clips in frames:
+    for _, t, clips, black in frames:
         if clips is not None:
-            runner.slot()[...] = clips
-            runner.commit(t)
+            if not on_cpu:
+                runner.slot()[...] = clips
+            runner.commit(t, black)
         if progress is not None:
             progress("network", 1)
     logits = runner.result()  # [targets, people, 17]
@@ -169,9 +173,7 @@ def annotate_video(
     info = probe(video)
     if progress is not None:
         progress("frames", info.frame_count)  # the container's count, for progress bars
-    timeline = scan_faces(
-        video, backend, progress=None if progress is None else (lambda n: progress("faces", n)), info=info
-    )
+    timeline = scan_faces(video, backend, progress=progress, info=info)
     faces_s = time.perf_counter() - started
     # Most frames first: in ``all`` mode the main person is _person1 (or the first slot).
     tracks = sorted(select_tracks(timeline.tracks, options.person), key=lambda t: -len(t.faces))

@@ -216,6 +216,12 @@ class SpecWindows:
         the pipeline (annotation, training, calibration, bench) takes its aural inputs from here."""
         return self.windows(authors_timestamps(frame_times))
 
+    def frame_silent(self, frame_times) -> np.ndarray:
+        """``[N]`` bool: which frames' windows are digital silence (their segment holds only zeros,
+        or nothing), i.e. equal :func:`silent_window`."""
+        starts, stops = segment_bounds(authors_timestamps(np.atleast_1d(frame_times)), len(self.wave))
+        return np.array([not self.wave[a:b].any() for a, b in zip(starts.tolist(), stops.tolist())], dtype=bool)
+
     def _segment_db(self, start: int, stop: int, window: np.ndarray) -> None:
         """The dB mel of samples ``[start, stop)`` as one transform of them would give, written
         into the last ``1 + L // 441`` columns of ``window`` [64, 1001]."""

@@ -156,9 +156,9 @@ def peak_rss_mb() -> float:
     return peak / 1e6 if sys.platform == "darwin" else peak * 1024 / 1e6
 
 
-def _timed(name: str, call: Callable, items: Callable[..., int] = lambda *a: 0) -> Callable:
+def _timed(name: str, call: Callable, items: Callable[..., int] = lambda *a, **k: 0) -> Callable:
     def run(*args, **kwargs):
-        with stage(name, items(*args)):
+        with stage(name, items(*args, **kwargs)):
             return call(*args, **kwargs)
 
     return run
@@ -181,7 +181,7 @@ class _TimedEngine:
 
     def __init__(self, engine) -> None:
         self._engine = engine
-        batch = lambda x, *rest: len(x)  # noqa: E731 - the item count of a stage is its batch size
+        batch = lambda x, *rest, **flags: len(x)  # noqa: E731 - the item count of a stage is its batch size
         for part in NETWORK_STAGES:
             setattr(self, part, _timed(part, getattr(engine, part), batch))
 
@@ -198,10 +198,10 @@ class _NoNetwork:
     def __init__(self, config: ModelConfig) -> None:
         self.config = config
 
-    def visual(self, clip) -> np.ndarray:
+    def visual(self, clip, black=None) -> np.ndarray:
         return np.zeros((len(clip), self.config.widths[3]), np.float32)
 
-    def aural(self, spec) -> np.ndarray:
+    def aural(self, spec, silent=None) -> np.ndarray:
         return np.zeros((len(spec), self.config.widths[3]), np.float32)
 
     def fusion(self, aural, visual) -> np.ndarray:

@@ -132,7 +132,9 @@ class ClipAssembler:
     """
 
     def __init__(self) -> None:
-        self._buffer: deque[tuple[float, np.ndarray]] = deque()  # (time, normalized [4, 112, 112])
+        # (time, normalized [4, 112, 112], whether the frame had a face)
+        self._buffer: deque[tuple[float, np.ndarray, bool]] = deque()
+        self.black = False  # the last clip is the black clip (no face in any of its 8 frames)
         self._first_time: float | None = None
         self._start_times: list[float] | None = []  # frame times while the start rule may apply
 
@@ -143,12 +145,12 @@ class ClipAssembler:
 
     def push(self, time: float, crop: np.ndarray | None, out: np.ndarray | None = None) -> np.ndarray:
         """Add the next frame; return its clip ``[4, 8, 112, 112]`` (written into ``out`` if given,
-        e.g. a slot of a preallocated batch)."""
+        e.g. a slot of a preallocated batch). ``black`` then says whether it is the black clip."""
         if self._buffer and time <= self._buffer[-1][0]:
             raise ValueError(f"frame times must increase: {time} after {self._buffer[-1][0]}")
         normalized = np.empty(CLIP_SHAPE[:1] + CLIP_SHAPE[2:], dtype=np.float32)
         _normalize_into(crop, normalized)
-        self._buffer.append((time, normalized))
+        self._buffer.append((time, normalized, crop is not None))
         if self._first_time is None:
             self._first_time = time
         half = 0.0
@@ -163,12 +165,14 @@ class ClipAssembler:
         oldest = time - _CLIP_SPAN_S
         while len(self._buffer) > 1 and self._buffer[1][0] <= oldest:
             self._buffer.popleft()
-        times = np.fromiter((t for t, _ in self._buffer), dtype=np.float64, count=len(self._buffer))
+        times = np.fromiter((t for t, _, _ in self._buffer), dtype=np.float64, count=len(self._buffer))
         if out is None:
             out = np.empty(CLIP_SHAPE, dtype=np.float32)
+        self.black = True
         for k, position in enumerate(_select(times, self._first_time, half)):
             if position is None:
                 _normalize_into(None, out[:, k])
             else:
                 out[:, k] = self._buffer[position][1]
+                self.black = self.black and not self._buffer[position][2]
         return out

@@ -25,7 +25,9 @@ from .faces import Face, FaceBackend, Track, crop_and_mask, detect_video, main_t
 from .media import VideoFrame, VideoInfo, iter_frames, read_audio
 from .stages import stage, timed_iter
 
-Progress = Callable[[int], None]  # called with the number of frames just processed
+# (stage, frames just done): "faces" in pass 1, "network" in pass 2; first ("frames", the count the
+# container declares) so that a progress bar can size itself.
+Progress = Callable[[str, int], None]
 
 
 @dataclass
@@ -77,7 +79,7 @@ def scan_faces(
             for faces in detect_video(backend, frames(stream)):
                 per_frame.append(faces)
                 if progress is not None:
-                    progress(1)
+                    progress("faces", 1)
             warnings = list(stream.warnings)
         with stage("tracking"):
             tracks = track_faces(per_frame, backend.identity_threshold)
@@ -131,13 +133,20 @@ def iter_crops(
 
 
 def iter_clips(
-    video: str | os.PathLike, timeline: FaceTimeline, track_ids: Sequence[int], is_target: np.ndarray
-) -> Iterator[tuple[int, float, np.ndarray | None]]:
-    """Pass 2 for the network: ``(index, time, clips)`` for every decoded frame, where ``clips`` is
-    ``[people, 4, 8, 112, 112]`` float32 on frames marked in ``is_target`` and None on the others.
+    video: str | os.PathLike,
+    timeline: FaceTimeline,
+    track_ids: Sequence[int],
+    is_target: np.ndarray,
+    slot: Callable[[], np.ndarray] | None = None,
+) -> Iterator[tuple[int, float, np.ndarray | None, np.ndarray]]:
+    """Pass 2 for the network: ``(index, time, clips, black)`` for every decoded frame, where
+    ``clips`` is ``[people, 4, 8, 112, 112]`` float32 on frames marked in ``is_target`` (None on the
+    others) and ``black`` ``[people]`` bool says which of them are the black clip.
 
     Every frame goes through each person's :class:`ClipAssembler` (a clip looks back 1.4 s); with no
     person, one face-less stream of black clips, so the audio still gets a prediction per frame.
+    ``slot``: where each target frame's clips are assembled (a batch slot, read before the next
+    frame is asked for); without it each gets an array of its own.
     """
     n_people = max(1, len(track_ids))
     assemblers = [ClipAssembler() for _ in range(n_people)]
@@ -145,11 +154,13 @@ def iter_clips(
         if frame.index >= len(is_target):  # a second decode never yields more, but guard the arrays
             return
         crops = crops or [None]
-        clips = np.empty((n_people,) + CLIP_SHAPE, dtype=np.float32) if is_target[frame.index] else None
+        clips = None
+        if is_target[frame.index]:
+            clips = slot() if slot is not None else np.empty((n_people,) + CLIP_SHAPE, dtype=np.float32)
         with stage("clips"):
             for k, crop in enumerate(crops):
                 assemblers[k].push(frame.time, crop, out=None if clips is None else clips[k])
-        yield frame.index, frame.time, clips
+        yield frame.index, frame.time, clips, np.array([a.black for a in assemblers])
 
 
 def audio_track(video: str | os.PathLike, info: VideoInfo | None = None) -> tuple[np.ndarray, list[str]]:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..constants import CLIP_SHAPE, N_OUTPUTS, SPEC_SHAPE
-from ..contract import CONSTANT_FEATURES_FILE, Manifest, constant_inputs, read_manifest
+from ..contract import CONSTANT_FEATURES_FILE, Manifest, read_manifest
 from ..errors import ArtifactError, TsavError
 from ..model import ModelConfig
 from .backend import Array, Backend
@@ -51,14 +51,14 @@ class Engine:
         *,
         manifest: Manifest | None = None,
         selection: str = "",
-        constants: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+        constants: dict[str, np.ndarray] | None = None,
     ):
         self.backend = backend
         self.config = config
         self.manifest = manifest
         self.selection = selection
-        # {"visual" | "aural": (constant input [1, ...], its float32 features [1, F])}: rows equal to a
-        # constant input get these features without running the backend (int8 engines; see
+        # {"visual" | "aural": float32 features [1, F] of the stream's constant input}: rows the
+        # frontend marks as that input get them without running the backend (int8 engines; see
         # contract.constant_inputs).
         self.constants = constants or {}
 
@@ -117,15 +117,17 @@ class Engine:
     def features(self) -> int:
         return self.config.widths[3]
 
-    def visual(self, clip: Array) -> np.ndarray:
-        """Visual features ``[B, 512]`` of clips ``[B, 4, 8, 112, 112]``."""
+    def visual(self, clip: Array, black: np.ndarray | None = None) -> np.ndarray:
+        """Visual features ``[B, 512]`` of clips ``[B, 4, 8, 112, 112]``. ``black`` ([B] bool, from
+        the frontend) marks the black clips of stretches without the person."""
         _check_shape(clip, "clip", CLIP_SHAPE)
-        return self._stream("visual", clip)
+        return self._stream("visual", clip, black)
 
-    def aural(self, spec: Array) -> np.ndarray:
-        """Aural features ``[B, 512]`` of log-mel windows ``[B, 1, 64, 1001]``."""
+    def aural(self, spec: Array, silent: np.ndarray | None = None) -> np.ndarray:
+        """Aural features ``[B, 512]`` of log-mel windows ``[B, 1, 64, 1001]``. ``silent`` ([B] bool,
+        from the frontend) marks windows of digital silence."""
         _check_shape(spec, "spec", SPEC_SHAPE)
-        return self._stream("aural", spec)
+        return self._stream("aural", spec, silent)
 
     def fusion(self, aural: Array, visual: Array) -> np.ndarray:
         """Logits ``[B, 17]`` from aural and visual features (aural first, as the authors)."""
@@ -145,20 +147,18 @@ class Engine:
             info["source_checkpoint"] = self.manifest.data.get("source", {})
         return info
 
-    def _stream(self, part: str, x: Array) -> np.ndarray:
-        """One stream's features, with the known features of constant inputs where they occur."""
+    def _stream(self, part: str, x: Array, constant: np.ndarray | None) -> np.ndarray:
+        """One stream's features; rows the frontend marks as its constant input get that input's
+        stored float32 features where the engine has them (int8 engines), without running."""
         run = getattr(self.backend, part)
-        if part not in self.constants:
+        if part not in self.constants or constant is None or not np.any(constant):
             return self._batched(run, self.features, x)
-        constant, features = self.constants[part]
+        constant = np.asarray(constant, dtype=bool)
         x = np.asarray(x)
-        same = _rows_equal(x, constant)
-        if not same.any():
-            return self._batched(run, self.features, x)
         out = np.empty((len(x), self.features), np.float32)
-        out[same] = features
-        if not same.all():
-            out[~same] = self._batched(run, self.features, x[~same])
+        out[constant] = self.constants[part]
+        if not constant.all():
+            out[~constant] = self._batched(run, self.features, x[~constant])
         return out
 
     def _batched(self, run, width: int, *arrays: Array) -> np.ndarray:
@@ -173,20 +173,11 @@ class Engine:
         return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
 
-def _rows_equal(x: np.ndarray, row: np.ndarray) -> np.ndarray:
-    """Which rows of ``x`` equal ``row`` ([1, ...]) exactly; the first value rules most rows out cheaply."""
-    flat, reference = x.reshape(len(x), -1), row.reshape(-1)
-    same = flat[:, 0] == reference[0]
-    for i in np.flatnonzero(same):
-        same[i] = np.array_equal(flat[i], reference)
-    return same
-
-
-def _constant_features(manifest: Manifest) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The export's float32 features of the frontend's constant inputs (every int8 export has them)."""
-    inputs = constant_inputs()
+def _constant_features(manifest: Manifest) -> dict[str, np.ndarray]:
+    """The export's float32 features [1, F] of the frontend's constant inputs, by stream (every
+    int8 export has them)."""
     with np.load(manifest.checked_path(CONSTANT_FEATURES_FILE)) as stored:
-        return {"visual": (inputs["clip"], stored["visual"]), "aural": (inputs["spec"], stored["aural"])}
+        return {"visual": stored["visual"], "aural": stored["aural"]}
 
 
 def parse_device(device: str) -> torch.device:
