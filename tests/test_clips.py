@@ -207,8 +207,8 @@ def test_the_black_flag_marks_exactly_the_black_clips(media_dir):
     constant = constant_inputs()["clip"][0]
     flags, equal = [], []
     targets = np.ones(timeline.frames, bool)
-    for _, _, clips, black in frontend.iter_clips(video, timeline, [timeline.main_track_id], targets):
+    for _, _, batch, black in frontend.iter_clips(video, timeline, [timeline.main_track_id], targets):
         flags.append(bool(black[0]))
-        equal.append(np.array_equal(clips[0], constant))
+        equal.append(np.array_equal(batch[0], constant))
     assert flags == equal
     assert 0 < sum(flags) < len(flags)  # both kinds occur
