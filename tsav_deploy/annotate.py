@@ -162,7 +162,7 @@ def predict_people(
 def annotate_video(
     video: str | os.PathLike,
     engine: Engine,
-    backend: FaceBackend,
+    face_backend: FaceBackend,
     options: AnnotateOptions = AnnotateOptions(),
     progress: Progress | None = None,
 ) -> VideoResult:
@@ -173,7 +173,7 @@ def annotate_video(
     info = probe(video)
     if progress is not None:
         progress("frames", info.frame_count)  # the container's count, for progress bars
-    timeline = scan_faces(video, backend, progress=progress, info=info)
+    timeline = scan_faces(video, face_backend, progress=progress, info=info)
     faces_s = time.perf_counter() - started
     # Most frames first: in ``all`` mode the main person is _person1 (or the first slot).
     tracks = sorted(select_tracks(timeline.tracks, options.person), key=lambda t: -len(t.faces))
@@ -199,7 +199,7 @@ def annotate_video(
         "people": len(timeline.tracks),
         "faces_found": {p.suffix.lstrip("_") or "main": int(p.face_found.sum()) for p in people},
         "engine": engine.name,
-        "face_backend": backend.name,
+        "face_backend": face_backend.name,
         "stride": options.stride,
         "timings_s": {"faces": round(faces_s, 3), "network": round(network_s, 3)},
         "warnings": timeline.warnings + audio_warnings,

@@ -230,7 +230,7 @@ def annotate(
     inputs: list[str] = typer.Argument(..., help="Video files, directories or globs."),
     weights: Weights = None,
     model: ExportDir = None,
-    engine: EngineName = "auto",
+    engine_name: EngineName = "auto",
     device: Device = "cpu",
     faces: FaceBackendName = "auto",
     detector: Detector = "hog+cnn",
@@ -263,7 +263,7 @@ def annotate(
     predictor = Predictor(
         weights,
         model,
-        engine=engine,
+        engine=engine_name,
         device=device,
         faces=faces,
         detector=detector,
@@ -381,7 +381,7 @@ def bench(
     ),
     weights: Weights = None,
     model: ExportDir = None,
-    engine: EngineName = "auto",
+    engine_name: EngineName = "auto",
     device: Device = "cpu",
     faces: FaceBackendName = "dlib",
     detector: Detector = "hog+cnn",
@@ -404,11 +404,11 @@ def bench(
     options = AnnotateOptions(person=person, stride=stride, batch_size=batch_size)  # checked before loading
     if not video.is_file():
         raise TsavError(f"{video}: no such file")
-    runtime = Engine.load(model or weights, engine=engine, device=device) if (model or weights) else None
-    backend = get_backend(faces, detector=detector)
+    engine = Engine.load(model or weights, engine=engine_name, device=device) if (model or weights) else None
+    face_backend = get_backend(faces, detector=detector)
     with err_console.status("benchmark") as status:
         report = bench_video(
-            video, backend, runtime, options, device=device, progress=lambda s: status.update(f"benchmark: {s}")
+            video, face_backend, engine, options, device=device, progress=lambda s: status.update(f"benchmark: {s}")
         )
     data = report.to_dict()
     if as_json:
@@ -455,11 +455,11 @@ def bench(
             "",
         )
     console.print(table)
-    engine_name = "none (frontend only)" if runtime is None else runtime.selection or runtime.name
+    selection = "none (frontend only)" if engine is None else engine.selection or engine.name
     console.print(
         f"ceiling: {ceiling['fps']:.2f} frames/s = {max(ceiling['matmul_gflops']):.0f} GFLOP/s ({ceiling['precision']} matmul, "
         f"{data['threads']} threads) / {ceiling['gflop_per_frame']:.2f} GFLOP per frame ({ceiling['network']} network); "
-        f"engine: {engine_name}; faces: {data['face_backend']}; peak RSS {data['peak_rss_mb']:.0f} MB",
+        f"engine: {selection}; faces: {data['face_backend']}; peak RSS {data['peak_rss_mb']:.0f} MB",
         highlight=False,
     )
 
