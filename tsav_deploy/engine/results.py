@@ -3,7 +3,6 @@ converts to pandas and writes every output file."""
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 from dataclasses import dataclass, field
@@ -88,9 +87,7 @@ class Annotation:
             columns[f"p_{name}"] = np.round(au_probs[:, k], 4)
         for k, name in enumerate(ACTION_UNITS):
             columns[name] = decisions[:, k]
-        table = pd.DataFrame(columns)
-        assert list(table.columns) == TABLE_COLUMNS
-        return table
+        return pd.DataFrame(columns)[TABLE_COLUMNS]  # the CSV writer's column order
 
     def to_parquet(self, path: str | os.PathLike) -> pathlib.Path:
         """The table as Parquet (pyarrow), written atomically."""
@@ -153,7 +150,3 @@ def _read_csv(path: pathlib.Path) -> pd.DataFrame:
     table["person"] = table["person"].astype(str)
     table["expression"] = pd.Categorical(table["expression"], categories=list(EXPRESSIONS))
     return table
-
-
-def records_json(annotations: list[Annotation]) -> str:
-    return json.dumps({a.name: a.summary() for a in annotations}, indent=1)
