@@ -108,7 +108,7 @@ class Exporter:
         ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(resolve(checkpoint))
         ckpt.require_current_preprocessing()
         model = ckpt.build_model()
-        out = pathlib.Path(out)
+        out = pathlib.Path(out).expanduser().resolve()  # "." has no name and no sibling to swap with
         _check_target(out)
         # Everything is made and verified in a sibling folder; only a verified export replaces DIR,
         # by renaming, so a failure at any point leaves DIR as it was.
@@ -250,12 +250,27 @@ def _check_target(out: pathlib.Path) -> None:
 
 
 def _swap_in(staging: pathlib.Path, out: pathlib.Path) -> None:
-    """Rename the verified ``staging`` folder to ``out``; an earlier export there is renamed aside
-    first and removed after, so ``out`` is always the old export or the whole new one."""
+    """Put the verified ``staging`` folder's files in ``out``. A new ``out`` is the renamed folder;
+    an existing one keeps its inode (it may be the shell's working folder) and has its files
+    exchanged: the old manifest leaves first and the new one arrives last, so a reader never sees a
+    manifest whose files are missing, and a failure puts the earlier export back."""
     if not out.exists():
         os.replace(staging, out)
         return
     old = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.tsav-old-", dir=out.parent))
-    os.replace(out, old / out.name)
-    os.replace(staging, out)
-    shutil.rmtree(old, ignore_errors=True)
+    manifest_last = lambda folder: sorted(folder.iterdir(), key=lambda p: p.name == MANIFEST)  # noqa: E731
+    for path in sorted(out.iterdir(), key=lambda p: p.name != MANIFEST):
+        os.replace(path, old / path.name)
+    try:
+        for path in manifest_last(staging):
+            os.replace(path, out / path.name)
+    except OSError as exc:
+        for path in out.iterdir():
+            path.unlink()
+        for path in manifest_last(old):
+            os.replace(path, out / path.name)
+        raise TsavError(
+            f"{out}: could not put the new export in place ({exc.strerror or exc}); the earlier one is back"
+        ) from None
+    finally:
+        shutil.rmtree(old, ignore_errors=True)

@@ -343,3 +343,13 @@ def test_export_refuses_a_folder_of_other_files(small_checkpoint, tmp_path):
     with pytest.raises(TsavError, match="not a tsav export"):
         Exporter(["onnx"])(small_checkpoint, out)
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_export_into_the_current_folder(small_checkpoint, tmp_path, monkeypatch):
+    """``--out .``: the folder is resolved first, so staging and the swap happen beside it."""
+    out = tmp_path / "here"
+    out.mkdir()
+    monkeypatch.chdir(out)
+    Exporter(["onnx"])(small_checkpoint, ".")
+    Exporter(["onnx"])(small_checkpoint, ".")  # replacing an earlier export in place
+    assert (out / "manifest.json").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["here"]

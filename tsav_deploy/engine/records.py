@@ -7,6 +7,7 @@ every file it lists exist. ``summary.json`` gathers the records of all videos in
 
 from __future__ import annotations
 
+import glob
 import json
 import pathlib
 from dataclasses import dataclass
@@ -74,7 +75,7 @@ def is_complete(out: pathlib.Path, name: str, outputs: OutputOptions) -> bool:
 
 def remove_partials(out: pathlib.Path, name: str) -> None:
     """Temporary files a hard-killed run (SIGKILL, power loss) left for this video."""
-    for path in out.rglob(f"{name}*{PARTIAL_SUFFIX}*"):
+    for path in out.rglob(f"{glob.escape(name)}*{PARTIAL_SUFFIX}*"):
         if path.is_file():
             path.unlink()
 
@@ -88,6 +89,9 @@ def save_outputs(out: pathlib.Path, annotation: Annotation, options: OutputOptio
 def _save(out: pathlib.Path, annotation: Annotation, options: OutputOptions) -> list[pathlib.Path]:
     result = annotation._require()
     out.mkdir(parents=True, exist_ok=True)
+    # Until the new record is written the video is incomplete: a redo that fails halfway must not
+    # leave the old record vouching for a mix of two runs' files.
+    record_path(out, result.name).unlink(missing_ok=True)
     remove_partials(out, result.name)
     written = write_abaw(out, result)
     if options.table in ("csv", "both"):

@@ -155,6 +155,8 @@ class Engine:
             return self._batched(run, self.features, x)
         constant = np.asarray(constant, dtype=bool)
         x = np.asarray(x)
+        if constant.shape != (len(x),):
+            raise TsavError(f"{part}: {constant.shape} flags for a batch of {len(x)}; give one flag per row")
         out = np.empty((len(x), self.features), np.float32)
         out[constant] = self.constants[part]
         if not constant.all():
