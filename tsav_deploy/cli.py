@@ -218,6 +218,7 @@ def _print_parity(report) -> None:
             console.print(f"{row.status}: {row.artifact}: {row.detail}", highlight=False, soft_wrap=True)
 
 
+TABLE_FILES = {"csv": "<name>.csv", "parquet": "<name>.parquet", "both": "<name>.csv and .parquet"}
 NO_WEIGHTS = (
     "no model given: pass --weights CHECKPOINT (a .pth.tar from the authors, a tsav checkpoint, or a "
     "published name such as tnt-sub1: see `tsav weights list`) or --model EXPORT_DIR (from `tsav export`)"
@@ -366,7 +367,7 @@ def annotate(
     write_summary(out)
     console.print(table)
     console.print(
-        f"results in {out}/ (VA_Set, EXPR_Set, AU_Set, <name>.{'csv' if table_format != 'parquet' else 'parquet'}, summary.json)",
+        f"results in {out}/ (VA_Set, EXPR_Set, AU_Set, {TABLE_FILES[table_format]}, summary.json)",
         highlight=False,
     )
     if failed and failed == len(problems) + len(videos):
@@ -392,7 +393,7 @@ def bench(
 ) -> None:
     """Frames/s of every stage and end to end, peak memory, and the model-bound ceiling measured in the same run.
 
-    Without --weights/--model only the frontend is measured (decode, faces, alignment+mask, clips, mel).
+    Without --weights/--model only the frontend is measured (decode, faces, alignment+mask, clips, audio, mel).
     """
     from .annotate import AnnotateOptions
     from .bench import bench_video
