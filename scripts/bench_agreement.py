@@ -18,10 +18,9 @@ import time
 
 import numpy as np
 
-from tsav_deploy.annotate import AnnotateOptions, predict_people
+from tsav_deploy.annotate import AnnotateOptions, find_people, predict_people
 from tsav_deploy.export.int8 import agreement
-from tsav_deploy.faces import get_backend, select_tracks
-from tsav_deploy.frontend import scan_faces
+from tsav_deploy.faces import get_backend
 from tsav_deploy.runtime import Engine
 
 
@@ -42,11 +41,10 @@ def main() -> None:
     logits: dict[tuple[str, int], list[np.ndarray]] = {run: [] for run in [("fp32", 1), *runs]}
     seconds: dict[tuple[str, int], float] = dict.fromkeys(logits, 0.0)
     for video in args.videos:
-        timeline = scan_faces(video, backend)
-        tracks = sorted(select_tracks(timeline.tracks, "main"), key=lambda t: -len(t.faces))
+        people = find_people(video, backend, AnnotateOptions())
         for precision, stride in logits:
             start = time.perf_counter()
-            out, _ = predict_people(video, timeline, tracks, engines[precision], AnnotateOptions(stride=stride))
+            out, _ = predict_people(video, people, engines[precision], AnnotateOptions(stride=stride))
             seconds[(precision, stride)] += time.perf_counter() - start
             logits[(precision, stride)].append(out[0])
         reference = logits[("fp32", 1)][-1]

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .audio import SpecWindows
+from .clips import first_clip_frame
 from .constants import CLIP_SHAPE, N_OUTPUTS
 from .errors import TsavError
 from .faces import PERSON_CHOICES, FaceBackend, Track, select_tracks
 from .frontend import FaceTimeline, Progress, audio_track, iter_clips, scan_faces, video_duration
-from .media import probe
+from .media import VideoInfo, probe
 from .predictions import DEFAULT_AU_THRESHOLD, decode
 from .prefetch import prefetch
 from .results import PersonResult, VideoResult
@@ -119,44 +120,98 @@ class _NetworkRunner:
         return np.concatenate(self.logits) if self.logits else np.zeros((0, self.n_people, N_OUTPUTS), np.float32)
 
 
-def predict_people(
+@dataclass
+class PeopleFound:
+    """Pass 1's result for one video: what probe found, the faces over time, the people the
+    network runs for (most frames first) and how long finding them took."""
+
+    info: VideoInfo
+    timeline: FaceTimeline
+    tracks: list[Track]
+    seconds: float
+
+
+def find_people(
+    video: str | os.PathLike, face_backend: FaceBackend, options: AnnotateOptions, progress: Progress | None = None
+) -> PeopleFound:
+    """Pass 1: probe, find and follow faces, choose the people (raises MediaError for unusable files)."""
+    started = time.perf_counter()
+    # Probed once: the timeline and the result carry what probe found to audio, writers and overlay.
+    info = probe(video)
+    if progress is not None:
+        progress("frames", info.frame_count)  # the container's count, for progress bars
+    timeline = scan_faces(video, face_backend, progress=progress, info=info)
+    # Most frames first: in ``all`` mode the main person is _person1 (or the first slot).
+    tracks = sorted(select_tracks(timeline.tracks, options.person), key=lambda t: -len(t.faces))
+    return PeopleFound(info, timeline, tracks, time.perf_counter() - started)
+
+
+def range_logits(
     video: str | os.PathLike,
-    timeline: FaceTimeline,
-    tracks: list[Track],
+    people: PeopleFound,
     engine: Engine,
     options: AnnotateOptions,
+    frames: tuple[int, int] | None = None,
     progress: Progress | None = None,
 ) -> tuple[np.ndarray, list[str]]:
-    """Pass 2: logits ``[people, N, 17]`` for every frame; with no track, one face-less "person"
-    (black clips + audio) so every frame still gets a prediction."""
-    wave, warnings = audio_track(video, timeline.info)
+    """Pass 2 over the frames ``[a, b)`` (default: all): logits ``[targets, people, 17]`` of the
+    target frames in the range; with no track, one face-less "person" (black clips + audio) so every
+    frame still gets a prediction. Decoding starts at the first frame the range's first clip can
+    look back to, so any cut of a video into ranges gives the logits of the whole video."""
+    timeline, tracks = people.timeline, people.tracks
+    a, b = frames or (0, timeline.frames)
+    wave, warnings = audio_track(video, timeline.info)  # a window needs the track up to t + 5 s
     n_people = max(1, len(tracks))
     runner = _NetworkRunner(engine, SpecWindows(wave), n_people, options.batch_size)
     targets = target_frames(timeline.frames, options.stride)
+    in_range = targets[(targets >= a) & (targets < b)]
     is_target = np.zeros(timeline.frames, dtype=bool)
-    is_target[targets] = True
+    is_target[in_range] = True
+    first = first_clip_frame(timeline.times, int(in_range[0])) if len(in_range) else a
     on_cpu = engine.device.type == "cpu"
     # On the CPU each clip is assembled straight into its batch slot; a prefetching producer (GPU
     # engines) runs ahead of the batches, so it writes clips of its own that are copied in.
-    frames = iter_clips(video, timeline, [t.id for t in tracks], is_target, slot=runner.slot if on_cpu else None)
+    clips_iter = iter_clips(
+        video, timeline, [t.id for t in tracks], is_target, slot=runner.slot if on_cpu else None, frames=(first, b)
+    )
     if not on_cpu:
         # The host is free while an accelerator computes: decoding, alignment and clip assembly run a
         # batch ahead in a thread. Not on the CPU, where the runtime splits every layer over all cores
         # and a frontend thread beside it stalls them all at each layer's end (2 cores, paper network,
         # OpenVINO fp32, 3 interleaved pairs: the visual stream kept 0.83-0.87 of the matmul rate with
         # the thread and 0.87-0.93 without, end to end 0.77-0.81 of the ceiling against 0.81-0.87).
-        frames = prefetch(frames, depth=2 * options.batch_size)
-    for _, t, clips, black in frames:
+        clips_iter = prefetch(clips_iter, depth=2 * options.batch_size)
+    if progress is not None and first > a:
+        progress("network", first - a)  # a stride longer than the look-back skips the range's first frames
+    for index, t, clips, black in clips_iter:
         if clips is not None:
             if not on_cpu:
                 runner.slot()[...] = clips
             runner.commit(t, black)
-        if progress is not None:
+        if progress is not None and index >= a:
             progress("network", 1)
-    logits = runner.result()  # [targets, people, 17]
-    if len(logits) != len(targets):
-        raise RuntimeError(f"{video}: the second decode yielded {len(logits)} of {len(targets)} target frames")
-    return np.stack([interpolate_logits(timeline.times, targets, logits[:, k]) for k in range(n_people)]), warnings
+    logits = runner.result()
+    if len(logits) != len(in_range):
+        raise RuntimeError(f"{video}: the second decode yielded {len(logits)} of {len(in_range)} target frames")
+    return logits, warnings
+
+
+def people_logits(timeline: FaceTimeline, options: AnnotateOptions, logits: np.ndarray) -> np.ndarray:
+    """``[people, N, 17]`` logits for every frame from those of all target frames, in order."""
+    targets = target_frames(timeline.frames, options.stride)
+    return np.stack([interpolate_logits(timeline.times, targets, logits[:, k]) for k in range(logits.shape[1])])
+
+
+def predict_people(
+    video: str | os.PathLike,
+    people: PeopleFound,
+    engine: Engine,
+    options: AnnotateOptions,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, list[str]]:
+    """Pass 2 over the whole video: logits ``[people, N, 17]`` for every frame, and audio warnings."""
+    logits, warnings = range_logits(video, people, engine, options, progress=progress)
+    return people_logits(people.timeline, options, logits), warnings
 
 
 def annotate_video(
@@ -167,19 +222,26 @@ def annotate_video(
     progress: Progress | None = None,
 ) -> VideoResult:
     """Everything the writers need for one video (raises MediaError for unusable files)."""
-    video = pathlib.Path(video)
+    people = find_people(video, face_backend, options, progress)
     started = time.perf_counter()
-    # Probed once: the timeline and the result carry what probe found to audio, writers and overlay.
-    info = probe(video)
-    if progress is not None:
-        progress("frames", info.frame_count)  # the container's count, for progress bars
-    timeline = scan_faces(video, face_backend, progress=progress, info=info)
-    faces_s = time.perf_counter() - started
-    # Most frames first: in ``all`` mode the main person is _person1 (or the first slot).
-    tracks = sorted(select_tracks(timeline.tracks, options.person), key=lambda t: -len(t.faces))
-    logits, audio_warnings = predict_people(video, timeline, tracks, engine, options, progress)
-    network_s = time.perf_counter() - started - faces_s
-    people = []
+    logits, audio_warnings = predict_people(video, people, engine, options, progress)
+    network_s = time.perf_counter() - started
+    return video_result(video, people, logits, audio_warnings, options, engine.name, face_backend.name, network_s)
+
+
+def video_result(
+    video: str | os.PathLike,
+    people: PeopleFound,
+    logits: np.ndarray,
+    audio_warnings: list[str],
+    options: AnnotateOptions,
+    engine_name: str,
+    face_backend_name: str,
+    network_s: float,
+) -> VideoResult:
+    """The result from pass 1 and the ``[people, N, 17]`` logits of pass 2."""
+    timeline, tracks = people.timeline, people.tracks
+    result_people = []
     slots = tracks or [None]
     for k, (track, suffix) in enumerate(zip(slots, person_suffixes(tracks, options.person) or [""])):
         boxes = np.full((timeline.frames, 4), np.nan, dtype=np.float32)
@@ -188,7 +250,7 @@ def annotate_video(
         if track is not None:
             for index, face in track.faces.items():
                 boxes[index], scores[index], found[index] = face.box, face.score, True
-        people.append(
+        result_people.append(
             PersonResult(
                 suffix, -1 if track is None else track.id, found, boxes, scores, decode(logits[k], options.au_threshold)
             )
@@ -197,11 +259,11 @@ def annotate_video(
         "frames": timeline.frames,
         "seconds": round(video_duration(timeline.times), 3),
         "people": len(timeline.tracks),
-        "faces_found": {p.suffix.lstrip("_") or "main": int(p.face_found.sum()) for p in people},
-        "engine": engine.name,
-        "face_backend": face_backend.name,
+        "faces_found": {p.suffix.lstrip("_") or "main": int(p.face_found.sum()) for p in result_people},
+        "engine": engine_name,
+        "face_backend": face_backend_name,
         "stride": options.stride,
-        "timings_s": {"faces": round(faces_s, 3), "network": round(network_s, 3)},
+        "timings_s": {"faces": round(people.seconds, 3), "network": round(network_s, 3)},
         "warnings": timeline.warnings + audio_warnings,
     }
-    return VideoResult(video.stem, timeline.times, people, summary, info)
+    return VideoResult(pathlib.Path(video).stem, timeline.times, result_people, summary, people.info)

@@ -246,6 +246,19 @@ def annotate(
         0.5, "--au-threshold", help="AU probability threshold, strictly between 0 and 1 (0.6225 = the authors' writer)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo videos whose outputs are complete."),
+    ray_address: Optional[str] = typer.Option(
+        None, "--ray", help="Run on Ray: local (started for the run), auto, HOST:PORT or ray://HOST:PORT."
+    ),
+    workers: int = typer.Option(2, "--workers", help="With --ray: actors, each with the model loaded once."),
+    cpus_per_worker: float = typer.Option(1.0, "--cpus-per-worker", help="With --ray: CPUs each actor asks for."),
+    gpus_per_worker: float = typer.Option(
+        0.0, "--gpus-per-worker", help="With --ray: GPUs each actor asks for (fractions share a GPU)."
+    ),
+    split_seconds: Optional[float] = typer.Option(
+        None,
+        "--split-seconds",
+        help="With --ray: cut longer videos into ranges of this length for several actors (default: from the videos' length and --workers).",
+    ),
 ) -> None:
     """Annotate videos with valence, arousal, expressions and action units (ABAW files, table, plot, overlay)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -261,9 +274,9 @@ def annotate(
         raise TsavError("pass either --weights or --model, not both")
     if not (weights or model):
         raise TsavError(NO_WEIGHTS)
-    predictor = Predictor(
-        weights,
-        model,
+    predictor_options = dict(
+        weights=weights,
+        model=model,
         engine=engine_name,
         device=device,
         faces=faces,
@@ -273,6 +286,13 @@ def annotate(
         batch_size=batch_size,
         au_threshold=au_threshold,
     )
+    if ray_address is not None:
+        from .engine.cluster import ClusterOptions, RayAnnotator
+
+        cluster = ClusterOptions(ray_address, workers, cpus_per_worker, gpus_per_worker, split_seconds)
+        predictor = RayAnnotator(predictor_options, cluster)
+    else:
+        predictor = Predictor(**predictor_options)
     err_console.print(predictor.describe(), highlight=False)
     outputs = OutputOptions(overlay=overlay, plot=plot, overwrite=overwrite, table=table_format)
     videos, problems = expand_inputs(inputs)
@@ -343,7 +363,21 @@ def annotate(
                 start(video)
                 yield video
 
-        for annotation in predictor.predict_many(each_video(), progress=advance):
+        def overall(status) -> None:  # --ray: one bar over all videos
+            if not tasks:
+                tasks["all"] = bar.add_task(f"{len(todo)} videos", total=status.frames_total or None, rate="")
+            bar.update(tasks["all"], completed=status.frames_done)
+            speed = bar.tasks[0].speed
+            bar.update(
+                tasks["all"],
+                rate=f"{speed / 2 if speed else 0:.1f} frames/s, {status.workers_alive} workers alive",
+            )
+
+        if ray_address is not None:
+            annotations = predictor.predict_many(todo, progress=overall)
+        else:
+            annotations = predictor.predict_many(each_video(), progress=advance)
+        for annotation in annotations:
             if not annotation.ok:
                 fail(annotation.video, annotation.error)
                 continue
@@ -364,6 +398,8 @@ def annotate(
                 f"{frames / wall:.1f}" if wall else "",
                 "; ".join(info.get("warnings", []))[:60],
             )
+    if ray_address is not None:
+        predictor.close()
     write_summary(out)
     console.print(table)
     console.print(

@@ -96,6 +96,14 @@ def clip_frame_indices(frame_times: Sequence[float], target_index: int) -> list[
     return _select(times, float(times[0]), half)
 
 
+def first_clip_frame(frame_times: np.ndarray, target_index: int) -> int:
+    """The earliest frame that the clips of frame ``target_index`` and of every later frame can
+    choose: the last frame at or before the oldest clip position (frame 0 when that lies before it).
+    Pushing frames into a :class:`ClipAssembler` from there on gives those clips exactly."""
+    oldest = float(frame_times[target_index]) - _CLIP_SPAN_S
+    return max(0, int(np.searchsorted(frame_times, oldest, side="right")) - 1)
+
+
 def normalize_clip(frames: np.ndarray | Sequence[np.ndarray | None]) -> np.ndarray:
     """``[4, 8, 112, 112]`` float32 clip from 8 crops (uint8 ``[112, 112, 4]`` RGB + mask, or None
     for black) given as an ``[8, 112, 112, 4]`` array or a sequence: (x / 255 − mean) / std per

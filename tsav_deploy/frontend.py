@@ -118,12 +118,19 @@ def face_crop(image_rgb: np.ndarray, face: Face) -> np.ndarray:
 
 
 def iter_crops(
-    video: str | os.PathLike, timeline: FaceTimeline, track_ids: Sequence[int]
+    video: str | os.PathLike,
+    timeline: FaceTimeline,
+    track_ids: Sequence[int],
+    frames: tuple[int, int] | None = None,
 ) -> Iterator[tuple[VideoFrame, list[np.ndarray | None]]]:
-    """Pass 2: every decoded frame with the crop of each requested person (None where absent)."""
+    """Pass 2: every decoded frame (those in ``frames`` ``[a, b)`` where given) with the crop of each
+    requested person (None where absent)."""
     tracks = [timeline.track(t) for t in track_ids]
-    with iter_frames(video) as stream:
+    first, stop = frames or (0, None)
+    with iter_frames(video, first=first) as stream:
         for frame in timed_iter("pass 2 decode", stream):
+            if stop is not None and frame.index >= stop:
+                return
             crops = []
             for track in tracks:
                 face = track.faces.get(frame.index)
@@ -138,6 +145,7 @@ def iter_clips(
     track_ids: Sequence[int],
     is_target: np.ndarray,
     slot: Callable[[], np.ndarray] | None = None,
+    frames: tuple[int, int] | None = None,
 ) -> Iterator[tuple[int, float, np.ndarray | None, np.ndarray]]:
     """Pass 2 for the network: ``(index, time, clips, black)`` for every decoded frame, where
     ``clips`` is ``[people, 4, 8, 112, 112]`` float32 on frames marked in ``is_target`` (None on the
@@ -146,11 +154,13 @@ def iter_clips(
     Every frame goes through each person's :class:`ClipAssembler` (a clip looks back 1.4 s); with no
     person, one face-less stream of black clips, so the audio still gets a prediction per frame.
     ``slot``: where each target frame's clips are assembled (a batch slot, read before the next
-    frame is asked for); without it each gets an array of its own.
+    frame is asked for); without it each gets an array of its own. ``frames`` ``[a, b)``: only
+    those frames; the clips of targets from :func:`~tsav_deploy.clips.first_clip_frame` of a target
+    on are those of a whole decode.
     """
     n_people = max(1, len(track_ids))
     assemblers = [ClipAssembler() for _ in range(n_people)]
-    for frame, crops in iter_crops(video, timeline, track_ids):
+    for frame, crops in iter_crops(video, timeline, track_ids, frames):
         if frame.index >= len(is_target):  # a second decode never yields more, but guard the arrays
             return
         crops = crops or [None]

@@ -277,8 +277,9 @@ class FrameStream:
     Use as a context manager, or exhaust it, to close the file.
     """
 
-    def __init__(self, path: str | os.PathLike, max_side: int | None = None):
+    def __init__(self, path: str | os.PathLike, max_side: int | None = None, first: int = 0):
         self.path = os.fspath(path)
+        self._first = first
         self.warnings: list[str] = []
         self._container = _open(self.path)
         try:
@@ -318,6 +319,9 @@ class FrameStream:
                     signs = _orientation(frame)
                     size = _scaled_size(frame.width, frame.height, self._max_side)
                 time = clock.time_of(frame.time)
+                if index < self._first:
+                    index += 1
+                    continue
                 if size is None:
                     rgb = frame.to_ndarray(format="rgb24")
                 else:
@@ -388,14 +392,17 @@ class _FrameClock:
         return notes
 
 
-def iter_frames(path: str | os.PathLike, *, max_side: int | None = None) -> FrameStream:
+def iter_frames(path: str | os.PathLike, *, max_side: int | None = None, first: int = 0) -> FrameStream:
     """Stream the video's frames upright as RGB uint8 with times in seconds (frame 0 at 0.0).
 
     ``max_side`` shrinks frames (area interpolation, aspect kept) so their longer side is at most
-    that many pixels; useful for fast face detection. Raises MediaError for unusable files;
+    that many pixels; useful for fast face detection. ``first``: start at that frame; the frames
+    before it are decoded, not converted, because only a decode from the start guarantees the
+    indices and times of a whole decode (a seek lands on a keyframe whose index the container does
+    not give, and a timestamp reset would shift the times). Raises MediaError for unusable files;
     damage in the middle of a stream ends up in the returned stream's ``warnings``.
     """
-    return FrameStream(path, max_side)
+    return FrameStream(path, max_side, first)
 
 
 # --- audio ----------------------------------------------------------------------------------------

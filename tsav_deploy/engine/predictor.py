@@ -55,19 +55,18 @@ class Predictor:
         batch_size: int = 8,
         au_threshold: float = 0.5,
     ):
-        if weights and model:
-            raise TsavError("pass either weights (a checkpoint) or model (an export directory), not both")
-        if not (weights or model):
-            raise TsavError(NO_WEIGHTS)
-        _choice("engine", engine, ENGINES)
-        _choice("faces", faces, BACKEND_CHOICES)
-        _choice("detector", detector, DETECTORS)
-        if faces == "insightface" and detector != "hog+cnn":
-            raise TsavError(
-                f"detector {detector!r} is a dlib detector; the insightface backend has its own (drop the detector option)"
-            )
-        self.options = AnnotateOptions(person=person, stride=stride, batch_size=batch_size, au_threshold=au_threshold)
-        parse_device(device)
+        self.options = check_options(
+            weights,
+            model,
+            engine=engine,
+            device=device,
+            faces=faces,
+            detector=detector,
+            person=person,
+            stride=stride,
+            batch_size=batch_size,
+            au_threshold=au_threshold,
+        )
         self.engine = Engine.load(model or weights, engine=engine, device=device)
         self.face_backend = get_backend(faces, detector=detector)
 
@@ -77,11 +76,7 @@ class Predictor:
 
     def predict(self, source: str | os.PathLike, progress: Progress | None = None) -> Annotation:
         """Annotate one video; a file that cannot be annotated raises a one-line ``TsavError``."""
-        video = pathlib.Path(source).expanduser()
-        if not video.exists():
-            raise MediaError(f"{video}: no such file")
-        if video.is_file() and video.stat().st_size == 0:
-            raise MediaError(f"{video}: the file is empty (0 bytes)")
+        video = check_source(source)
         started = time.perf_counter()
         result = annotate_video(video, self.engine, self.face_backend, self.options, progress)
         return Annotation(video, result, info={"wall_s": round(time.perf_counter() - started, 3)})
@@ -96,6 +91,47 @@ class Predictor:
                 yield self.predict(source, progress)
             except TsavError as exc:
                 yield Annotation(pathlib.Path(source), error=str(exc))
+
+
+def check_options(
+    weights: str | os.PathLike | None,
+    model: str | os.PathLike | None,
+    *,
+    engine: str,
+    device: str,
+    faces: str,
+    detector: str,
+    person: str,
+    stride: int,
+    batch_size: int,
+    au_threshold: float,
+) -> AnnotateOptions:
+    """Check the Predictor's options without loading anything (one-line ``TsavError``); returns
+    the annotation options among them."""
+    if weights and model:
+        raise TsavError("pass either weights (a checkpoint) or model (an export directory), not both")
+    if not (weights or model):
+        raise TsavError(NO_WEIGHTS)
+    _choice("engine", engine, ENGINES)
+    _choice("faces", faces, BACKEND_CHOICES)
+    _choice("detector", detector, DETECTORS)
+    if faces == "insightface" and detector != "hog+cnn":
+        raise TsavError(
+            f"detector {detector!r} is a dlib detector; the insightface backend has its own (drop the detector option)"
+        )
+    options = AnnotateOptions(person=person, stride=stride, batch_size=batch_size, au_threshold=au_threshold)
+    parse_device(device)
+    return options
+
+
+def check_source(source: str | os.PathLike) -> pathlib.Path:
+    """The video's path, or a one-line ``MediaError`` when there is nothing to decode."""
+    video = pathlib.Path(source).expanduser()
+    if not video.exists():
+        raise MediaError(f"{video}: no such file")
+    if video.is_file() and video.stat().st_size == 0:
+        raise MediaError(f"{video}: the file is empty (0 bytes)")
+    return video
 
 
 def _choice(option: str, value: str, choices) -> None:

@@ -1,0 +1,474 @@
+"""Many videos over a Ray cluster: the same Predictor in N Ray actors, the same files.
+
+``RayAnnotator`` has the shape of :class:`~tsav_deploy.engine.Predictor` where it matters to a
+caller: :meth:`RayAnnotator.predict_many` yields one :class:`Annotation` per video (finished, or
+with its one-line error), so ``tsav annotate`` saves them in its one loop, on the driver, with the
+atomic writes and records that make reruns resume.
+
+Each actor builds one Predictor from the same options (the model is loaded once per actor). Work is
+scheduled per video, largest first, to whichever actor is free. A video longer than the split
+length is cut: pass 1 (faces) runs once on one actor, pass 2 (the network, most of the time) runs
+in frame ranges on any actors (:func:`~tsav_deploy.annotate.range_logits`), and the driver joins
+the logits and builds the result as :func:`~tsav_deploy.annotate.annotate_video` does.
+
+Faults: an actor that dies (killed, out of memory, node lost) is restarted by Ray (``max_restarts``)
+and its task goes back to the queue for any free actor; a video whose task is lost twice gets an
+error line and the run goes on.
+
+Ray is an optional extra, imported here only.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import pathlib
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..annotate import PeopleFound, find_people, people_logits, range_logits, video_result
+from ..errors import TsavError
+from ..media import probe
+from .predictor import Predictor, check_options, check_source
+from .results import Annotation
+
+INSTALL_HINT = "--ray needs Ray, an optional extra: pip install 'tsav-deploy[ray]'"
+# A video is cut into ranges only when each range is at least this long (a range costs a look-back
+# of 1.4 s of frames, a read of the audio track and a decode of the frames before it).
+MIN_SPLIT_S = 60.0
+ATTEMPTS = 2  # a video whose task is lost this often gets its error line
+RESTARTS = 4  # restarts of each actor by Ray before it counts as lost
+_REPORT_S = 0.5  # how often actors send progress, and the driver's progress tick
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """Where and how wide: ``address`` ``local`` (Ray started for the run on this machine),
+    ``auto``, ``HOST:PORT`` or ``ray://HOST:PORT`` (a running cluster); ``workers`` actors with
+    ``cpus_per_worker`` CPUs and ``gpus_per_worker`` GPUs each (fractions allowed); videos longer
+    than ``split_seconds`` run as ranges of that length (None: from the videos' length and the
+    number of workers, see :func:`split_length`)."""
+
+    address: str = "local"
+    workers: int = 2
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    split_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+            raise TsavError(f"--workers must be a whole number of at least 1, not {self.workers!r}")
+        if not self.cpus_per_worker > 0:
+            raise TsavError(f"--cpus-per-worker must be above 0, not {self.cpus_per_worker!r}")
+        if not self.gpus_per_worker >= 0:
+            raise TsavError(f"--gpus-per-worker must be 0 or more, not {self.gpus_per_worker!r}")
+        if self.split_seconds is not None and not self.split_seconds > 0:
+            raise TsavError(f"--split-seconds must be above 0, not {self.split_seconds!r}")
+        if not self.address:
+            raise TsavError("--ray needs an address: local, auto, HOST:PORT or ray://HOST:PORT")
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    """Progress over all videos: frames done and in all (each frame counts in pass 1 and in
+    pass 2), the actors that answer, and their process ids."""
+
+    frames_done: int
+    frames_total: int
+    workers_alive: int
+    worker_pids: tuple[int, ...]
+
+
+ClusterProgress = Callable[[ClusterStatus], None]
+
+
+def split_length(durations: Iterable[float], workers: int) -> float:
+    """Seconds per range when none is asked for: about two ranges per worker over all the work,
+    never under :data:`MIN_SPLIT_S`, so many short videos are not cut and one long one fills the
+    cluster."""
+    return max(MIN_SPLIT_S, sum(durations) / (2 * workers))
+
+
+def frame_ranges(frames: int, fps: float, seconds: float) -> list[tuple[int, int]]:
+    """``[a, b)`` ranges of about ``seconds`` covering ``frames`` frames (one range when shorter)."""
+    step = max(1, round(seconds * (fps or 30.0)))
+    return [(a, min(a + step, frames)) for a in range(0, frames, step)] or [(0, frames)]
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise TsavError(INSTALL_HINT) from None
+    return ray
+
+
+class _Reporter:
+    """Sends an actor's frames done to the driver's counter, at most every ``_REPORT_S``."""
+
+    def __init__(self, counter):
+        self.counter, self.pending, self.sent = counter, 0, time.monotonic()
+
+    def __call__(self, stage: str, n: int) -> None:
+        if stage == "frames":  # the declared count: the driver sized the bar from its own probe
+            return
+        self.pending += n
+        if time.monotonic() - self.sent >= _REPORT_S:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.counter.add.remote(self.pending)
+        self.pending, self.sent = 0, time.monotonic()
+
+
+class _Counter:
+    """Frames done over all actors (a Ray actor of its own; no CPU)."""
+
+    def __init__(self) -> None:
+        self.done = 0
+
+    def add(self, n: int) -> None:
+        self.done += n
+
+    def total(self) -> int:
+        return self.done
+
+
+class _Worker:
+    """One Predictor in a Ray actor. A bad option is kept as an error the driver raises in one line,
+    not a failed actor (whose error would be a remote traceback)."""
+
+    def __init__(self, predictor_options: dict, counter_name: str):
+        import ray
+
+        # Found by name, not passed: an actor handle among the arguments would keep them in the
+        # object store, where a restart after their loss could not find them.
+        self.counter = ray.get_actor(counter_name)
+        self.predictor: Predictor | None = None
+        self.error: str | None = None
+        try:
+            self.predictor = Predictor(**predictor_options)
+        except TsavError as exc:
+            self.error = str(exc)
+
+    def hello(self) -> tuple[int, str | None, str]:
+        """Process id, the construction error if any, the Predictor's description."""
+        return os.getpid(), self.error, self.predictor.describe() if self.predictor else ""
+
+    def annotate(self, video: str) -> Annotation:
+        """The whole video, the single-process way."""
+        reporter = _Reporter(self.counter)
+        try:
+            return next(self.predictor.predict_many([video], progress=reporter))
+        finally:
+            reporter.flush()
+
+    def find_people(self, video: str) -> tuple[PeopleFound | None, str | None]:
+        """Pass 1, or the one-line reason the video cannot be annotated."""
+        reporter = _Reporter(self.counter)
+        try:
+            return find_people(video, self.predictor.face_backend, self.predictor.options, reporter), None
+        except TsavError as exc:
+            return None, str(exc)
+        finally:
+            reporter.flush()
+
+    def range_logits(
+        self, video: str, people: PeopleFound, frames: tuple[int, int]
+    ) -> tuple[np.ndarray, list[str], float, str, str]:
+        """Pass 2 over frames ``[a, b)``: logits of its target frames, audio warnings, seconds,
+        and the engine's and face backend's names for the summary."""
+        reporter = _Reporter(self.counter)
+        started = time.perf_counter()
+        try:
+            logits, warnings = range_logits(
+                video, people, self.predictor.engine, self.predictor.options, frames, reporter
+            )
+        finally:
+            reporter.flush()
+        p = self.predictor
+        return logits, warnings, time.perf_counter() - started, p.engine.name, p.face_backend.name
+
+
+@dataclass
+class _Video:
+    path: pathlib.Path
+    frames: int  # the container's count (the bar's size)
+    seconds: float
+    attempts: int = 0
+    failed: bool = False
+    started: float = 0.0
+    people: PeopleFound | None = None
+    people_ref: object = None
+    parts: dict[int, tuple] = field(default_factory=dict)  # range number -> range_logits' answer
+    ranges: list[tuple[int, int]] = field(default_factory=list)
+
+
+@dataclass
+class _Task:
+    kind: str  # "annotate" (whole video), "people" (pass 1) or "range" (pass 2 over ranges[part])
+    video: _Video
+    part: int = 0
+
+
+# Predictor's keyword defaults, for checking options given in part.
+_DEFAULTS = dict(
+    engine="auto",
+    device="cpu",
+    faces="auto",
+    detector="hog+cnn",
+    person="main",
+    stride=1,
+    batch_size=8,
+    au_threshold=0.5,
+)
+
+
+class RayAnnotator:
+    """Annotates videos on Ray actors with the files and guarantees of one process.
+
+    ``predictor_options``: the :class:`Predictor`'s keyword arguments (checked here, before Ray is
+    touched); paths in them are made absolute, since actors need not share the driver's working
+    directory. Use as a context manager, or call :meth:`close`: the actors are ended, and Ray too
+    where this object started it (``local``).
+    """
+
+    def __init__(self, predictor_options: dict, cluster: ClusterOptions = ClusterOptions()):
+        options = dict(predictor_options)
+        for key in ("weights", "model"):
+            if options.get(key) and pathlib.Path(options[key]).expanduser().exists():
+                options[key] = str(pathlib.Path(options[key]).expanduser().resolve())
+        self.annotate_options = check_options(**{"weights": None, "model": None, **_DEFAULTS, **options})
+        self.options = options
+        self.cluster = cluster
+        self.ray = _import_ray()
+        self._started_ray = False
+        self._actors: list = []
+        self.pids: dict[int, int] = {}  # actor number -> process id
+        try:
+            self._connect()
+            self._start_actors()
+        except BaseException:
+            self.close()
+            raise
+
+    def _connect(self) -> None:
+        ray = self.ray
+        if ray.is_initialized():  # the caller's own session (ray.init before us): use it, leave it
+            return
+        import logging
+
+        if self.cluster.address == "local":
+            ray.init(
+                num_cpus=os.cpu_count(),
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.ERROR,
+            )
+        else:
+            try:
+                ray.init(address=self.cluster.address, log_to_driver=False, logging_level=logging.ERROR)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise TsavError(
+                    f"--ray {self.cluster.address}: cannot join the Ray cluster ({message}); "
+                    "start one with `ray start --head` or use --ray local"
+                ) from None
+        self._started_ray = True
+        resources = ray.cluster_resources()
+        need = {
+            "CPU": self.cluster.workers * self.cluster.cpus_per_worker,
+            "GPU": self.cluster.workers * self.cluster.gpus_per_worker,
+        }
+        for name, amount in need.items():
+            if amount > resources.get(name, 0) + 1e-9:
+                raise TsavError(
+                    f"--workers {self.cluster.workers} need {amount:g} {name}s in all; the cluster at "
+                    f"{self.cluster.address} has {resources.get(name, 0):g}: use fewer workers or "
+                    f"smaller --{name.lower()}s-per-worker"
+                )
+
+    def _start_actors(self) -> None:
+        ray = self.ray
+        counter_name = f"tsav-progress-{uuid.uuid4().hex}"
+        self._counter = ray.remote(num_cpus=0)(_Counter).options(name=counter_name).remote()
+        worker = ray.remote(
+            num_cpus=self.cluster.cpus_per_worker,
+            num_gpus=self.cluster.gpus_per_worker,
+            max_restarts=RESTARTS,
+            max_task_retries=0,  # the driver retries, on whichever actor is free
+        )(_Worker)
+        self._actors = [worker.remote(self.options, counter_name) for _ in range(self.cluster.workers)]
+        self.descriptions = []
+        for k, (pid, error, description) in enumerate(ray.get([a.hello.remote() for a in self._actors])):
+            if error:
+                raise TsavError(error)
+            self.pids[k] = pid
+            self.descriptions.append(description)
+
+    def describe(self) -> str:
+        """One line: the cluster, the workers, and the engine and face backend they chose."""
+        return f"ray {self.cluster.address}: {len(self._actors)} workers; {self.descriptions[0]}"
+
+    def close(self) -> None:
+        for actor in self._actors:
+            self.ray.kill(actor)
+        self._actors = []
+        if self._started_ray:
+            self.ray.shutdown()
+            self._started_ray = False
+
+    def __enter__(self) -> RayAnnotator:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def predict_many(
+        self, sources: Iterable[str | os.PathLike], progress: ClusterProgress | None = None
+    ) -> Iterator[Annotation]:
+        """Annotate videos across the actors, largest first; yields each video's Annotation as it
+        completes (not in input order), a failed video's with its ``error``."""
+        videos: list[_Video] = []
+        for source in sources:
+            try:
+                path = check_source(source).resolve()
+                info = probe(path)
+            except TsavError as exc:
+                yield Annotation(pathlib.Path(source), error=str(exc))
+                continue
+            videos.append(_Video(path, info.frame_count, info.duration_s))
+        videos.sort(key=lambda v: -v.frames)
+        split = self.cluster.split_seconds or split_length((v.seconds for v in videos), len(self._actors))
+        queue = collections.deque(
+            _Task("people" if v.seconds > split and len(self._actors) > 1 else "annotate", v) for v in videos
+        )
+        yield from _Schedule(self, queue, split, sum(2 * v.frames for v in videos), progress).run()
+
+
+class _Schedule:
+    """The driver's loop: one task per free actor, results as they come, retries after losses."""
+
+    def __init__(self, annotator: RayAnnotator, queue: collections.deque, split: float, total: int, progress):
+        self.a, self.ray, self.queue, self.split = annotator, annotator.ray, queue, split
+        self.total, self.progress = total, progress
+        self.idle = list(range(len(annotator._actors)))
+        self.alive = set(self.idle)
+        self.running: dict = {}  # object ref -> (task, actor number)
+        self.waking: dict = {}  # hello ref -> actor number (an actor Ray is restarting)
+
+    def run(self) -> Iterator[Annotation]:
+        ray = self.ray
+        while self.queue or self.running or self.waking:
+            while self.queue and self.idle:
+                self._submit(self.queue.popleft(), self.idle.pop(0))
+            if not self.alive:
+                for task in self.queue:
+                    if not task.video.failed:
+                        task.video.failed = True
+                        yield Annotation(task.video.path, error=f"{task.video.path}: no Ray worker is left to run it")
+                self.queue.clear()
+                break
+            ready, _ = ray.wait([*self.running, *self.waking], num_returns=1, timeout=_REPORT_S)
+            self._report()
+            for ref in ready:
+                if ref in self.waking:
+                    self._woken(ref)
+                else:
+                    yield from self._finished(ref)
+        self._report(final=True)
+
+    def _submit(self, task: _Task, k: int) -> None:
+        actor, video = self.a._actors[k], task.video
+        if task.kind == "annotate":
+            ref = actor.annotate.remote(str(video.path))
+        elif task.kind == "people":
+            ref = actor.find_people.remote(str(video.path))
+        else:
+            ref = actor.range_logits.remote(str(video.path), video.people_ref, video.ranges[task.part])
+        if not video.started:
+            video.started = time.perf_counter()
+        self.running[ref] = (task, k)
+
+    def _finished(self, ref) -> Iterator[Annotation]:
+        task, k = self.running.pop(ref)
+        video = task.video
+        try:
+            value = self.ray.get(ref)
+        except self.ray.exceptions.RayActorError as exc:
+            # The actor died with the task (killed, out of memory, node lost): Ray restarts it; the
+            # task goes back to the queue once, for any free actor.
+            self.waking[self.a._actors[k].hello.remote()] = k
+            video.attempts += 1
+            if video.failed:
+                return
+            if video.attempts >= ATTEMPTS:
+                video.failed = True
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                yield Annotation(
+                    video.path,
+                    error=f"{video.path}: the Ray worker running it was lost {ATTEMPTS} times ({reason}); run again to retry",
+                )
+            else:
+                self.queue.appendleft(task)
+            return
+        self.idle.append(k)
+        if video.failed:
+            return
+        if task.kind == "annotate":
+            yield value
+        elif task.kind == "people":
+            people, error = value
+            if error is not None:
+                video.failed = True
+                yield Annotation(video.path, error=error)
+                return
+            video.people, video.people_ref = people, self.ray.put(people)
+            video.ranges = frame_ranges(people.timeline.frames, people.info.fps, self.split)
+            # The ranges go first: they are the largest work left, and the video is done sooner.
+            self.queue.extendleft(_Task("range", video, part) for part in reversed(range(len(video.ranges))))
+        else:
+            video.parts[task.part] = value
+            if len(video.parts) == len(video.ranges):
+                yield self._joined(video)
+
+    def _joined(self, video: _Video) -> Annotation:
+        """The result of a video run in ranges, built as ``annotate_video`` builds it."""
+        parts = [video.parts[p] for p in range(len(video.ranges))]
+        logits = np.concatenate([p[0] for p in parts])
+        _, warnings, _, engine_name, backend_name = parts[0]
+        annotate_options = self.a.annotate_options
+        result = video_result(
+            video.path,
+            video.people,
+            people_logits(video.people.timeline, annotate_options, logits),
+            warnings,
+            annotate_options,
+            engine_name,
+            backend_name,
+            sum(p[2] for p in parts),
+        )
+        video.people = video.people_ref = None
+        return Annotation(video.path, result, info={"wall_s": round(time.perf_counter() - video.started, 3)})
+
+    def _woken(self, ref) -> None:
+        k = self.waking.pop(ref)
+        try:
+            pid, _, _ = self.ray.get(ref)
+        except self.ray.exceptions.RayActorError:
+            self.alive.discard(k)  # Ray gave up restarting it
+            self.a.pids.pop(k, None)
+            return
+        self.a.pids[k] = pid
+        self.idle.append(k)
+
+    def _report(self, final: bool = False) -> None:
+        if self.progress is None:
+            return
+        done = self.total if final else min(self.total, self.ray.get(self.a._counter.total.remote()))
+        self.progress(ClusterStatus(done, self.total, len(self.alive), tuple(self.a.pids.values())))
