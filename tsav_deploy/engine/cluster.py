@@ -21,6 +21,7 @@ Ray is an optional extra, imported here only.
 from __future__ import annotations
 
 import collections
+import math
 import os
 import pathlib
 import time
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..annotate import PeopleFound, find_people, people_logits, range_logits, video_result
+from ..annotate import AnnotateOptions, PeopleFound, find_people, people_logits, range_logits, video_result
 from ..errors import TsavError
 from ..media import probe
 from .predictor import Predictor, check_options, check_source
@@ -93,9 +94,12 @@ def split_length(durations: Iterable[float], workers: int) -> float:
     return max(MIN_SPLIT_S, sum(durations) / (2 * workers))
 
 
-def frame_ranges(frames: int, fps: float, seconds: float) -> list[tuple[int, int]]:
-    """``[a, b)`` ranges of about ``seconds`` covering ``frames`` frames (one range when shorter)."""
-    step = max(1, round(seconds * (fps or 30.0)))
+def frame_ranges(frames: int, fps: float, seconds: float, options: AnnotateOptions) -> list[tuple[int, int]]:
+    """``[a, b)`` ranges of about ``seconds`` covering ``frames`` frames (one range when shorter).
+    Each starts at a target frame that also starts a network batch in a whole run, so every batch
+    holds the same clips as there and the joined logits are those of the whole run, bit for bit."""
+    batch_frames = options.stride * options.batch_size
+    step = max(1, math.ceil(seconds * (fps or 30.0) / batch_frames)) * batch_frames
     return [(a, min(a + step, frames)) for a in range(0, frames, step)] or [(0, frames)]
 
 
@@ -429,7 +433,7 @@ class _Schedule:
                 yield Annotation(video.path, error=error)
                 return
             video.people, video.people_ref = people, self.ray.put(people)
-            video.ranges = frame_ranges(people.timeline.frames, people.info.fps, self.split)
+            video.ranges = frame_ranges(people.timeline.frames, people.info.fps, self.split, self.a.annotate_options)
             # The ranges go first: they are the largest work left, and the video is done sooner.
             self.queue.extendleft(_Task("range", video, part) for part in reversed(range(len(video.ranges))))
         else:

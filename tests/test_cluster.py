@@ -1,0 +1,156 @@
+"""Annotation over Ray (real Ray, no mocks): the files of a plain single-process run, byte for byte,
+with Ray started for the run, on a two-node cluster this module starts on 127.0.0.1, after a worker
+is killed in the middle, and for a video cut into ranges across workers."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from tsav_deploy.cli import app
+from tsav_deploy.constants import ACTION_UNITS
+from tsav_deploy.engine import Predictor
+
+ray = pytest.importorskip("ray", reason="Ray is an optional extra (pip install 'tsav-deploy[ray]')")
+
+SHORT = ("webcam_man_mp3.mp4", "cartoon_no_face.mp4")  # one face throughout; none at all
+LONG = "stage_and_audience.mp4"  # 275 frames, several people, audio longer than video
+FACES = ("--faces", "dlib", "--detector", "hog")
+
+
+def files(folder: pathlib.Path, name: str) -> dict[str, bytes]:
+    """Everything a video's annotation wrote except the timings (summary.json)."""
+    paths = [f"{s}/{name}.txt" for s in ("VA_Set", "EXPR_Set", "AU_Set")] + [f"{name}.csv"]
+    return {p: (folder / p).read_bytes() for p in paths}
+
+
+@pytest.fixture(scope="module")
+def plain(media_dir, small_export, tmp_path_factory) -> pathlib.Path:
+    """The independent reference: every video annotated in this process, one after another."""
+    out = tmp_path_factory.mktemp("plain")
+    predictor = Predictor(model=small_export, faces="dlib", detector="hog")
+    for name in (*SHORT, LONG):
+        predictor.predict(media_dir / name).save(out, plot=False)
+    return out
+
+
+def annotate(*args: str) -> None:
+    result = CliRunner().invoke(app, ["annotate", *args, *FACES, "--no-plot"])
+    assert result.exit_code == 0, result.output
+
+
+def test_ray_local_writes_the_files_of_a_plain_run(media_dir, small_export, plain, tmp_path):
+    videos = [str(media_dir / n) for n in (*SHORT, LONG)]
+    annotate(*videos, "--model", str(small_export), "--out", str(tmp_path), "--ray", "local", "--workers", "2")
+    for name in (*SHORT, LONG):
+        assert files(tmp_path, pathlib.Path(name).stem) == files(plain, pathlib.Path(name).stem), name
+    assert not ray.is_initialized()  # the Ray it started for the run is gone
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head node and a second worker node on 127.0.0.1, one CPU each, as processes of their own
+    (process groups of their own, ended by their ids at the end)."""
+    port = _free_port()
+    ray_cli = str(pathlib.Path(sys.executable).parent / "ray")
+    env = {**os.environ, "RAY_memory_monitor_refresh_ms": "0"}
+    common = ["--block", "--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--object-store-memory", "100000000"]
+    head_args = ["start", "--head", "--port", str(port), "--include-dashboard", "false", "--disable-usage-stats"]
+    nodes = [subprocess.Popen([ray_cli, *head_args, *common], env=env, start_new_session=True)]
+    address = f"127.0.0.1:{port}"
+    try:
+        _wait_for(address, cpus=1)
+        nodes.append(
+            subprocess.Popen([ray_cli, "start", "--address", address, *common], env=env, start_new_session=True)
+        )
+        _wait_for(address, cpus=2)
+        yield address
+    finally:
+        for node in reversed(nodes):
+            node.send_signal(signal.SIGTERM)
+            try:
+                node.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+            try:  # whatever the node left running in its own process group
+                os.killpg(node.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _wait_for(address: str, cpus: int, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+            found = ray.cluster_resources().get("CPU", 0)
+            ray.shutdown()
+            if found >= cpus:
+                return
+        except (ConnectionError, RuntimeError):
+            pass
+        time.sleep(1)
+    raise TimeoutError(f"the Ray cluster at {address} did not reach {cpus} CPUs")
+
+
+def test_joining_a_two_node_cluster_writes_the_files_of_a_plain_run(media_dir, small_export, plain, cluster, tmp_path):
+    videos = [str(media_dir / n) for n in SHORT]
+    annotate(*videos, "--model", str(small_export), "--out", str(tmp_path), "--ray", cluster, "--workers", "2")
+    for name in SHORT:
+        assert files(tmp_path, pathlib.Path(name).stem) == files(plain, pathlib.Path(name).stem), name
+    # A rerun finds every video complete and touches nothing.
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.txt")}
+    annotate(*videos, "--model", str(small_export), "--out", str(tmp_path), "--ray", cluster, "--workers", "2")
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.txt")} == before
+
+
+def test_a_worker_killed_mid_run_costs_a_retry_not_the_run(media_dir, small_export, plain, cluster, tmp_path):
+    from tsav_deploy.engine.cluster import ClusterOptions, RayAnnotator
+
+    killed: list[int] = []
+
+    def kill_once(status) -> None:
+        if not killed and status.frames_done > 0:
+            killed.append(status.worker_pids[0])
+            os.kill(killed[0], signal.SIGKILL)
+
+    options = dict(model=str(small_export), faces="dlib", detector="hog")
+    with RayAnnotator(options, ClusterOptions(cluster, workers=2)) as annotator:
+        annotations = list(annotator.predict_many([media_dir / LONG, media_dir / SHORT[0]], progress=kill_once))
+        pids_after = set(annotator.pids.values())
+    assert killed and killed[0] not in pids_after
+    assert all(a.ok for a in annotations), [a.error for a in annotations]
+    for annotation in annotations:
+        annotation.save(tmp_path, plot=False)
+        assert files(tmp_path, annotation.name) == files(plain, annotation.name), annotation.name
+
+
+def test_a_long_video_cut_into_ranges_equals_the_whole_run(media_dir, small_export, plain, cluster):
+    from tsav_deploy.engine.cluster import ClusterOptions, RayAnnotator, frame_ranges
+
+    options = dict(model=str(small_export), faces="dlib", detector="hog")
+    cut = ClusterOptions(cluster, workers=2, split_seconds=2.0)
+    with RayAnnotator(options, cut) as annotator:
+        (annotation,) = annotator.predict_many([media_dir / LONG])
+        assert len(frame_ranges(annotation.result.frames, 29.97, 2.0, annotator.annotate_options)) >= 4
+    whole = pd.read_csv(plain / f"{annotation.name}.csv")
+    ranged = annotation.to_pandas()
+    np.testing.assert_allclose(ranged[["valence", "arousal"]], whole[["valence", "arousal"]], atol=1e-4)
+    assert (ranged["expression"].astype(str) == whole["expression"]).all()
+    assert (ranged[list(ACTION_UNITS)] == whole[list(ACTION_UNITS)]).all().all()
