@@ -21,7 +21,11 @@ from tsav_deploy.cli import app
 from tsav_deploy.constants import ACTION_UNITS
 from tsav_deploy.engine import Predictor
 
-ray = pytest.importorskip("ray", reason="Ray is an optional extra (pip install 'tsav-deploy[ray]')")
+try:
+    import ray
+except ImportError:  # the tests of a run on Ray skip; the one line without Ray is still checked
+    ray = None
+needs_ray = pytest.mark.skipif(ray is None, reason="Ray is an optional extra (pip install 'tsav-deploy[ray]')")
 
 SHORT = ("webcam_man_mp3.mp4", "cartoon_no_face.mp4")  # one face throughout; none at all
 LONG = "stage_and_audience.mp4"  # 275 frames, several people, audio longer than video
@@ -44,16 +48,35 @@ def plain(media_dir, small_export, tmp_path_factory) -> pathlib.Path:
     return out
 
 
-def annotate(*args: str) -> None:
+def annotate(*args: str) -> str:
     result = CliRunner().invoke(app, ["annotate", *args, *FACES, "--no-plot"])
     assert result.exit_code == 0, result.output
+    return result.output
 
 
+def test_without_ray_the_option_says_how_to_install_it(media_dir, small_export, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where Ray is not installed
+    video = str(media_dir / SHORT[0])
+    result = CliRunner().invoke(
+        app, ["annotate", video, "--model", str(small_export), "--out", str(tmp_path), "--ray", "local"]
+    )
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: --ray needs Ray, an optional extra: pip install 'tsav-deploy[ray]'"
+    ]
+
+
+@needs_ray
 def test_ray_local_writes_the_files_of_a_plain_run(media_dir, small_export, plain, tmp_path):
-    videos = [str(media_dir / n) for n in (*SHORT, LONG)]
-    annotate(*videos, "--model", str(small_export), "--out", str(tmp_path), "--ray", "local", "--workers", "2")
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "text.mp4").write_text("not a video\n" * 100)
+    videos = [str(media_dir / n) for n in (*SHORT, LONG)] + [str(tmp_path / "empty.mp4"), str(tmp_path / "text.mp4")]
+    out = tmp_path / "out"
+    output = annotate(*videos, "--model", str(small_export), "--out", str(out), "--ray", "local", "--workers", "2")
     for name in (*SHORT, LONG):
-        assert files(tmp_path, pathlib.Path(name).stem) == files(plain, pathlib.Path(name).stem), name
+        assert files(out, pathlib.Path(name).stem) == files(plain, pathlib.Path(name).stem), name
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2 and "empty.mp4" in errors[0] + errors[1] and "text.mp4" in errors[0] + errors[1]
     assert not ray.is_initialized()  # the Ray it started for the run is gone
 
 
@@ -109,6 +132,7 @@ def _wait_for(address: str, cpus: int, timeout: float = 90) -> None:
     raise TimeoutError(f"the Ray cluster at {address} did not reach {cpus} CPUs")
 
 
+@needs_ray
 def test_joining_a_two_node_cluster_writes_the_files_of_a_plain_run(media_dir, small_export, plain, cluster, tmp_path):
     videos = [str(media_dir / n) for n in SHORT]
     annotate(*videos, "--model", str(small_export), "--out", str(tmp_path), "--ray", cluster, "--workers", "2")
@@ -120,6 +144,7 @@ def test_joining_a_two_node_cluster_writes_the_files_of_a_plain_run(media_dir, s
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.txt")} == before
 
 
+@needs_ray
 def test_a_worker_killed_mid_run_costs_a_retry_not_the_run(media_dir, small_export, plain, cluster, tmp_path):
     from tsav_deploy.engine.cluster import ClusterOptions, RayAnnotator
 
@@ -141,6 +166,7 @@ def test_a_worker_killed_mid_run_costs_a_retry_not_the_run(media_dir, small_expo
         assert files(tmp_path, annotation.name) == files(plain, annotation.name), annotation.name
 
 
+@needs_ray
 def test_a_long_video_cut_into_ranges_equals_the_whole_run(media_dir, small_export, plain, cluster):
     from tsav_deploy.engine.cluster import ClusterOptions, RayAnnotator, frame_ranges
 

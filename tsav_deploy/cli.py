@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
@@ -64,7 +65,7 @@ def user_errors(func):
         try:
             return func(*args, **kwargs)
         except TsavError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -304,7 +305,7 @@ def annotate(
         nonlocal failed
         failed += 1
         table.add_row(video.name, "[red]failed", "", "", "", "", "see error above")
-        err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
     for video, message in problems:
         fail(video, message)

@@ -269,6 +269,7 @@ class RayAnnotator:
 
         if self.cluster.address == "local":
             ray.init(
+                address="local",  # a new Ray, even where `ray start` left a cluster address behind
                 num_cpus=os.cpu_count(),
                 include_dashboard=False,
                 log_to_driver=False,
