@@ -498,3 +498,46 @@ def test_corrupt_in_the_middle_yields_the_rest_and_warns(tmp_path, media_dir):
     assert 400 < len(times) <= 472 and np.all(np.diff(times) > 0)
     assert times[-1] > 19  # decoding went on after the damage
     assert frames.warnings and all("\n" not in w and "damaged" in w for w in frames.warnings)
+
+
+# --- starting at a frame --------------------------------------------------------------------------
+
+
+def frame_digests(frames) -> list[tuple[int, float, bytes]]:
+    import hashlib
+
+    return [(f.index, f.time, hashlib.sha1(f.rgb.tobytes()).digest()) for f in frames]
+
+
+@pytest.mark.parametrize(
+    "name, firsts",
+    [
+        # B-frames, keyframes every 72 frames: mid-group, just after a keyframe, the last frame
+        ("pexels_woman_silent_audio.mp4", (100, 145, 471)),
+        ("face_then_cartoon_hevc.mov", (75,)),  # HEVC with B-frames, keyframes every 30
+    ],
+)
+def test_a_stream_started_at_a_frame_is_the_whole_decode_from_there(media_dir, name, firsts):
+    path = media_dir / name
+    with media.iter_frames(path) as stream:
+        whole = frame_digests(stream)
+    times = np.array([t for _, t, _ in whole])
+    for first in firsts:
+        with media.iter_frames(path, first=first, times=times) as stream:
+            assert frame_digests(stream) == whole[first:], first
+            assert stream.frames_decoded <= len(whole) - first + 72  # from the keyframe before ``first``
+        with media.iter_frames(path, first=first) as stream:  # without the times: from the start
+            assert frame_digests(stream) == whole[first:], first
+            assert stream.frames_decoded == len(whole)
+
+
+def test_a_stream_started_after_a_timestamp_reset_is_the_whole_decode_from_there(tmp_path):
+    segment = ts_segment(tmp_path / "a.ts", rate=44100, channels=1, start_s=0)
+    path = tmp_path / "reset.ts"
+    path.write_bytes(segment + segment)
+    with media.iter_frames(path) as stream:
+        whole = frame_digests(stream)
+    times = np.array([t for _, t, _ in whole])
+    for first in (10, 30):
+        with media.iter_frames(path, first=first, times=times) as stream:
+            assert frame_digests(stream) == whole[first:], first

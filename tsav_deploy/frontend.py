@@ -127,7 +127,7 @@ def iter_crops(
     requested person (None where absent)."""
     tracks = [timeline.track(t) for t in track_ids]
     first, stop = frames or (0, None)
-    with iter_frames(video, first=first) as stream:
+    with iter_frames(video, first=first, times=timeline.times) as stream:
         for frame in timed_iter("pass 2 decode", stream):
             if stop is not None and frame.index >= stop:
                 return

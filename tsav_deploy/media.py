@@ -277,10 +277,18 @@ class FrameStream:
     Use as a context manager, or exhaust it, to close the file.
     """
 
-    def __init__(self, path: str | os.PathLike, max_side: int | None = None, first: int = 0):
+    def __init__(
+        self, path: str | os.PathLike, max_side: int | None = None, first: int = 0, times: np.ndarray | None = None
+    ):
         self.path = os.fspath(path)
-        self._first = first
+        self._first, self._times = first, times
         self.warnings: list[str] = []
+        self.frames_decoded = 0  # the decoder's work, frames before ``first`` included
+        self._open_stream()
+        self._max_side = max_side
+        self._frames = self._generate()
+
+    def _open_stream(self) -> None:
         self._container = _open(self.path)
         try:
             self._stream = _video_stream(self._container, self.path)
@@ -289,8 +297,6 @@ class FrameStream:
             raise
         # Frame threading decodes several frames in parallel; AUTO picks frame or slice threads.
         self._stream.thread_type = "AUTO"
-        self._max_side = max_side
-        self._frames = self._generate()
 
     def __iter__(self) -> FrameStream:
         return self
@@ -309,24 +315,76 @@ class FrameStream:
         self._container.close()
 
     def _generate(self) -> Iterator[VideoFrame]:
+        first = self._first
+        if first > 0 and self._times is not None and first < len(self._times):
+            try:
+                first = yield from self._from_keyframe(first)
+            finally:
+                self._container.close()
+            if first is None:
+                return
+            self._open_stream()
+        yield from self._from_start(first)
+
+    def _rgb(self, frame: av.VideoFrame, signs, size) -> np.ndarray:
+        if size is None:
+            rgb = frame.to_ndarray(format="rgb24")
+        else:
+            rgb = frame.to_ndarray(format="rgb24", width=size[0], height=size[1], interpolation="AREA")
+        return _orient(rgb, signs)
+
+    def _from_keyframe(self, wanted: int) -> Iterator[VideoFrame]:
+        """Frames from ``wanted`` on, decoded from the last keyframe before it. Each frame's time
+        must be the whole decode's time (``times``) of the next index; where it is not (a timestamp
+        reset or gap, a seek that lands late), the frames from the next one wanted on come from a
+        decode from the start instead. Returns that index, or None when every frame is done."""
+        container, stream, times = self._container, self._stream, self._times
+        frames = _decode(container, stream, self.warnings, self.path)
+        head = next(frames, None)  # frame 0: time 0 and the orientation, as a whole decode has them
+        frames.close()
+        if head is None or head.time is None:
+            return wanted
+        origin = head.time
+        signs, size = _orientation(head), _scaled_size(head.width, head.height, self._max_side)
+        try:
+            target = math.floor((origin + float(times[wanted])) / stream.time_base)
+            container.seek(target, stream=stream, backward=True, any_frame=False)
+        except (av.FFmpegError, ZeroDivisionError, TypeError):
+            return wanted
+        expected = None  # the index the next decoded frame must have
+        for frame in _decode(container, stream, self.warnings, self.path):
+            self.frames_decoded += 1
+            time = None if frame.time is None else frame.time - origin
+            if expected is None and not frame.key_frame:
+                # A picture shown before the keyframe may refer to the group before it: not decoded
+                # as a whole decode decodes it. Wait for the keyframe, unless the seek went past.
+                if time is None or time >= times[wanted]:
+                    return wanted
+                continue
+            index = -1 if time is None else int(np.searchsorted(times, time))
+            known = 0 <= index < len(times) and times[index] == time
+            if not known or index > wanted or index != (index if expected is None else expected):
+                return wanted
+            expected = index + 1
+            if index >= wanted:
+                yield VideoFrame(index=index, time=time, rgb=self._rgb(frame, signs, size))
+                wanted = index + 1
+        return None if wanted >= len(times) else wanted
+
+    def _from_start(self, first: int) -> Iterator[VideoFrame]:
         stream = self._stream
         clock = _FrameClock(1.0 / float(stream.average_rate or stream.guessed_rate or 30))
         signs = size = None
         index = 0
         try:
             for frame in _decode(self._container, stream, self.warnings, self.path):
+                self.frames_decoded += 1
                 if index == 0:
                     signs = _orientation(frame)
                     size = _scaled_size(frame.width, frame.height, self._max_side)
                 time = clock.time_of(frame.time)
-                if index < self._first:
-                    index += 1
-                    continue
-                if size is None:
-                    rgb = frame.to_ndarray(format="rgb24")
-                else:
-                    rgb = frame.to_ndarray(format="rgb24", width=size[0], height=size[1], interpolation="AREA")
-                yield VideoFrame(index=index, time=time, rgb=_orient(rgb, signs))
+                if index >= first:
+                    yield VideoFrame(index=index, time=time, rgb=self._rgb(frame, signs, size))
                 index += 1
         finally:
             self._container.close()
@@ -392,17 +450,21 @@ class _FrameClock:
         return notes
 
 
-def iter_frames(path: str | os.PathLike, *, max_side: int | None = None, first: int = 0) -> FrameStream:
+def iter_frames(
+    path: str | os.PathLike, *, max_side: int | None = None, first: int = 0, times: np.ndarray | None = None
+) -> FrameStream:
     """Stream the video's frames upright as RGB uint8 with times in seconds (frame 0 at 0.0).
 
     ``max_side`` shrinks frames (area interpolation, aspect kept) so their longer side is at most
-    that many pixels; useful for fast face detection. ``first``: start at that frame; the frames
-    before it are decoded, not converted, because only a decode from the start guarantees the
-    indices and times of a whole decode (a seek lands on a keyframe whose index the container does
-    not give, and a timestamp reset would shift the times). Raises MediaError for unusable files;
-    damage in the middle of a stream ends up in the returned stream's ``warnings``.
+    that many pixels; useful for fast face detection. ``first``: start at that frame, with the
+    index, time and pixels a whole decode gives it. With ``times`` (every frame's time in a whole
+    decode, e.g. from an earlier pass) decoding starts at the keyframe before it, and a frame counts
+    only where its time is the next index's; a container gives no frame indices, so without
+    ``times``, or where the times disagree, the frames before ``first`` are decoded (not converted).
+    Raises MediaError for unusable files; damage in the middle of a stream ends up in the returned
+    stream's ``warnings``.
     """
-    return FrameStream(path, max_side, first)
+    return FrameStream(path, max_side, first, times)
 
 
 # --- audio ----------------------------------------------------------------------------------------
