@@ -250,10 +250,14 @@ def annotate(
     ray_address: Optional[str] = typer.Option(
         None, "--ray", help="Run on Ray: local (started for the run), auto, HOST:PORT or ray://HOST:PORT."
     ),
-    workers: int = typer.Option(2, "--workers", help="With --ray: actors, each with the model loaded once."),
-    cpus_per_worker: float = typer.Option(1.0, "--cpus-per-worker", help="With --ray: CPUs each actor asks for."),
-    gpus_per_worker: float = typer.Option(
-        0.0, "--gpus-per-worker", help="With --ray: GPUs each actor asks for (fractions share a GPU)."
+    workers: Optional[int] = typer.Option(
+        None, "--workers", help="With --ray: actors, each with the model loaded once [default: 2]."
+    ),
+    cpus_per_worker: Optional[float] = typer.Option(
+        None, "--cpus-per-worker", help="With --ray: CPUs each actor asks for [default: 1]."
+    ),
+    gpus_per_worker: Optional[float] = typer.Option(
+        None, "--gpus-per-worker", help="With --ray: GPUs each actor asks for, fractions share one [default: 0]."
     ),
     split_seconds: Optional[float] = typer.Option(
         None,
@@ -287,11 +291,18 @@ def annotate(
         batch_size=batch_size,
         au_threshold=au_threshold,
     )
+    ray_options = dict(
+        workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker, split_seconds=split_seconds
+    )
+    ray_options = {k: v for k, v in ray_options.items() if v is not None}
+    if ray_address is None and ray_options:
+        raise TsavError(
+            "--workers, --cpus-per-worker, --gpus-per-worker and --split-seconds go with --ray ADDRESS (e.g. --ray local)"
+        )
     if ray_address is not None:
         from .engine.cluster import ClusterOptions, RayAnnotator
 
-        cluster = ClusterOptions(ray_address, workers, cpus_per_worker, gpus_per_worker, split_seconds)
-        predictor = RayAnnotator(predictor_options, cluster)
+        predictor = RayAnnotator(predictor_options, ClusterOptions(ray_address, **ray_options))
     else:
         predictor = Predictor(**predictor_options)
     err_console.print(predictor.describe(), highlight=False)

@@ -21,6 +21,7 @@ Ray is an optional extra, imported here only.
 from __future__ import annotations
 
 import collections
+import inspect
 import math
 import os
 import pathlib
@@ -220,17 +221,12 @@ class _Task:
     part: int = 0
 
 
-# Predictor's keyword defaults, for checking options given in part.
-_DEFAULTS = dict(
-    engine="auto",
-    device="cpu",
-    faces="auto",
-    detector="hog+cnn",
-    person="main",
-    stride=1,
-    batch_size=8,
-    au_threshold=0.5,
-)
+# The Predictor's keyword options and defaults, for checking options given in part.
+_DEFAULTS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(Predictor).parameters.items()
+    if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+}
 
 
 class RayAnnotator:
