@@ -179,6 +179,31 @@ def test_a_worker_killed_mid_run_costs_a_retry_not_the_run(media_dir, small_expo
 
 
 @needs_ray
+def test_a_video_whose_worker_is_lost_twice_gets_its_error_line(media_dir, small_export, cluster):
+    from tsav_deploy.engine.cluster import ClusterOptions, RayAnnotator
+
+    killed: set[int] = set()
+    state = {"round": 0, "baseline": 0}
+
+    def kill_every_worker_twice(status) -> None:
+        # Every worker dies once the video makes progress; again once both are back (new pids)
+        # and the retry makes progress: the one running the video is among them both times.
+        fresh = [pid for pid in status.worker_pids if pid not in killed]
+        if state["round"] == 1 and len(fresh) == 2:
+            state.update(round=2, baseline=status.frames_done)
+        elif state["round"] in (0, 2) and status.frames_done > state["baseline"]:
+            for pid in fresh:
+                os.kill(pid, signal.SIGKILL)
+            killed.update(fresh)
+            state["round"] += 1
+
+    options = dict(model=str(small_export), faces="dlib", detector="hog")
+    with RayAnnotator(options, ClusterOptions(cluster, workers=2)) as annotator:
+        (annotation,) = annotator.predict_many([media_dir / LONG], progress=kill_every_worker_twice)
+    assert not annotation.ok and "lost 2 times" in annotation.error and "\n" not in annotation.error
+
+
+@needs_ray
 def test_a_long_video_cut_into_ranges_equals_the_whole_run(media_dir, small_export, plain, cluster):
     from tsav_deploy.engine.cluster import ClusterOptions, RayAnnotator, frame_ranges
 

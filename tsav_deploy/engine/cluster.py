@@ -249,6 +249,7 @@ class RayAnnotator:
         self.ray = _import_ray()
         self._started_ray = False
         self._actors: list = []
+        self._counter = None
         self.pids: dict[int, int] = {}  # actor number -> process id
         try:
             self._connect()
@@ -317,9 +318,9 @@ class RayAnnotator:
         return f"ray {self.cluster.address}: {len(self._actors)} workers; {self.descriptions[0]}"
 
     def close(self) -> None:
-        for actor in self._actors:
+        for actor in [*self._actors, *([self._counter] if self._counter is not None else [])]:
             self.ray.kill(actor)
-        self._actors = []
+        self._actors, self._counter = [], None
         if self._started_ray:
             self.ray.shutdown()
             self._started_ray = False
