@@ -251,13 +251,13 @@ def annotate(
         None, "--ray", help="Run on Ray: local (started for the run), auto, HOST:PORT or ray://HOST:PORT."
     ),
     workers: Optional[int] = typer.Option(
-        None, "--workers", help="With --ray: actors, each with the model loaded once [default: 2]."
+        None, "--workers", help="With --ray: actors, each with the model loaded once (default 2)."
     ),
     cpus_per_worker: Optional[float] = typer.Option(
-        None, "--cpus-per-worker", help="With --ray: CPUs each actor asks for [default: 1]."
+        None, "--cpus-per-worker", help="With --ray: CPUs each actor asks for (default 1)."
     ),
     gpus_per_worker: Optional[float] = typer.Option(
-        None, "--gpus-per-worker", help="With --ray: GPUs each actor asks for, fractions share one [default: 0]."
+        None, "--gpus-per-worker", help="With --ray: GPUs each actor asks for, fractions share one (default 0)."
     ),
     split_seconds: Optional[float] = typer.Option(
         None,
