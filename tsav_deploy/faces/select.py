@@ -19,24 +19,38 @@ def resolve_backend_name(name: str = "auto", root: str | os.PathLike | None = No
     return name
 
 
+def check_detector(name: str, detector: str | None, root: str | os.PathLike | None = None) -> str:
+    """The backend ``name`` resolves to; a dlib ``detector`` asked for where that is insightface,
+    whose detector is its own, is refused rather than silently ignored."""
+    resolved = resolve_backend_name(name, root)
+    if detector is not None and resolved == "insightface":
+        chosen = " (chosen by faces auto: its model pack is on disk)" if name == "auto" else ""
+        raise FaceBackendError(
+            f"detector {detector!r} is a dlib detector, but the insightface backend has its own{chosen}; "
+            "drop the detector option or choose the dlib backend"
+        )
+    return resolved
+
+
 def get_backend(
     name: str = "auto",
     *,
     root: str | os.PathLike | None = None,
     download: bool = True,
-    detector: str = "hog+cnn",
+    detector: str | None = None,
     detect_size: int | None = 640,
 ) -> FaceBackend:
     """A ready face backend; its ``name`` says which one ``auto`` chose (for the caller to report).
 
     ``root`` and ``download`` concern insightface's pack (``auto`` never downloads); ``detector``
-    (hog, cnn, hog+cnn) concerns dlib; ``detect_size`` is the detector's input side for both.
+    (hog, cnn, hog+cnn; None: hog+cnn) concerns dlib and is refused for insightface;
+    ``detect_size`` is the detector's input side for both.
     """
-    resolved = resolve_backend_name(name, root)
+    resolved = check_detector(name, detector, root)
     if resolved == "insightface":
         return insightface_backend.InsightFaceBackend(
             root=root, download=download and name == "insightface", det_size=detect_size or 640
         )
-    from .dlib_backend import DlibBackend
+    from .dlib_backend import DEFAULT_DETECTOR, DlibBackend
 
-    return DlibBackend(detector=detector, detect_size=detect_size)
+    return DlibBackend(detector=detector or DEFAULT_DETECTOR, detect_size=detect_size)
