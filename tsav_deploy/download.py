@@ -62,11 +62,15 @@ def download(url: str, dest: pathlib.Path, *, remedy: str, progress: bool = True
         raise DownloadError(f"could not download {url} ({reason}); {remedy}") from None
 
 
-def refuse(file: pathlib.Path, url: str, claim: str, remedy: str, found: str | None = None) -> DownloadError:
-    """Delete a download that is not ``claim`` and return the one-line error that says so."""
+def refuse(file: pathlib.Path, origin: str, claim: str, then: str, found: str | None = None) -> DownloadError:
+    """Delete a file that is not ``claim`` and return the one-line error that says so.
+
+    ``origin`` names where it came from (the URL of a fresh download, the path of a cached file);
+    ``then`` says what happens now.
+    """
     found = found or describe(file)
     file.unlink(missing_ok=True)
-    return DownloadError(f"{url} answered with {found} instead of {claim}; nothing was kept: {remedy}")
+    return DownloadError(f"{origin}: {found}, not {claim}; {then}")
 
 
 def describe(file: pathlib.Path) -> str:
@@ -81,18 +85,20 @@ def describe(file: pathlib.Path) -> str:
     return f"{size} bytes of something else"
 
 
-def archive_members(file: pathlib.Path, url: str, remedy: str) -> list[str]:
-    """The member names of a zip download whose every member passes its CRC check, else refuse it."""
+def archive_members(file: pathlib.Path, origin: str, then: str) -> list[str]:
+    """The member names of a zip file whose every member passes its CRC check, else refuse it."""
     if not zipfile.is_zipfile(file):
-        raise refuse(file, url, "a zip archive", remedy)
+        raise refuse(file, origin, "a zip archive", then)
     try:
         with zipfile.ZipFile(file) as zf:
             damaged = zf.testzip()
             names = zf.namelist()
     except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
-        raise refuse(file, url, "a zip archive", remedy, found=f"a damaged zip archive ({exc})") from None
+        raise refuse(file, origin, "a zip archive", then, found=f"a damaged zip archive ({exc})") from None
     if damaged is not None:
-        raise refuse(file, url, "a zip archive", remedy, found=f"a zip archive whose member {damaged} is damaged")
+        raise refuse(
+            file, origin, "an intact zip archive", then, found=f"a zip archive whose member {damaged} is damaged"
+        )
     return [name for name in names if not name.startswith("__MACOSX") and not name.endswith("/")]
 
 

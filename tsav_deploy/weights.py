@@ -98,6 +98,7 @@ def resolve(name_or_path: str | os.PathLike, *, progress: bool = True) -> pathli
 
 # What ends every download error: the user can always fetch the file another way.
 REMEDY = "try again later, or download it by hand and pass --weights PATH"
+NEXT_USE = "its next use downloads it again"
 
 
 def fetch(entry: Published, *, progress: bool = True, root: pathlib.Path | None = None) -> pathlib.Path:
@@ -180,47 +181,45 @@ def _recorded_checkpoint(folder: pathlib.Path, record: dict, notes: list[str]) -
 
 def _check(entry: Published, file: pathlib.Path, record: dict, record_path: pathlib.Path, *, new: bool) -> str:
     """The SHA-256 of ``file`` when it is what it claims to be and matches the published or recorded
-    hash; otherwise delete it and raise. Content is checked before any hash is first recorded, so a
-    server's error page never becomes the trusted file."""
-    if new or record.get("sha256") is None or entry.member_suffixes:  # archives: also before every extraction
-        _check_content(entry, file)
+    hash; otherwise delete it and raise. A download's content is checked before its hash, so a
+    server's error page is never recorded as the trusted file and is named for what it is."""
+    origin, then = (entry.url, f"nothing was kept: {REMEDY}") if new else (str(file), "removed it: " + NEXT_USE)
+    if new:
+        _check_content(entry, file, origin, then)
     digest = file_sha256(file)
     expected = entry.sha256 or record.get("sha256")
     if (expected is None or digest == expected) and digest.startswith(entry.sha256_prefix or ""):
+        # A cached file never checked before, or an archive about to be extracted (a record can
+        # predate these checks), must also be what it claims to be.
+        if not new and (record.get("sha256") is None or entry.member_suffixes):
+            _check_content(entry, file, origin, then)
         return digest
     file.unlink()
     if entry.sha256 or entry.sha256_prefix:
         wanted = f"the published {(entry.sha256 or entry.sha256_prefix)[:16]}…"
-        what_now = "its next use downloads it again" if not new else REMEDY
     else:
         wanted = f"{expected[:16]}… recorded at its first download"
-        what_now = (
-            "its next use downloads it again"
-            if not new
-            else f"if the publisher replaced the file, delete {record_path} to accept the new one"
-        )
-    where = entry.url if new else str(file)
-    raise DownloadError(
-        f"{where}: SHA-256 {digest[:16]}… is not {wanted}; {'nothing was kept' if new else 'removed it'}: {what_now}"
-    )
+        if new:
+            then = f"nothing was kept: if the publisher replaced the file, delete {record_path} to accept the new one"
+    raise DownloadError(f"{origin}: SHA-256 {digest[:16]}… is not {wanted}; {then}")
 
 
-def _check_content(entry: Published, file: pathlib.Path) -> None:
+def _check_content(entry: Published, file: pathlib.Path, origin: str, then: str) -> None:
     if entry.member_suffixes:
-        names = archive_members(file, entry.url, REMEDY)
+        names = archive_members(file, origin, then)
         if not any(name.endswith(entry.member_suffixes) for name in names):
             claim = f"a zip archive holding a checkpoint ({', '.join(entry.member_suffixes)})"
-            raise refuse(file, entry.url, claim, REMEDY, found=f"a zip archive of {len(names)} other files")
+            raise refuse(file, origin, claim, then, found=f"a zip archive of {len(names)} other files")
         return
     import torch
 
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception:  # whatever torch raises for a file that is not one of its own
-        raise refuse(file, entry.url, "a PyTorch weight file", REMEDY) from None
+        raise refuse(file, origin, "a PyTorch weight file", then) from None
     if not isinstance(state, dict):
         raise refuse(
-            file, entry.url, "a PyTorch weight file", REMEDY, found=f"a PyTorch file holding a {type(state).__name__}"
+            file, origin, "a PyTorch weight file", then, found=f"a PyTorch file holding a {type(state).__name__}"
         )
 
 

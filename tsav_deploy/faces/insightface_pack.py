@@ -156,17 +156,15 @@ def check_files(folder: Path, source: PackSource) -> list[str]:
 
 
 def _check_archive(archive: Path, source: PackSource) -> None:
-    names = {PurePosixPath(name).name for name in archive_members(archive, source.url, REMEDY)}
+    then = f"nothing was kept: {REMEDY}"
+    names = {PurePosixPath(name).name for name in archive_members(archive, source.url, then)}
     missing = [name for name in FILES if name not in names]
     if missing:
-        raise refuse(
-            archive, source.url, f"the {PACK} pack", REMEDY, found=f"a zip archive without {', '.join(missing)}"
-        )
+        raise refuse(archive, source.url, f"the {PACK} pack", then, found=f"a zip archive without {', '.join(missing)}")
     if source.archive_sha256 is not None and (digest := file_sha256(archive)) != source.archive_sha256:
         archive.unlink()
         raise DownloadError(
-            f"{source.url}: SHA-256 {digest[:16]}… is not the published {source.archive_sha256[:16]}…; "
-            f"nothing was kept: {REMEDY}"
+            f"{source.url}: SHA-256 {digest[:16]}… is not the published {source.archive_sha256[:16]}…; {then}"
         )
 
 
