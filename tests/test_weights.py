@@ -10,18 +10,21 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
+import shutil
 import threading
 import zipfile
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from tsav_deploy.checkpoint import load_checkpoint
+from tsav_deploy.cli import app
 from tsav_deploy.download import DownloadError
 from tsav_deploy.errors import CheckpointError, TsavError
 from tsav_deploy.model import TSAV, R2Plus1D18, ResNet18
 from tsav_deploy.model.pretrained import init_aural_from_imagenet, init_visual_from_kinetics
-from tsav_deploy.weights import REGISTRY, Published, fetch, resolve
+from tsav_deploy.weights import REGISTRY, Published, fetch, resolve, verify
 
 ERROR_PAGE = b"<!DOCTYPE html>\n<html><head><title>503 Service Unavailable</title></head><body>busy</body></html>\n"
 
@@ -233,6 +236,42 @@ def test_unreachable_url_gives_one_line_and_no_partial_file(tmp_path):
     with pytest.raises(DownloadError, match="could not download .* --weights PATH"):
         fetch(entry, progress=False, root=tmp_path)
     assert not list((tmp_path / "gone").iterdir())
+
+
+def test_tsav_weights_verify_repairs_what_it_can_and_removes_the_rest(tmp_path, monkeypatch, authors_checkpoint):
+    """The real registry's cache folders, filled by hand: an archive never checked (checked, recorded,
+    extracted), a killed download's leftover (removed), a file that is not torchvision's (removed).
+    A second run finds the repaired cache verified."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("TSAV_HOME", str(home))
+    monkeypatch.setenv("INSIGHTFACE_HOME", str(tmp_path / "insightface"))
+    sub1 = home / "tnt-sub1"
+    sub1.mkdir(parents=True)
+    shutil.copy(_zip_with_checkpoint(tmp_path, authors_checkpoint), sub1 / "aff2model_tnt.zip")
+    (sub1 / "aff2model_tnt.zip.partial.zip").write_bytes(b"half a download")
+    resnet = home / "resnet18-imagenet" / "resnet18-f37072fd.pth"
+    resnet.parent.mkdir()
+    digest = _torch_file(resnet)
+
+    result = CliRunner().invoke(app, ["weights", "verify"])
+    assert result.exit_code == 0, result.output
+    checkpoint = sub1 / "TSAV416k.pth.tar"
+    fetch_hint = "nothing verified is cached; `tsav weights download resnet18-imagenet` fetches it"
+    assert result.output.splitlines() == [
+        "tnt-sub1: removed the unfinished download aff2model_tnt.zip.partial.zip; extracted TSAV416k.pth.tar "
+        f"from the verified aff2model_tnt.zip; {checkpoint} verified",
+        f"resnet18-imagenet: {resnet}: SHA-256 {digest[:16]}… is not the published f37072fd…; removed it: its "
+        f"next use downloads it again; {fetch_hint}",
+    ]
+    assert checkpoint.read_bytes() == authors_checkpoint.read_bytes() and not resnet.exists()
+    assert (
+        json.loads((sub1 / "sha256.json").read_text())["checkpoint"]["sha256"]
+        == hashlib.sha256(authors_checkpoint.read_bytes()).hexdigest()
+    )
+
+    result = CliRunner().invoke(app, ["weights", "verify"])
+    assert result.output.splitlines() == [f"tnt-sub1: {checkpoint} verified", f"resnet18-imagenet: {fetch_hint}"]
+    assert verify(home) == result.output.splitlines()
 
 
 def test_resolve_passes_paths_through_and_rejects_unknown_names(tmp_path, authors_checkpoint):
