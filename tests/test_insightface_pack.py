@@ -9,6 +9,7 @@ import zipfile
 
 import pytest
 
+from tsav_deploy.atomic import partial_path
 from tsav_deploy.download import DownloadError
 from tsav_deploy.errors import TsavError
 from tsav_deploy.faces import FaceBackendError, get_backend, insightface_pack
@@ -170,9 +171,11 @@ def test_verify_says_what_it_repaired_and_removed(tmp_path, source):
     ensure(root, progress=False, source=source)
     (pack_dir(root) / "1k3d68.onnx").write_bytes(b"changed")
     _archive(archive_path(root))
-    (archive_path(root).parent / "buffalo_l.partial.zip").write_bytes(b"half")
+    partial_path(archive_path(root)).write_bytes(b"half a download")
+    partial_path(pack_dir(root) / "det_10g.onnx").write_bytes(b"half an extraction")  # insightface would load it
     assert insightface_pack.verify(root, source) == (
-        "insightface buffalo_l: removed the unfinished download buffalo_l.partial.zip; "
+        "insightface buffalo_l: removed the unfinished download det_10g.onnx.partial.onnx; "
+        "removed the unfinished download buffalo_l.zip.partial.zip; "
         "1k3d68.onnx did not match its recorded SHA-256 (removed); extracted again from insightface's buffalo_l.zip; "
         f"{pack_dir(root)} verified; removed insightface's leftover buffalo_l.zip"
     )

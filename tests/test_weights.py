@@ -189,6 +189,25 @@ def test_error_page_answered_with_200_is_refused_and_not_kept(tmp_path, server, 
     assert path.read_bytes() == authors_checkpoint.read_bytes()
 
 
+def test_an_error_page_recorded_as_trusted_by_an_older_cache_is_removed_on_use(tmp_path, server, authors_checkpoint):
+    """A cache whose record vouches for an error page (what downloads without a content check left):
+    one line, page and record removed, and the next run downloads and records the real archive."""
+    url = server.serve("/aff2model_tnt.zip", _zip_with_checkpoint(tmp_path, authors_checkpoint).read_bytes())
+    entry = Published("tnt-old", url, "test", member_suffixes=(".pth.tar",))
+    folder = tmp_path / "cache" / "tnt-old"
+    folder.mkdir(parents=True)
+    (folder / "aff2model_tnt.zip").write_bytes(ERROR_PAGE)
+    (folder / "sha256.json").write_text(json.dumps({"url": url, "sha256": hashlib.sha256(ERROR_PAGE).hexdigest()}))
+    with pytest.raises(DownloadError) as error:
+        fetch(entry, progress=False, root=tmp_path / "cache")
+    assert _one_line(error) == (
+        f"{folder / 'aff2model_tnt.zip'}: an HTML page of {len(ERROR_PAGE)} bytes (an error page?), not a zip "
+        "archive; removed it: its next use downloads it again"
+    )
+    assert not list(folder.iterdir())
+    assert fetch(entry, progress=False, root=tmp_path / "cache").read_bytes() == authors_checkpoint.read_bytes()
+
+
 def test_archives_without_a_checkpoint_or_damaged_are_refused(tmp_path, server):
     other = tmp_path / "other.zip"
     with zipfile.ZipFile(other, "w") as zf:

@@ -117,12 +117,11 @@ def info(
 @weights_app.command("list")
 def weights_list() -> None:
     """Published weights this tool can download, and whether they are cached."""
-    from .weights import REGISTRY, cache_dir
+    from .weights import REGISTRY, cache_dir, is_cached
 
     table = Table("name", "description", "cached", "licence")
     for entry in REGISTRY.values():
-        cached = (cache_dir() / entry.name).exists()
-        table.add_row(entry.name, entry.description, "yes" if cached else "no", entry.licence)
+        table.add_row(entry.name, entry.description, "yes" if is_cached(entry) else "no", entry.licence)
     console.print(table)
     console.print(f"cache: {cache_dir()} (set TSAV_HOME to move it)")
 

@@ -24,6 +24,7 @@ from .download import (
     archive_members,
     download,
     file_sha256,
+    locked,
     read_record,
     refuse,
     remove_partials,
@@ -104,7 +105,16 @@ NEXT_USE = "its next use downloads it again"
 def fetch(entry: Published, *, progress: bool = True, root: pathlib.Path | None = None) -> pathlib.Path:
     """The verified checkpoint file for ``entry``, downloaded and extracted when the cache lacks it."""
     folder = (root or cache_dir()) / entry.name
-    return _settle(entry, folder, allow_download=True, progress=progress, notes=[])
+    with locked(_lock_path(folder)):
+        return _settle(entry, folder, allow_download=True, progress=progress, notes=[])
+
+
+def is_cached(entry: Published, root: pathlib.Path | None = None) -> bool:
+    """Whether a checked copy of ``entry`` is in the cache (a cheap look: :func:`fetch` verifies it)."""
+    folder = (root or cache_dir()) / entry.name
+    record = _record(entry, folder)
+    name = (record.get("checkpoint") or {}).get("name") if entry.member_suffixes else _file_name(entry)
+    return "sha256" in record and bool(name) and (folder / name).is_file()
 
 
 def verify(root: pathlib.Path | None = None) -> list[str]:
@@ -115,17 +125,18 @@ def verify(root: pathlib.Path | None = None) -> list[str]:
         folder = (root or cache_dir()) / entry.name
         if not folder.is_dir():
             continue
-        notes = [f"removed the unfinished download {p.name}" for p in remove_partials(folder)]
-        source = folder / _file_name(entry)
-        if source.exists():  # checked even where the extracted checkpoint alone would do
+        with locked(_lock_path(folder)):
+            notes = [f"removed the unfinished download {p.name}" for p in remove_partials(folder)]
+            source = folder / _file_name(entry)
+            if source.exists():  # checked even where the extracted checkpoint alone would do
+                try:
+                    _check(entry, source, _record(entry, folder), folder / RECORD, new=False)
+                except DownloadError as exc:
+                    notes.append(str(exc))
             try:
-                _check(entry, source, _record(entry, folder), folder / RECORD, new=False)
+                notes.append(f"{_settle(entry, folder, allow_download=False, progress=False, notes=notes)} verified")
             except DownloadError as exc:
                 notes.append(str(exc))
-        try:
-            notes.append(f"{_settle(entry, folder, allow_download=False, progress=False, notes=notes)} verified")
-        except DownloadError as exc:
-            notes.append(str(exc))
         lines.append(f"{entry.name}: {'; '.join(notes)}")
     return lines
 
@@ -154,6 +165,10 @@ def _settle(
     write_record(record_path, record)
     notes.append(f"extracted {checkpoint.name} from the verified {source.name}")
     return checkpoint
+
+
+def _lock_path(folder: pathlib.Path) -> pathlib.Path:
+    return folder.with_name(f".{folder.name}.lock")  # beside the folder, which stays the cached files only
 
 
 def _file_name(entry: Published) -> str:
@@ -192,7 +207,11 @@ def _check(entry: Published, file: pathlib.Path, record: dict, record_path: path
         # A cached file never checked before, or an archive about to be extracted (a record can
         # predate these checks), must also be what it claims to be.
         if not new and (record.get("sha256") is None or entry.member_suffixes):
-            _check_content(entry, file, origin, then)
+            try:
+                _check_content(entry, file, origin, then)
+            except DownloadError:
+                record_path.unlink(missing_ok=True)  # it vouched for a file that is not what it claims
+                raise
         return digest
     file.unlink()
     if entry.sha256 or entry.sha256_prefix:

@@ -24,12 +24,13 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, partial_path
 from ..download import (
     DownloadError,
     archive_members,
     download,
     file_sha256,
+    locked,
     read_record,
     refuse,
     remove_partials,
@@ -107,10 +108,13 @@ def ensure(
     """The pack folder with every model verified; a missing, short or altered model is removed and
     the pack fetched again (from insightface's zip where it is intact, else downloaded when
     ``download_missing``), and insightface's leftover zip is removed."""
-    folder = pack_dir(root)
-    archive = archive_path(root)
-    source = source or upstream_source()
-    remove_partials(archive.parent)
+    with locked(_lock_path(root)):
+        _remove_partials(root)
+        return _settle(root, source or upstream_source(), download_missing=download_missing, progress=progress)
+
+
+def _settle(root: str | os.PathLike | None, source: PackSource, *, download_missing: bool, progress: bool) -> Path:
+    folder, archive = pack_dir(root), archive_path(root)
     problems = check_files(folder, source)
     if problems:
         if archive.exists():
@@ -132,6 +136,21 @@ def ensure(
         _extract(archive, folder, source)
     archive.unlink(missing_ok=True)
     return folder
+
+
+def _lock_path(root: str | os.PathLike | None) -> Path:
+    return archive_path(root).with_name(f".{PACK}.lock")
+
+
+def _remove_partials(root: str | os.PathLike | None) -> list[Path]:
+    """What a killed download or extraction left under temporary names (insightface's loader would
+    open a ``*.partial.onnx``); only this module's own names, the models folder is insightface's."""
+    leftovers = remove_partials(pack_dir(root))
+    archive = partial_path(archive_path(root))
+    if archive.is_file():
+        archive.unlink()
+        leftovers.append(archive)
+    return leftovers
 
 
 def check_files(folder: Path, source: PackSource) -> list[str]:
@@ -170,8 +189,8 @@ def _check_archive(archive: Path, source: PackSource) -> None:
 
 def _extract(archive: Path, folder: Path, source: PackSource) -> None:
     """Every model of the archive into ``folder`` (insightface's own layout, so insightface itself can
-    still use the folder), each written under a temporary name and checked before it is recorded."""
-    recorded = {}
+    still use the folder), each written under a temporary name and checked; all or nothing."""
+    recorded: dict[str, str] = {}
     with zipfile.ZipFile(archive) as zf:
         for member in zf.namelist():
             name = PurePosixPath(member).name
@@ -183,7 +202,8 @@ def _extract(archive: Path, folder: Path, source: PackSource) -> None:
             recorded[name] = file_sha256(target)
             expected = source.file_sha256.get(name)
             if expected is not None and recorded[name] != expected:
-                target.unlink()
+                for extracted in recorded:
+                    (folder / extracted).unlink()
                 archive.unlink()
                 raise FaceBackendError(
                     f"{source.url}: its {name} has SHA-256 {recorded[name][:16]}…, not the published "
@@ -200,17 +220,18 @@ def verify(root: str | os.PathLike | None = None, source: PackSource | None = No
         return None
     source = source or upstream_source()
     had_archive = archive.exists()
-    notes = [f"removed the unfinished download {p.name}" for p in remove_partials(archive.parent)]
-    problems = check_files(folder, source)
-    notes += problems
-    try:
-        ensure(root, download_missing=False, progress=False, source=source)
-    except TsavError as exc:
-        notes.append(str(exc))
-    else:
-        if problems:
-            notes.append(f"extracted again from insightface's {archive.name}")
-        notes.append(f"{folder} verified")
+    with locked(_lock_path(root)):
+        notes = [f"removed the unfinished download {p.name}" for p in _remove_partials(root)]
+        problems = check_files(folder, source)
+        notes += problems
+        try:
+            _settle(root, source, download_missing=False, progress=False)
+        except TsavError as exc:
+            notes.append(str(exc))
+        else:
+            if problems:
+                notes.append(f"extracted again from insightface's {archive.name}")
+            notes.append(f"{folder} verified")
     if had_archive and not archive.exists():
         notes.append(f"removed insightface's leftover {archive.name}")
     return f"insightface {PACK}: {'; '.join(notes)}"
