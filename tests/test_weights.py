@@ -12,7 +12,9 @@ import http.server
 import json
 import shutil
 import threading
+import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -35,9 +37,14 @@ class _Server:
     def __init__(self) -> None:
         routes: dict[str, tuple[int, bytes, int | None]] = {}
         self.routes = routes
+        self.requests: list[str] = []
+        self.delay = 0.0
+        server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                server.requests.append(self.path)
+                time.sleep(server.delay)
                 status, body, length = routes.get(self.path, (404, b"not found", None))
                 self.send_response(status)
                 self.send_header("Content-Length", str(length if length is not None else len(body)))
@@ -250,6 +257,18 @@ def test_a_replaced_file_is_not_trusted_over_the_recorded_hash(tmp_path):
     assert fetch(entry, progress=False, root=tmp_path / "cache").read_bytes() == source.read_bytes()
 
 
+def test_simultaneous_first_uses_download_once(tmp_path, server, authors_checkpoint):
+    """Two workers asking for the same weights at once (DDP ranks, data-loader processes) take turns:
+    one download, and both get the same verified checkpoint."""
+    url = server.serve("/aff2model_tnt.zip", _zip_with_checkpoint(tmp_path, authors_checkpoint).read_bytes())
+    server.delay = 0.5  # the first download is still running when the second worker asks
+    entry = Published("tnt-twice", url, "test", member_suffixes=(".pth.tar",))
+    with ThreadPoolExecutor(2) as pool:
+        paths = list(pool.map(lambda _: fetch(entry, progress=False, root=tmp_path / "cache"), range(2)))
+    assert server.requests == ["/aff2model_tnt.zip"]
+    assert paths[0] == paths[1] and paths[0].read_bytes() == authors_checkpoint.read_bytes()
+
+
 def test_unreachable_url_gives_one_line_and_no_partial_file(tmp_path):
     entry = Published("gone", (tmp_path / "nowhere.zip").as_uri(), "test")
     with pytest.raises(DownloadError, match="could not download .* --weights PATH"):
@@ -289,7 +308,7 @@ def test_tsav_weights_verify_repairs_what_it_can_and_removes_the_rest(tmp_path, 
     )
 
     result = CliRunner().invoke(app, ["weights", "verify"])
-    assert result.output.splitlines() == [f"tnt-sub1: {checkpoint} verified", f"resnet18-imagenet: {fetch_hint}"]
+    assert result.output.splitlines() == [f"tnt-sub1: {checkpoint} verified"]  # the emptied folder: nothing to say
     assert verify(home) == result.output.splitlines()
 
 

@@ -138,8 +138,8 @@ def weights_download(name: str = typer.Argument(..., help="A name from `tsav wei
 @weights_app.command("verify")
 @user_errors
 def weights_verify() -> None:
-    """Re-check every cached download (published weights, insightface's pack) without downloading;
-    says what was verified, repaired or removed (a removed file is downloaded again by its next use)."""
+    """Re-check every cached download (published weights, insightface's pack) without downloading:
+    says what was verified, repaired or removed; a removed file is downloaded again by its next use."""
     from .faces import insightface_pack
     from .weights import cache_dir, verify
 

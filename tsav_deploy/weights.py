@@ -123,7 +123,7 @@ def verify(root: pathlib.Path | None = None) -> list[str]:
     lines = []
     for entry in REGISTRY.values():
         folder = (root or cache_dir()) / entry.name
-        if not folder.is_dir():
+        if not folder.is_dir() or not any(folder.iterdir()):
             continue
         with locked(_lock_path(folder)):
             notes = [f"removed the unfinished download {p.name}" for p in remove_partials(folder)]
