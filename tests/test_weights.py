@@ -55,7 +55,7 @@ class _Server:
                 pass
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     def serve(self, path: str, body: bytes, status: int = 200, length: int | None = None) -> str:
@@ -88,12 +88,12 @@ def _torch_file(path, seed: int = 0):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _zip_with_checkpoint(tmp_path, authors_checkpoint):
+def _zip_with_checkpoint(tmp_path, checkpoint):
     archive = tmp_path / "server" / "aff2model_tnt.zip"
     archive.parent.mkdir()
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("aff2model_tnt/readme.txt", "weights")
-        zf.write(authors_checkpoint, "aff2model_tnt/TSAV416k.pth.tar")
+        zf.write(checkpoint, "aff2model_tnt/TSAV416k.pth.tar")
     return archive
 
 
@@ -109,26 +109,26 @@ def test_registry_entries_say_how_each_download_is_checked():
     assert {"tnt-sub1", "tnt-sub4"} <= set(REGISTRY)
 
 
-def test_archive_download_extracts_and_records_both_checksums(tmp_path, authors_checkpoint):
-    archive = _zip_with_checkpoint(tmp_path, authors_checkpoint)
+def test_archive_download_extracts_and_records_both_checksums(tmp_path, small_checkpoint):
+    archive = _zip_with_checkpoint(tmp_path, small_checkpoint)
     entry = Published("tnt-test", archive.as_uri(), "test", member_suffixes=(".pth.tar",))
     path = fetch(entry, progress=False, root=tmp_path / "cache")
     assert path.name == "TSAV416k.pth.tar"
-    assert path.read_bytes() == authors_checkpoint.read_bytes()
+    assert path.read_bytes() == small_checkpoint.read_bytes()
     record = json.loads((tmp_path / "cache" / "tnt-test" / "sha256.json").read_text())
     assert record["sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
     assert record["checkpoint"] == {
         "name": "TSAV416k.pth.tar",
-        "sha256": hashlib.sha256(authors_checkpoint.read_bytes()).hexdigest(),
+        "sha256": hashlib.sha256(small_checkpoint.read_bytes()).hexdigest(),
     }
-    assert load_checkpoint(path).kind == "authors"
+    assert load_checkpoint(path).sha256 == record["checkpoint"]["sha256"]
     # Second use: no download (the server copy is gone), the checkpoint verified against its record.
     server_copy = archive.read_bytes()
     archive.unlink()
     assert fetch(entry, progress=False, root=tmp_path / "cache") == path
     # A checkpoint changed after extraction is extracted again from the verified archive.
     path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
-    assert fetch(entry, progress=False, root=tmp_path / "cache").read_bytes() == authors_checkpoint.read_bytes()
+    assert fetch(entry, progress=False, root=tmp_path / "cache").read_bytes() == small_checkpoint.read_bytes()
     # Both changed: one line, the archive removed; with the server back, the next run repairs the cache.
     cached = tmp_path / "cache" / "tnt-test" / "aff2model_tnt.zip"
     cached.write_bytes(cached.read_bytes()[:-10] + b"0123456789")
@@ -138,7 +138,7 @@ def test_archive_download_extracts_and_records_both_checksums(tmp_path, authors_
     assert "is not" in _one_line(error) and "recorded at its first download; removed it" in str(error.value)
     assert not cached.exists() and not path.exists()
     archive.write_bytes(server_copy)
-    assert fetch(entry, progress=False, root=tmp_path / "cache").read_bytes() == authors_checkpoint.read_bytes()
+    assert fetch(entry, progress=False, root=tmp_path / "cache").read_bytes() == small_checkpoint.read_bytes()
 
 
 def test_published_checksum_is_enforced_on_first_download(tmp_path):
@@ -174,7 +174,7 @@ def test_torchvision_prefix_mismatch_is_refused_and_a_match_accepted(tmp_path):
     assert fetch(good, progress=False, root=tmp_path / "cache").read_bytes() == good_name.read_bytes()
 
 
-def test_error_page_answered_with_200_is_refused_and_not_kept(tmp_path, server, authors_checkpoint):
+def test_error_page_answered_with_200_is_refused_and_not_kept(tmp_path, server, small_checkpoint):
     """The authors' server answering 200 with an HTML page: refused in one line for an archive and
     for a torch file, no hash recorded, and the next run with the real file succeeds."""
     url = server.serve("/aff2model_tnt.zip", ERROR_PAGE)
@@ -191,15 +191,15 @@ def test_error_page_answered_with_200_is_refused_and_not_kept(tmp_path, server, 
         fetch(Published("torch-html", torch_url, "test"), progress=False, root=tmp_path / "cache")
     assert not list((tmp_path / "cache" / "torch-html").iterdir())
 
-    server.serve("/aff2model_tnt.zip", _zip_with_checkpoint(tmp_path, authors_checkpoint).read_bytes())
+    server.serve("/aff2model_tnt.zip", _zip_with_checkpoint(tmp_path, small_checkpoint).read_bytes())
     path = fetch(entry, progress=False, root=tmp_path / "cache")
-    assert path.read_bytes() == authors_checkpoint.read_bytes()
+    assert path.read_bytes() == small_checkpoint.read_bytes()
 
 
-def test_an_error_page_recorded_as_trusted_by_an_older_cache_is_removed_on_use(tmp_path, server, authors_checkpoint):
+def test_an_error_page_recorded_as_trusted_by_an_older_cache_is_removed_on_use(tmp_path, server, small_checkpoint):
     """A cache whose record vouches for an error page (what downloads without a content check left):
     one line, page and record removed, and the next run downloads and records the real archive."""
-    url = server.serve("/aff2model_tnt.zip", _zip_with_checkpoint(tmp_path, authors_checkpoint).read_bytes())
+    url = server.serve("/aff2model_tnt.zip", _zip_with_checkpoint(tmp_path, small_checkpoint).read_bytes())
     entry = Published("tnt-old", url, "test", member_suffixes=(".pth.tar",))
     folder = tmp_path / "cache" / "tnt-old"
     folder.mkdir(parents=True)
@@ -212,7 +212,7 @@ def test_an_error_page_recorded_as_trusted_by_an_older_cache_is_removed_on_use(t
         "archive; removed it: its next use downloads it again"
     )
     assert not list(folder.iterdir())
-    assert fetch(entry, progress=False, root=tmp_path / "cache").read_bytes() == authors_checkpoint.read_bytes()
+    assert fetch(entry, progress=False, root=tmp_path / "cache").read_bytes() == small_checkpoint.read_bytes()
 
 
 def test_archives_without_a_checkpoint_or_damaged_are_refused(tmp_path, server):
@@ -257,16 +257,16 @@ def test_a_replaced_file_is_not_trusted_over_the_recorded_hash(tmp_path):
     assert fetch(entry, progress=False, root=tmp_path / "cache").read_bytes() == source.read_bytes()
 
 
-def test_simultaneous_first_uses_download_once(tmp_path, server, authors_checkpoint):
+def test_simultaneous_first_uses_download_once(tmp_path, server, small_checkpoint):
     """Two workers asking for the same weights at once (DDP ranks, data-loader processes) take turns:
     one download, and both get the same verified checkpoint."""
-    url = server.serve("/aff2model_tnt.zip", _zip_with_checkpoint(tmp_path, authors_checkpoint).read_bytes())
+    url = server.serve("/aff2model_tnt.zip", _zip_with_checkpoint(tmp_path, small_checkpoint).read_bytes())
     server.delay = 0.5  # the first download is still running when the second worker asks
     entry = Published("tnt-twice", url, "test", member_suffixes=(".pth.tar",))
     with ThreadPoolExecutor(2) as pool:
         paths = list(pool.map(lambda _: fetch(entry, progress=False, root=tmp_path / "cache"), range(2)))
     assert server.requests == ["/aff2model_tnt.zip"]
-    assert paths[0] == paths[1] and paths[0].read_bytes() == authors_checkpoint.read_bytes()
+    assert paths[0] == paths[1] and paths[0].read_bytes() == small_checkpoint.read_bytes()
 
 
 def test_unreachable_url_gives_one_line_and_no_partial_file(tmp_path):
@@ -276,7 +276,7 @@ def test_unreachable_url_gives_one_line_and_no_partial_file(tmp_path):
     assert not list((tmp_path / "gone").iterdir())
 
 
-def test_tsav_weights_verify_repairs_what_it_can_and_removes_the_rest(tmp_path, monkeypatch, authors_checkpoint):
+def test_tsav_weights_verify_repairs_what_it_can_and_removes_the_rest(tmp_path, monkeypatch, small_checkpoint):
     """The real registry's cache folders, filled by hand: an archive never checked (checked, recorded,
     extracted), a killed download's leftover (removed), a file that is not torchvision's (removed).
     A second run finds the repaired cache verified."""
@@ -285,7 +285,7 @@ def test_tsav_weights_verify_repairs_what_it_can_and_removes_the_rest(tmp_path, 
     monkeypatch.setenv("INSIGHTFACE_HOME", str(tmp_path / "insightface"))
     sub1 = home / "tnt-sub1"
     sub1.mkdir(parents=True)
-    shutil.copy(_zip_with_checkpoint(tmp_path, authors_checkpoint), sub1 / "aff2model_tnt.zip")
+    shutil.copy(_zip_with_checkpoint(tmp_path, small_checkpoint), sub1 / "aff2model_tnt.zip")
     (sub1 / "aff2model_tnt.zip.partial.zip").write_bytes(b"half a download")
     resnet = home / "resnet18-imagenet" / "resnet18-f37072fd.pth"
     resnet.parent.mkdir()
@@ -301,10 +301,10 @@ def test_tsav_weights_verify_repairs_what_it_can_and_removes_the_rest(tmp_path, 
         f"resnet18-imagenet: {resnet}: SHA-256 {digest[:16]}… is not the published f37072fd…; removed it: its "
         f"next use downloads it again; {fetch_hint}",
     ]
-    assert checkpoint.read_bytes() == authors_checkpoint.read_bytes() and not resnet.exists()
+    assert checkpoint.read_bytes() == small_checkpoint.read_bytes() and not resnet.exists()
     assert (
         json.loads((sub1 / "sha256.json").read_text())["checkpoint"]["sha256"]
-        == hashlib.sha256(authors_checkpoint.read_bytes()).hexdigest()
+        == hashlib.sha256(small_checkpoint.read_bytes()).hexdigest()
     )
 
     result = CliRunner().invoke(app, ["weights", "verify"])
