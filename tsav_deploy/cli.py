@@ -26,7 +26,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-weights_app = typer.Typer(help="Published weights: list, download, locate.", no_args_is_help=True)
+weights_app = typer.Typer(help="Published weights: list, download, verify.", no_args_is_help=True)
 app.add_typer(weights_app, name="weights")
 
 # Options that several commands share, declared once so their names and help stay the same.
@@ -118,12 +118,11 @@ def info(
 @weights_app.command("list")
 def weights_list() -> None:
     """Published weights this tool can download, and whether they are cached."""
-    from .weights import REGISTRY, cache_dir
+    from .weights import REGISTRY, cache_dir, is_cached
 
     table = Table("name", "description", "cached", "licence")
     for entry in REGISTRY.values():
-        cached = (cache_dir() / entry.name).exists()
-        table.add_row(entry.name, entry.description, "yes" if cached else "no", entry.licence)
+        table.add_row(entry.name, entry.description, "yes" if is_cached(entry) else "no", entry.licence)
     console.print(table)
     console.print(f"cache: {cache_dir()} (set TSAV_HOME to move it)")
 
@@ -135,6 +134,21 @@ def weights_download(name: str = typer.Argument(..., help="A name from `tsav wei
     from .weights import resolve
 
     console.print(str(resolve(name)))
+
+
+@weights_app.command("verify")
+@user_errors
+def weights_verify() -> None:
+    """Re-check every cached download (published weights, insightface's pack) without downloading:
+    says what was verified, repaired or removed; a removed file is downloaded again by its next use."""
+    from .faces import insightface_pack
+    from .weights import cache_dir, verify
+
+    lines = [*verify(), *filter(None, [insightface_pack.verify()])]
+    for line in lines:
+        console.print(line, highlight=False, soft_wrap=True)
+    if not lines:
+        console.print(f"nothing cached in {cache_dir()} or {insightface_pack.pack_dir().parent}")
 
 
 @app.command()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from . import insightface_backend
+from . import insightface_backend, insightface_pack
 from .face import FaceBackend, FaceBackendError
 
 BACKEND_CHOICES = ("auto", "insightface", "dlib")
@@ -15,7 +15,7 @@ def resolve_backend_name(name: str = "auto", root: str | os.PathLike | None = No
     if name not in BACKEND_CHOICES:
         raise FaceBackendError(f"unknown face backend {name!r}: choose one of {', '.join(BACKEND_CHOICES)}")
     if name == "auto":
-        return "insightface" if insightface_backend.is_available(root) else "dlib"
+        return "insightface" if insightface_pack.is_available(root) else "dlib"
     return name
 
 
