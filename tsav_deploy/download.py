@@ -8,7 +8,6 @@ HTML error page ends in one line and leaves nothing behind, so the next run simp
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import http.client
 import json
@@ -16,13 +15,7 @@ import pathlib
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Iterator
 from typing import Any
-
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks; concurrent first downloads there may repeat work
-    fcntl = None
 
 from .atomic import PARTIAL_SUFFIX, atomic_path, write_text
 from .errors import TsavError
@@ -130,14 +123,3 @@ def remove_partials(folder: pathlib.Path) -> list[pathlib.Path]:
     for path in leftovers:
         path.unlink()
     return leftovers
-
-
-@contextlib.contextmanager
-def locked(path: pathlib.Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (created if needed): processes that fetch the same files at
-    once (data-loader or DDP workers) take turns, and the later ones find the files verified."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        if fcntl is not None:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        yield

@@ -135,7 +135,7 @@ class _AudioCopier:
     def mux_until(self, t: float) -> None:
         """Mux every audio packet that starts before video time ``t``."""
         while True:
-            packet = self._pending or next(self._packets, None)
+            packet = self._pending or self._next_packet()
             self._pending = None
             if packet is None:
                 return
@@ -148,6 +148,15 @@ class _AudioCopier:
             if when < 0:  # audio before the first video frame has no picture to go with
                 continue
             self._mux(packet)
+
+    def _next_packet(self) -> av.Packet | None:
+        """The next audio packet; damage that stops demuxing ends the audio there, as it ends the
+        aural input (media.read_audio), instead of failing the overlay."""
+        try:
+            return next(self._packets, None)
+        except av.FFmpegError:
+            self._packets = iter(())
+            return None
 
     def _mux(self, packet: av.Packet) -> None:
         shift = round(self._start / packet.time_base)

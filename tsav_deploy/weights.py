@@ -18,13 +18,12 @@ import shutil
 import zipfile
 from dataclasses import dataclass
 
-from .atomic import atomic_path
+from .atomic import atomic_path, locked
 from .download import (
     DownloadError,
     archive_members,
     download,
     file_sha256,
-    locked,
     read_record,
     refuse,
     remove_partials,

@@ -29,13 +29,16 @@ def describe_failure(video: str | os.PathLike, exc: BaseException) -> Failure:
     name = os.fspath(video)
     if isinstance(exc, TsavError):
         return Failure(str(exc))
-    if isinstance(exc, OSError) and exc.errno is not None:
-        return Failure(_os_line(name, exc))
-    if isinstance(exc, MemoryError):
-        return Failure(f"{name}: ran out of memory; close other programs or lower --batch-size, then run again")
-    if isinstance(exc, av.FFmpegError):
+    machine = _machine_line(name, exc) if isinstance(exc, OSError) else None
+    if machine is not None:  # also where PyAV raised it while writing (av.error.OSError)
+        return Failure(machine)
+    if isinstance(exc, av.FFmpegError):  # before MemoryError: FFmpeg says ENOMEM for absurd sizes in damaged data
         reason = " ".join(str(getattr(exc, "strerror", None) or exc).split())
         return Failure(f"{name}: FFmpeg could not process it ({reason}); the file is damaged or in an unusual format")
+    if isinstance(exc, MemoryError):
+        return Failure(f"{name}: ran out of memory; close other programs or lower --batch-size, then run again")
+    if isinstance(exc, OSError):
+        return Failure(f"{name}: {exc.strerror or exc}{_where(name, exc)}")
     detail = " ".join(str(exc).split())[:200]
     return Failure(
         f"{name}: unexpected internal error ({type(exc).__name__}{': ' + detail if detail else ''}); "
@@ -44,12 +47,17 @@ def describe_failure(video: str | os.PathLike, exc: BaseException) -> Failure:
     )
 
 
-def _os_line(name: str, exc: OSError) -> str:
-    where = f" ({exc.filename})" if exc.filename and os.fspath(exc.filename) != name else ""
+def _where(name: str, exc: OSError) -> str:
+    return f" ({exc.filename})" if exc.filename and os.fspath(exc.filename) != name else ""
+
+
+def _machine_line(name: str, exc: OSError) -> str | None:
+    """The line for the machine's own limits (disk, permissions, files that vanish), else None."""
+    where = _where(name, exc)
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return f"{name}: the disk is full{where}; free space (or choose another --out) and run again"
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"{name}: permission denied{where}; check the file's and the output folder's permissions"
     if exc.errno == errno.ENOENT:
         return f"{name}: a file disappeared while it was in use{where}; check that nothing else moves or deletes it"
-    return f"{name}: {exc.strerror or exc}{where}"
+    return None

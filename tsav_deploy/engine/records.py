@@ -7,17 +7,13 @@ every file it lists exist. ``summary.json`` gathers the records of all videos in
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import glob
 import json
-import os
 import pathlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..atomic import PARTIAL_SUFFIX, write_text
+from ..atomic import PARTIAL_SUFFIX, locked, try_lock, unlock, write_text
 from ..errors import TsavError
 from ..overlay import write_overlay
 from ..plot import write_plot
@@ -86,41 +82,13 @@ def _lock_path(out: pathlib.Path, name: str) -> pathlib.Path:
 
 def claim(out: pathlib.Path, name: str, *, wait: bool) -> int | None:
     """Hold the lock on a video's outputs in ``out``, so that two runs into one folder never write
-    the same video at once: a file descriptor to :func:`release`, or None where another run holds
-    it and ``wait`` is false. The kernel drops the lock of a killed process by itself."""
-    path = _lock_path(out, name)
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        # The run before us removes the lock file when it is done: if it did so between our open
-        # and our lock, we hold a lock on a removed file and must lock the file that is there now.
-        try:
-            if os.fstat(fd).st_ino == os.stat(path).st_ino:
-                return fd
-        except FileNotFoundError:
-            pass
-        os.close(fd)
+    the same video at once: a descriptor for :func:`release`, or None where another run holds it
+    and ``wait`` is false."""
+    return try_lock(_lock_path(out, name), wait=wait)
 
 
 def release(out: pathlib.Path, name: str, fd: int) -> None:
-    """Give up a :func:`claim` and remove its lock file (no lock file outlives its run)."""
-    _lock_path(out, name).unlink(missing_ok=True)
-    os.close(fd)
-
-
-@contextlib.contextmanager
-def holding(out: pathlib.Path, name: str) -> Iterator[None]:
-    """:func:`claim`, waiting for it, around a block."""
-    fd = claim(out, name, wait=True)
-    assert fd is not None  # a waiting claim always gets the lock
-    try:
-        yield
-    finally:
-        release(out, name, fd)
+    unlock(_lock_path(out, name), fd)
 
 
 def is_complete(out: pathlib.Path, name: str, outputs: OutputOptions) -> bool:
@@ -173,7 +141,7 @@ def write_summary(out: pathlib.Path) -> pathlib.Path:
     """``summary.json``: the records of every video annotated into ``out`` (this run and earlier),
     failures with their reason; a record that cannot be read is listed as such, not left out.
     Written under a lock, so that of two runs into one folder the later one lists both's videos."""
-    with holding(out, SUMMARY_LOCK):
+    with locked(_lock_path(out, SUMMARY_LOCK)):
         records = {}
         for path in sorted((out / RECORDS).glob("*.json")):
             record = _load(path)

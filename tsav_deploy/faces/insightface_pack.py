@@ -24,13 +24,12 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from ..atomic import atomic_path, partial_path
+from ..atomic import atomic_path, locked, partial_path
 from ..download import (
     DownloadError,
     archive_members,
     download,
     file_sha256,
-    locked,
     read_record,
     refuse,
     remove_partials,
