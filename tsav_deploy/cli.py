@@ -246,6 +246,9 @@ def annotate(
         0.5, "--au-threshold", help="AU probability threshold, strictly between 0 and 1 (0.6225 = the authors' writer)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo videos whose outputs are complete."),
+    report: bool = typer.Option(
+        False, "--report", help="Also write <name>.html, an interactive report, and index.html (see tsav report)."
+    ),
 ) -> None:
     """Annotate videos with valence, arousal, expressions and action units (ABAW files, table, plot, overlay)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -274,7 +277,7 @@ def annotate(
         au_threshold=au_threshold,
     )
     err_console.print(predictor.describe(), highlight=False)
-    outputs = OutputOptions(overlay=overlay, plot=plot, overwrite=overwrite, table=table_format)
+    outputs = OutputOptions(overlay=overlay, plot=plot, overwrite=overwrite, table=table_format, report=report)
     videos, problems = expand_inputs(inputs)
     check_output_folder(out)
     table = Table("video", "status", "frames", "faces", "s", "frames/s", "note")
@@ -348,7 +351,7 @@ def annotate(
                 fail(annotation.video, annotation.error)
                 continue
             try:
-                annotation.save(out, overlay=overlay, plot=plot, table=table_format)
+                annotation.save(out, overlay=overlay, plot=plot, table=table_format, report=report)
             except TsavError as exc:
                 fail(annotation.video, str(exc))
                 continue
@@ -365,6 +368,10 @@ def annotate(
                 "; ".join(info.get("warnings", []))[:60],
             )
     write_summary(out)
+    if report:
+        from .engine.reports import write_folder_index
+
+        write_folder_index(out)
     console.print(table)
     console.print(
         f"results in {out}/ (VA_Set, EXPR_Set, AU_Set, {TABLE_FILES[table_format]}, summary.json)",
@@ -372,6 +379,24 @@ def annotate(
     )
     if failed and failed == len(problems) + len(videos):
         raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def report(
+    out_dir: pathlib.Path = typer.Argument(..., help="An output folder of `tsav annotate` (its --out)."),
+) -> None:
+    """Interactive HTML reports of finished outputs: <name>.html per video and index.html over the folder."""
+    from .engine.reports import write_reports
+
+    pages, problems = write_reports(out_dir)
+    for problem in problems:
+        err_console.print(f"[bold red]error:[/] {problem}", highlight=False, soft_wrap=True)
+    if not pages:
+        raise TsavError(f"{out_dir}: no report could be made (see above)")
+    console.print(
+        f"wrote {len(pages)} report(s) and index.html to {out_dir}/; open {out_dir / 'index.html'}", highlight=False
+    )
 
 
 @app.command()
