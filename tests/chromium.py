@@ -48,7 +48,9 @@ class Browser:
     """One Chromium process with a fresh profile; ``close`` (or the ``with`` block's end) stops that
     process by its own handle and deletes the profile."""
 
-    def __init__(self, executable: pathlib.Path = CHROMIUM, width: int = 1280, height: int = 900):
+    def __init__(
+        self, executable: pathlib.Path = CHROMIUM, width: int = 1280, height: int = 900, flags: tuple[str, ...] = ()
+    ):
         self.profile = tempfile.mkdtemp(prefix="tsav-chromium-")
         to_chrome_r, self._to_chrome = os.pipe()
         self._from_chrome, from_chrome_w = os.pipe()
@@ -63,6 +65,7 @@ class Browser:
             [
                 str(executable),
                 *FLAGS,
+                *flags,
                 "--remote-debugging-pipe",
                 f"--user-data-dir={self.profile}",
                 f"--window-size={width},{height}",
