@@ -59,7 +59,7 @@ def browser():
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is absent (Debian: apt-get install chromium; scripts/setup.sh does it as root)")
     # File pages may read their own video's pixels (SHOWN) only with file access between files.
-    with Browser(width=1280, height=1100, flags=("--allow-file-access-from-files",)) as instance:
+    with Browser(width=1200, height=1000, flags=("--allow-file-access-from-files",)) as instance:
         yield instance
 
 
@@ -183,6 +183,11 @@ def test_annotate_report_loads_offline_carries_the_csv_and_seeks(annotated, smal
         x_of(page, target, end), abs=1.5
     )
 
+    # The picture the README shows, once Chrome's seek spinner has faded (it lingers about 0.5 s).
+    page.evaluate(
+        "new Promise((r) => { const v = document.getElementById('video'); v.currentTime = 1.0;"
+        " const c = () => (v.seeking ? setTimeout(c, 10) : setTimeout(r, 1000)); setTimeout(c, 10); })"
+    )
     shot = page.screenshot()
     assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 10_000
     (tmp_path / "report.png").write_bytes(shot)

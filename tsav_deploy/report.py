@@ -214,8 +214,15 @@ def _provenance(record: dict) -> str:
     items = []
     for key, label in PROVENANCE:
         value = record.get(key)
-        shown = "not recorded" if value is None else str(value)
-        items.append(f"<dt>{label}</dt><dd>{html.escape(shown)}</dd>")
+        if value is None:
+            items.append(f"<dt>{label}</dt><dd>not recorded</dd>")
+        elif key == "video":  # the file's name; where it was, on hovering
+            path = str(value)
+            items.append(
+                f'<dt>{label}</dt><dd title="{html.escape(path)}">{html.escape(pathlib.PurePath(path).name)}</dd>'
+            )
+        else:
+            items.append(f"<dt>{label}</dt><dd>{html.escape(str(value))}</dd>")
     return f"<dl>{''.join(items)}</dl>"
 
 
