@@ -109,12 +109,10 @@ def report_html(name: str, table: pd.DataFrame, record: dict, video: ReportVideo
         player = f'<p class="missing">No video to play: {html.escape(str(record.get("video", name)))} is not at hand. The curves still seek.</p>'
     else:
         player = f'<video id="video" src="{html.escape(video.src)}" controls preload="auto" playsinline></video>'
-    return _fill(
+    return _page(
         "report.html",
-        TITLE=html.escape(f"{name}: tsav report"),
+        f"{name}: tsav report",
         NAME=html.escape(name),
-        VERSION=__version__,
-        CSS=_asset("report.css"),
         PLAYER=player,
         LEGEND=_legend(),
         AU_LABELS="".join(f"<div>{au}</div>" for au in ACTION_UNITS),
@@ -162,11 +160,9 @@ def write_index(path: pathlib.Path, videos: dict[str, list[dict]], pages: set[st
         for k, summary in enumerate(people):
             rows.append(_index_row(name, summary, name in pages, first=k == 0, span=len(people)))
     head = "".join(f"<th>{au}</th>" for au in ACTION_UNITS)
-    page = _fill(
+    page = _page(
         "index.html",
-        TITLE=html.escape(f"{path.parent.name or 'tsav'}: tsav reports"),
-        VERSION=__version__,
-        CSS=_asset("report.css"),
+        f"{path.parent.name or 'tsav'}: tsav reports",
         AU_HEAD=head,
         ROWS="\n".join(rows),
         LEGEND=_legend(),
@@ -234,6 +230,13 @@ def _script_json(text: str) -> str:
 
 def _asset(name: str) -> str:
     return (resources.files(__package__) / "report_assets" / name).read_text(encoding="utf-8")
+
+
+def _page(template: str, title: str, **values: str) -> str:
+    """A page from its template: the shared head (title, stylesheet) and the template's values."""
+    title = html.escape(title)
+    head = _fill("head.html", TITLE=title, VERSION=__version__, CSS=_asset("report.css"))
+    return _fill(template, HEAD=head, TITLE=title, **values)
 
 
 def _fill(template: str, **values: str) -> str:

@@ -399,7 +399,7 @@
   plots.addEventListener("pointerup", release);
   plots.addEventListener("pointercancel", release);
   document.addEventListener("keydown", (e) => {
-    if (e.target instanceof HTMLSelectElement) return;
+    if (e.target !== document.body) return; // the player and the selector handle their own keys
     const i = frameAt(cur, now());
     if (e.key === "ArrowRight" && i + 1 < cur.n) seekTo(cur.t[i + 1]);
     else if (e.key === "ArrowLeft" && i > 0) seekTo(cur.t[i - 1]);
