@@ -329,3 +329,10 @@ def test_tsav_report_refuses_a_folder_without_results_in_one_line(tmp_path):
         result = run_cli("report", str(folder))
         assert result.exit_code == 2 and reason in result.output
         assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_a_checkpoint_engine_names_its_weights_by_hash(small_checkpoint):
+    from tsav_deploy.runtime import Engine
+
+    expected = hashlib.sha256(small_checkpoint.read_bytes()).hexdigest()
+    assert Engine.load(small_checkpoint).checkpoint_sha256 == expected
