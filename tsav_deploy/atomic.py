@@ -12,8 +12,9 @@ PARTIAL_SUFFIX = ".partial"
 
 
 def partial_path(path: pathlib.Path) -> pathlib.Path:
-    """The temporary name used while ``path`` is being written (same folder, so rename is atomic)."""
-    return path.with_name(f"{path.name}{PARTIAL_SUFFIX}{path.suffix}")
+    """The temporary name used while ``path`` is being written: same folder, so the rename is atomic;
+    the process id in it keeps two runs writing the same file (a shared summary) apart."""
+    return path.with_name(f"{path.name}{PARTIAL_SUFFIX}-{os.getpid()}{path.suffix}")
 
 
 @contextlib.contextmanager

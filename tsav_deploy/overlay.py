@@ -3,6 +3,7 @@ encoded with H.264 at the input's exact frame times, and the input's audio muxed
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 from dataclasses import dataclass
 from fractions import Fraction
@@ -109,8 +110,10 @@ def write_overlay(path: pathlib.Path, video: pathlib.Path, result: VideoResult, 
     the codec): holding the frames from pass 2 instead would cost memory in proportion to the video.
     """
     info = result.video_info or probe(video)
-    with atomic_path(path) as tmp, av.open(str(tmp), "w") as out:
-        audio = _AudioCopier(out, video, info.start_time_s) if info.has_audio else None
+    with contextlib.ExitStack() as files:  # every container closed on every path, errors included
+        tmp = files.enter_context(atomic_path(path))
+        out = files.enter_context(av.open(str(tmp), "w"))
+        audio = files.enter_context(_AudioCopier(out, video, info.start_time_s)) if info.has_audio else None
         stream = None
         with iter_frames(video) as frames:
             for frame in frames:
@@ -127,7 +130,7 @@ def write_overlay(path: pathlib.Path, video: pathlib.Path, result: VideoResult, 
         out.mux(stream.encode(None))
         if audio is not None:
             audio.mux_until(float("inf"))
-            audio.close()
+            audio.flush()
     return path
 
 
@@ -155,15 +158,23 @@ class _AudioCopier:
 
     def __init__(self, out: av.container.OutputContainer, video: pathlib.Path, start_s: float):
         self._in = av.open(str(video))
+        try:
+            self._start_streams(out)
+        except BaseException:
+            self._in.close()
+            raise
+        self._out, self._start = out, start_s
+        self._packets = self._in.demux(self._src)
+        self._pending = None
+
+    def _start_streams(self, out: av.container.OutputContainer) -> None:
         src = self._in.streams.audio[0]
         self._copy = src.codec_context.codec.canonical_name in MP4_AUDIO
         if self._copy:
             self._stream = out.add_stream_from_template(src)
         else:
             self._stream = out.add_stream("aac", rate=src.codec_context.sample_rate or 44_100)
-        self._out, self._src, self._start = out, src, start_s
-        self._packets = self._in.demux(src)
-        self._pending = None
+        self._src = src
 
     def mux_until(self, t: float) -> None:
         """Mux every audio packet that starts before video time ``t``."""
@@ -195,7 +206,13 @@ class _AudioCopier:
             frame.pts = None  # let the encoder count samples from 0
             self._out.mux(self._stream.encode(frame))
 
-    def close(self) -> None:
+    def flush(self) -> None:
+        """Drain the re-encoder (a copied stream has nothing held back)."""
         if not self._copy:
             self._out.mux(self._stream.encode(None))
+
+    def __enter__(self) -> _AudioCopier:
+        return self
+
+    def __exit__(self, *exc) -> None:
         self._in.close()

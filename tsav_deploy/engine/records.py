@@ -7,9 +7,13 @@ every file it lists exist. ``summary.json`` gathers the records of all videos in
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import glob
 import json
+import os
 import pathlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -63,13 +67,67 @@ def record_path(out: pathlib.Path, name: str) -> pathlib.Path:
     return out / RECORDS / f"{name}.json"
 
 
-def read_record(out: pathlib.Path, name: str) -> dict | None:
-    """A video's record, or None when there is none or it cannot be read (then the video is redone)."""
+def _load(path: pathlib.Path) -> dict | None:
     try:
-        record = json.loads(record_path(out, name).read_text())
+        record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return record if isinstance(record, dict) and isinstance(record.get("outputs"), list) else None
+    return record if isinstance(record, dict) else None
+
+
+def read_record(out: pathlib.Path, name: str) -> dict | None:
+    """A finished video's record, or None when there is none, it cannot be read or it records a
+    failure (then the video is redone)."""
+    record = _load(record_path(out, name))
+    return record if record is not None and isinstance(record.get("outputs"), list) else None
+
+
+def write_failure(out: pathlib.Path, video: pathlib.Path, line: str) -> None:
+    """Record why a video failed, so that ``summary.json`` lists it; the next run redoes it."""
+    write_text(record_path(out, video.stem), json.dumps({"video": str(video), "error": line}, indent=1))
+
+
+def _lock_path(out: pathlib.Path, name: str) -> pathlib.Path:
+    return out / RECORDS / f"{name}.lock"
+
+
+def claim(out: pathlib.Path, name: str, *, wait: bool) -> int | None:
+    """Hold the lock on a video's outputs in ``out``, so that two runs into one folder never write
+    the same video at once: a file descriptor to :func:`release`, or None where another run holds
+    it and ``wait`` is false. The kernel drops the lock of a killed process by itself."""
+    path = _lock_path(out, name)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        # The run before us removes the lock file when it is done: if it did so between our open
+        # and our lock, we hold a lock on a removed file and must lock the file that is there now.
+        try:
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def release(out: pathlib.Path, name: str, fd: int) -> None:
+    """Give up a :func:`claim` and remove its lock file (no lock file outlives its run)."""
+    _lock_path(out, name).unlink(missing_ok=True)
+    os.close(fd)
+
+
+@contextlib.contextmanager
+def holding(out: pathlib.Path, name: str) -> Iterator[None]:
+    """:func:`claim`, waiting for it, around a block."""
+    fd = claim(out, name, wait=True)
+    assert fd is not None  # a waiting claim always gets the lock
+    try:
+        yield
+    finally:
+        release(out, name, fd)
 
 
 def is_complete(out: pathlib.Path, name: str, outputs: OutputOptions) -> bool:
@@ -81,7 +139,8 @@ def is_complete(out: pathlib.Path, name: str, outputs: OutputOptions) -> bool:
 
 
 def remove_partials(out: pathlib.Path, name: str) -> None:
-    """Temporary files a hard-killed run (SIGKILL, power loss) left for this video."""
+    """Temporary files a hard-killed run (SIGKILL, power loss) left for this video (only the run that
+    holds the video's :func:`claim` writes them, so none of them is in use)."""
     for path in out.rglob(f"{glob.escape(name)}*{PARTIAL_SUFFIX}*"):
         if path.is_file():
             path.unlink()
@@ -120,15 +179,20 @@ def _save(out: pathlib.Path, annotation: Annotation, options: OutputOptions) -> 
     return written
 
 
+SUMMARY_LOCK = ".summary"  # not a video name: record names are video stems, lock names too
+
+
 def write_summary(out: pathlib.Path) -> pathlib.Path:
-    """``summary.json``: the records of every video annotated into ``out`` (this run and earlier);
-    a record that cannot be read is listed as such, not left out."""
-    records = {}
-    for path in sorted((out / RECORDS).glob("*.json")):
-        record = read_record(out, path.stem)
-        records[path.stem] = (
-            record
-            if record is not None
-            else {"error": f"{path}: unreadable record; the video is redone on the next run"}
-        )
-    return write_text(out / "summary.json", json.dumps({"videos": records}, indent=1))
+    """``summary.json``: the records of every video annotated into ``out`` (this run and earlier),
+    failures with their reason; a record that cannot be read is listed as such, not left out.
+    Written under a lock, so that of two runs into one folder the later one lists both's videos."""
+    with holding(out, SUMMARY_LOCK):
+        records = {}
+        for path in sorted((out / RECORDS).glob("*.json")):
+            record = _load(path)
+            records[path.stem] = (
+                record
+                if record is not None and (isinstance(record.get("outputs"), list) or "error" in record)
+                else {"error": f"{path}: unreadable record; the video is redone on the next run"}
+            )
+        return write_text(out / "summary.json", json.dumps({"videos": records}, indent=1))

@@ -9,8 +9,10 @@ import pathlib
 from ..atomic import write_text
 from ..errors import TsavError
 from ..report import person_summaries, report_video, write_index, write_report
-from .records import RECORDS, read_record, record_path, write_summary
+from .records import RECORDS, holding, read_record, record_path, write_summary
 from .results import read_video_table
+
+INDEX_LOCK = ".index"  # not a video name (record names are video stems)
 
 
 def write_reports(out: pathlib.Path) -> tuple[list[pathlib.Path], list[str]]:
@@ -24,16 +26,19 @@ def write_reports(out: pathlib.Path) -> tuple[list[pathlib.Path], list[str]]:
         raise TsavError(f"{out}: no finished videos in it ({RECORDS}/<name>.json); run `tsav annotate ... --out {out}`")
     pages, problems, summaries = [], [], {}
     for name in names:
-        record = read_record(out, name)
-        if record is None:
-            problems.append(f"{record_path(out, name)}: unreadable record; annotate the video again")
-            continue
-        try:
-            table = read_video_table(out, name)
-        except (OSError, ValueError, KeyError) as exc:
-            problems.append(f"{out / name}: no readable per-frame table ({exc}); annotate the video again")
-            continue
-        pages.append(_report(out, name, record, table))
+        with holding(out, name):  # not while a run into the same folder writes this video
+            record = read_record(out, name)
+            if record is None:
+                problems.append(
+                    f"{record_path(out, name)}: no finished annotation (it failed or the record is unreadable); annotate the video again"
+                )
+                continue
+            try:
+                table = read_video_table(out, name)
+            except (OSError, ValueError, KeyError) as exc:
+                problems.append(f"{out / name}: no readable per-frame table ({exc}); annotate the video again")
+                continue
+            pages.append(_report(out, name, record, table))
         summaries[name] = person_summaries(table)
     write_folder_index(out, summaries)
     write_summary(out)
@@ -67,4 +72,5 @@ def write_folder_index(out: pathlib.Path, summaries: dict[str, list[dict]] | Non
     if not summaries:
         return None
     pages = {name for name in summaries if (out / f"{name}.html").is_file()}
-    return write_index(out / "index.html", dict(sorted(summaries.items())), pages)
+    with holding(out, INDEX_LOCK):
+        return write_index(out / "index.html", dict(sorted(summaries.items())), pages)

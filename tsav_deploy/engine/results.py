@@ -24,14 +24,16 @@ class Annotation:
     """One video's predictions for every person it shows, or why it could not be annotated.
 
     ``error`` is None for a finished video; otherwise ``result`` is None and ``error`` is the one-line
-    reason (what is wrong, what to do). ``to_pandas`` is the per-frame table (one row per frame and
-    person, the CSV's columns in its order), ``save`` writes the files ``tsav annotate`` writes.
+    reason (what is wrong, what to do), with ``traceback`` where the cause is a bug of ours.
+    ``to_pandas`` is the per-frame table (one row per frame and person, the CSV's columns in its
+    order), ``save`` writes the files ``tsav annotate`` writes.
     """
 
     video: pathlib.Path
     result: VideoResult | None = None
     error: str | None = None
     info: dict = field(default_factory=dict)
+    traceback: str | None = None
 
     @property
     def ok(self) -> bool:
