@@ -61,16 +61,17 @@ def _report(out: pathlib.Path, name: str, record: dict, table) -> pathlib.Path:
 
 def write_folder_index(out: pathlib.Path, summaries: dict[str, list[dict]] | None = None) -> pathlib.Path | None:
     """``index.html`` over every finished video in ``out`` whose table can be read (``summaries``:
-    those already computed); None when there is none."""
-    summaries = dict(summaries or {})
-    for path in sorted((out / RECORDS).glob("*.json")):
-        if path.stem not in summaries and read_record(out, path.stem) is not None:
-            try:
-                summaries[path.stem] = person_summaries(read_video_table(out, path.stem))
-            except (OSError, ValueError, KeyError):
-                continue  # listed by `tsav report`, which says why
-    if not summaries:
-        return None
-    pages = {name for name in summaries if (out / f"{name}.html").is_file()}
+    those already computed); None when there is none. Under a lock, so that of two runs into one
+    folder the later one lists both's videos."""
     with holding(out, INDEX_LOCK):
+        summaries = dict(summaries or {})
+        for path in sorted((out / RECORDS).glob("*.json")):
+            if path.stem not in summaries and read_record(out, path.stem) is not None:
+                try:
+                    summaries[path.stem] = person_summaries(read_video_table(out, path.stem))
+                except (OSError, ValueError, KeyError):
+                    continue  # listed by `tsav report`, which says why
+        if not summaries:
+            return None
+        pages = {name for name in summaries if (out / f"{name}.html").is_file()}
         return write_index(out / "index.html", dict(sorted(summaries.items())), pages)
