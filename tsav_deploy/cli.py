@@ -319,7 +319,9 @@ def annotate(
             report.failed(out / "index.html", describe_failure(out / "index.html", exc).line)
     console.print(report.table)
     console.print(
-        f"results in {out}/ (VA_Set, EXPR_Set, AU_Set, {TABLE_FILES[table_format]}, summary.json)"
+        f"results in {out}/ (VA_Set, EXPR_Set, AU_Set, {TABLE_FILES[table_format]}"
+        + (", <name>.html, index.html" if html_report else "")
+        + ", summary.json)"
         + (f"; {report.failures} of {report.count} failed" if report.failures else ""),
         highlight=False,
     )
@@ -427,7 +429,11 @@ class VideoBars:
 def report(
     out_dir: pathlib.Path = typer.Argument(..., help="An output folder of `tsav annotate` (its --out)."),
 ) -> None:
-    """Interactive HTML reports of finished outputs: <name>.html per video and index.html over the folder."""
+    """Interactive HTML reports of finished outputs: <name>.html per video and index.html over the folder.
+
+    A video that cannot get a report costs one error line and the others go on; the exit code is 1
+    when any video failed.
+    """
     from .engine.reports import write_reports
 
     pages, problems = write_reports(out_dir)
@@ -438,6 +444,8 @@ def report(
     console.print(
         f"wrote {len(pages)} report(s) and index.html to {out_dir}/; open {out_dir / 'index.html'}", highlight=False
     )
+    if problems:
+        raise typer.Exit(1)
 
 
 @app.command()
