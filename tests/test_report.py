@@ -336,3 +336,16 @@ def test_a_checkpoint_engine_names_its_weights_by_hash(small_checkpoint):
 
     expected = hashlib.sha256(small_checkpoint.read_bytes()).hexdigest()
     assert Engine.load(small_checkpoint).checkpoint_sha256 == expected
+
+
+def test_a_video_without_a_table_costs_one_line_and_the_others_get_reports(media_dir, tmp_path):
+    video = media_dir / "webcam_man_mp3.mp4"
+    Annotation(video, synthetic_result(video.stem, np.arange(72) / 30)).save(tmp_path, plot=False)
+    (tmp_path / ".tsav" / "ghost.json").write_text(json.dumps({"video": "ghost.mp4", "outputs": []}))
+    result = run_cli("report", str(tmp_path))
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "ghost" in errors[0] and "annotate the video again" in errors[0]
+    assert (tmp_path / f"{video.stem}.html").is_file() and not (tmp_path / "ghost.html").exists()
+    index = (tmp_path / "index.html").read_text()
+    assert list(json.loads(re.search(r'id="tsav-index">(.*?)</script>', index, re.S).group(1))) == [video.stem]
