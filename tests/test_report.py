@@ -144,18 +144,23 @@ def annotated(media_dir, small_export, tmp_path_factory) -> pathlib.Path:
     return out
 
 
-def test_annotate_report_loads_offline_carries_the_csv_and_seeks(annotated, small_checkpoint, browser, tmp_path):
+def test_annotate_report_is_one_offline_file_with_the_csv_values(annotated, small_checkpoint):
     name = "webcam_man_mp3"
-    page_path = annotated / f"{name}.html"
-    html = page_path.read_text()
+    html = (annotated / f"{name}.html").read_text()
     record = json.loads((annotated / ".tsav" / f"{name}.json").read_text())
     assert f"{name}.html" in record["outputs"] and (annotated / "index.html").is_file()
     assert not NETWORK_SCHEMES.findall(html)
     assert f'<video id="video" src="{name}.overlay.mp4"' in html  # the overlay, by a relative path
     # The weights the export came from, named by their hash.
     assert record["checkpoint_sha256"] == hashlib.sha256(small_checkpoint.read_bytes()).hexdigest()
+    assert_rows_equal(embedded_rows(html), csv_rows(annotated / f"{name}.csv"))
+
+
+def test_annotate_report_loads_offline_carries_the_csv_and_seeks(annotated, browser, tmp_path):
+    name = "webcam_man_mp3"
+    page_path = annotated / f"{name}.html"
+    record = json.loads((annotated / ".tsav" / f"{name}.json").read_text())
     rows = csv_rows(annotated / f"{name}.csv")
-    assert_rows_equal(embedded_rows(html), rows)
 
     page = browser.open(page_path.as_uri())
     page.evaluate(READY)
@@ -273,27 +278,33 @@ def test_gaps_people_and_a_video_that_starts_late(media_dir, browser, tmp_path):
     page.close()
 
 
-def test_tsav_report_from_saved_outputs_and_the_index(media_dir, browser, tmp_path):
-    video = media_dir / "webcam_man_mp3.mp4"
-    times = np.arange(72) / 30
-    result = synthetic_result(video.stem, times, ("",), gaps={0: [(30, 40)]})
-    Annotation(video, result).save(tmp_path, plot=False, table="both")
-    assert not (tmp_path / f"{video.stem}.html").exists()
-
+def reported_folder(video: pathlib.Path, out: pathlib.Path) -> list[dict]:
+    """A synthetic annotation of ``video`` (72 frames at 30 fps, no face in frames 30-39) saved
+    without a report, then `tsav report` run on the folder twice; the CSV's rows."""
+    result = synthetic_result(video.stem, np.arange(72) / 30, ("",), gaps={0: [(30, 40)]})
+    Annotation(video, result).save(out, plot=False, table="both")
+    assert not (out / f"{video.stem}.html").exists()
     for _ in range(2):  # a second run changes nothing but the files' contents
-        outcome = run_cli("report", str(tmp_path))
+        outcome = run_cli("report", str(out))
         assert outcome.exit_code == 0, outcome.output
+    return csv_rows(out / f"{video.stem}.csv")
+
+
+def test_tsav_report_from_saved_outputs_and_the_index(media_dir, tmp_path):
+    video = media_dir / "webcam_man_mp3.mp4"
+    rows = reported_folder(video, tmp_path)
     record = json.loads((tmp_path / ".tsav" / f"{video.stem}.json").read_text())
     assert record["outputs"][-2:] == [f"{video.stem}.input.mp4", f"{video.stem}.html"]
     assert len(record["outputs"]) == len(set(record["outputs"]))
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["videos"][video.stem]["outputs"] == record["outputs"]
     assert is_complete(tmp_path, video.stem, OutputOptions(report=True, table="both", plot=False))
-    rows = csv_rows(tmp_path / f"{video.stem}.csv")
+    # Read from the Parquet table, equal to the CSV.
     assert_rows_equal(embedded_rows((tmp_path / f"{video.stem}.html").read_text()), rows)
 
     # The index's figures, recomputed from the CSV.
     index_html = (tmp_path / "index.html").read_text()
+    assert not NETWORK_SCHEMES.findall(index_html)
     data = json.loads(re.search(r'id="tsav-index">(.*?)</script>', index_html, re.S).group(1))
     [summary] = data[video.stem]
     face = [r for r in rows if r["face_found"] == "1"]
@@ -304,22 +315,31 @@ def test_tsav_report_from_saved_outputs_and_the_index(media_dir, browser, tmp_pa
         assert summary["expression_shares"][e] == pytest.approx(sum(r["expression"] == e for r in face) / 62, abs=1e-4)
     for au in ACTION_UNITS:
         assert summary["au_rates"][au] == pytest.approx(sum(r[au] == "1" for r in face) / 62, abs=1e-4)
-    assert not NETWORK_SCHEMES.findall(index_html)
+
+
+def test_the_index_and_a_page_whose_video_is_gone_in_the_browser(media_dir, browser, tmp_path):
+    video = media_dir / "webcam_man_mp3.mp4"
+    reported_folder(video, tmp_path)
     page = browser.open((tmp_path / "index.html").as_uri())
-    assert page.evaluate("document.querySelectorAll('tbody tr').length") == 1 and page.errors == []
+    assert page.evaluate("document.querySelectorAll('tbody tr').length") == 1
+    assert page.evaluate(f"document.querySelector('a[href=\"{video.stem}.html\"]') !== null")
+    assert page.errors == []
     page.close()
 
     # Without the video at hand the page still opens and its curves still seek.
+    record_file = tmp_path / ".tsav" / f"{video.stem}.json"
+    record = json.loads(record_file.read_text())
     (tmp_path / f"{video.stem}.input.mp4").unlink()
     record["video"] = str(tmp_path / "moved-away.mp4")
     record["outputs"].remove(f"{video.stem}.input.mp4")
-    (tmp_path / ".tsav" / f"{video.stem}.json").write_text(json.dumps(record))
+    record_file.write_text(json.dumps(record))
     assert run_cli("report", str(tmp_path)).exit_code == 0
     html = (tmp_path / f"{video.stem}.html").read_text()
     assert "<video" not in html
     page = browser.open((tmp_path / f"{video.stem}.html").as_uri())
     page.evaluate(READY)
-    page.click(x_of(page, (times[50] + times[51]) / 2, axis_end(list(times))), plot_box(page)["y"] + 30)
+    times = list(np.arange(72) / 30)
+    page.click(x_of(page, (times[50] + times[51]) / 2, axis_end(times)), plot_box(page)["y"] + 30)
     assert text(page, "now-frame") == "50" and page.errors == []
     page.close()
 
