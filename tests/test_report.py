@@ -188,6 +188,18 @@ def test_annotate_report_loads_offline_carries_the_csv_and_seeks(annotated, brow
         x_of(page, target, end), abs=1.5
     )
 
+    # Playing, the cursor and the readout follow the player's clock.
+    page.evaluate(
+        "new Promise((r) => { const v = document.getElementById('video'); v.currentTime = 0.2;"
+        " v.play().then(() => setTimeout(() => { v.pause(); setTimeout(r, 100); }, 700)); })"
+    )
+    now = page.evaluate("document.getElementById('video').currentTime")
+    assert now > 0.5
+    playing = max(k for k, t in enumerate(times) if t <= now + 1e-4)
+    assert text(page, "now-frame") == str(playing)
+    assert page.evaluate("document.getElementById('cursor').getBoundingClientRect().x") == pytest.approx(
+        x_of(page, now, end), abs=1.5
+    )
     # The picture the README shows, once Chrome's seek spinner has faded (it lingers about 0.5 s).
     page.evaluate(
         "new Promise((r) => { const v = document.getElementById('video'); v.currentTime = 1.0;"
