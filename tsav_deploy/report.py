@@ -54,7 +54,9 @@ class ReportVideo:
     made: pathlib.Path | None = None
 
 
-def report_video(out: pathlib.Path, name: str, overlay: bool, source: pathlib.Path | None, start_s: float | None):
+def report_video(
+    out: pathlib.Path, name: str, overlay: bool, source: pathlib.Path | None, start_s: float | None
+) -> ReportVideo:
     """The overlay when there is one (its clock starts at frame 0), else the input itself when it
     lies in ``out``, else the input hard-linked (or symlinked, or copied where neither works) next
     to the report as ``<name>.input<suffix>``. ``start_s``: the input's first-frame time (probed
@@ -92,6 +94,8 @@ def write_report(path: pathlib.Path, table: pd.DataFrame, record: dict, video: R
 
 
 def report_html(name: str, table: pd.DataFrame, record: dict, video: ReportVideo) -> str:
+    """The page: ``table`` (the per-frame table, as ``Annotation.to_pandas`` or ``read_table``
+    give it) embedded whole, ``record`` (the video's record) as provenance."""
     table = table.drop(columns=["video"], errors="ignore")
     people = list(dict.fromkeys(table["person"].astype(str)))
     meta = {
