@@ -14,7 +14,6 @@ Used by the report tests and ``scripts/bench_report.py``; the caller skips where
 from __future__ import annotations
 
 import base64
-import fcntl
 import json
 import os
 import pathlib
@@ -54,15 +53,15 @@ class Browser:
         self.profile = tempfile.mkdtemp(prefix="tsav-chromium-")
         to_chrome_r, self._to_chrome = os.pipe()
         self._from_chrome, from_chrome_w = os.pipe()
-
-        def onto_fds_3_and_4() -> None:  # in the child, before exec: Chromium reads fd 3, writes fd 4
-            read_end = fcntl.fcntl(to_chrome_r, fcntl.F_DUPFD, 10)
-            write_end = fcntl.fcntl(from_chrome_w, fcntl.F_DUPFD, 10)
-            os.dup2(read_end, 3)
-            os.dup2(write_end, 4)
-
+        # Chromium reads fd 3 and writes fd 4: bash (which, unlike dash, takes descriptors above 9)
+        # moves the pipe ends there and execs it; no Python code runs between fork and exec, which
+        # is unsafe in a threaded process.
+        moves = f"3<&{to_chrome_r} {to_chrome_r}<&- 4>&{from_chrome_w} {from_chrome_w}>&-"
         self.process = subprocess.Popen(
             [
+                shutil.which("bash") or "/bin/bash",
+                "-c",
+                f'exec "$0" "$@" {moves}',
                 str(executable),
                 *FLAGS,
                 *flags,
@@ -74,8 +73,7 @@ class Browser:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            close_fds=False,
-            preexec_fn=onto_fds_3_and_4,
+            pass_fds=(to_chrome_r, from_chrome_w),
         )
         os.close(to_chrome_r)
         os.close(from_chrome_w)
