@@ -14,6 +14,7 @@ Used by the report tests and ``scripts/bench_report.py``; the caller skips where
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import pathlib
@@ -43,6 +44,13 @@ class BrowserError(RuntimeError):
     pass
 
 
+def _above_9(fd: int) -> int:
+    """``fd`` moved to a number above 9, so that putting the pipe ends onto 3 and 4 overwrites neither."""
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    os.close(fd)
+    return moved
+
+
 class Browser:
     """One Chromium process with a fresh profile; ``close`` (or the ``with`` block's end) stops that
     process by its own handle and deletes the profile."""
@@ -53,6 +61,7 @@ class Browser:
         self.profile = tempfile.mkdtemp(prefix="tsav-chromium-")
         to_chrome_r, self._to_chrome = os.pipe()
         self._from_chrome, from_chrome_w = os.pipe()
+        to_chrome_r, from_chrome_w = _above_9(to_chrome_r), _above_9(from_chrome_w)
         # Chromium reads fd 3 and writes fd 4: bash (which, unlike dash, takes descriptors above 9)
         # moves the pipe ends there and execs it; no Python code runs between fork and exec, which
         # is unsafe in a threaded process.
