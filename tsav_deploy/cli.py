@@ -559,7 +559,7 @@ def demo(
     name = result.video.stem
     console.print(f"[green]done.[/] toy checkpoint {result.checkpoint}, ONNX export {result.export}", highlight=False)
     console.print(
-        f"annotations: {result.annotations}/{{VA_Set,EXPR_Set,AU_Set}}/{name}.txt, {name}.csv, {name}.png, {name}.overlay.mp4",
+        f"annotations: {result.annotations}/{{VA_Set,EXPR_Set,AU_Set}}/{name}.txt, {name}.csv, {name}.png, {name}.overlay.mp4, {name}.html",
         highlight=False,
     )
     console.print(
