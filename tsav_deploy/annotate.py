@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import __version__
 from .audio import SpecWindows
 from .constants import CLIP_SHAPE, N_OUTPUTS
 from .errors import TsavError
@@ -199,8 +200,11 @@ def annotate_video(
         "people": len(timeline.tracks),
         "faces_found": {p.suffix.lstrip("_") or "main": int(p.face_found.sum()) for p in people},
         "engine": engine.name,
+        "checkpoint_sha256": engine.checkpoint_sha256,
         "face_backend": face_backend.name,
         "stride": options.stride,
+        "au_threshold": options.au_threshold,
+        "tsav_version": __version__,
         "timings_s": {"faces": round(faces_s, 3), "network": round(network_s, 3)},
         "warnings": timeline.warnings + audio_warnings,
     }

@@ -261,6 +261,9 @@ def annotate(
         0.5, "--au-threshold", help="AU probability threshold, strictly between 0 and 1 (0.6225 = the authors' writer)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo videos whose outputs are complete."),
+    html_report: bool = typer.Option(
+        False, "--report", help="Also write <name>.html, an interactive report, and index.html (see tsav report)."
+    ),
 ) -> None:
     """Annotate videos with valence, arousal, expressions and action units (ABAW files, table, plot, overlay).
 
@@ -272,6 +275,7 @@ def annotate(
     from .engine.failures import describe_failure
     from .engine.inputs import expand_inputs
     from .engine.records import OutputOptions, write_summary
+    from .engine.reports import write_folder_index
     from .engine.results import TABLE_FORMATS
 
     if table_format not in TABLE_FORMATS:
@@ -280,7 +284,7 @@ def annotate(
         raise TsavError("pass either --weights or --model, not both")
     if not (weights or model):
         raise TsavError(NO_WEIGHTS)
-    outputs = OutputOptions(overlay=overlay, plot=plot, overwrite=overwrite, table=table_format)
+    outputs = OutputOptions(overlay=overlay, plot=plot, overwrite=overwrite, table=table_format, report=html_report)
     videos, problems = expand_inputs(inputs)
     predictor = Predictor(
         weights,
@@ -308,9 +312,16 @@ def annotate(
         write_summary(out)
     except OSError as exc:
         report.failed(out / "summary.json", describe_failure(out / "summary.json", exc).line)
+    if html_report:
+        try:
+            write_folder_index(out)
+        except OSError as exc:
+            report.failed(out / "index.html", describe_failure(out / "index.html", exc).line)
     console.print(report.table)
     console.print(
-        f"results in {out}/ (VA_Set, EXPR_Set, AU_Set, {TABLE_FILES[table_format]}, summary.json)"
+        f"results in {out}/ (VA_Set, EXPR_Set, AU_Set, {TABLE_FILES[table_format]}"
+        + (", <name>.html, index.html" if html_report else "")
+        + ", summary.json)"
         + (f"; {report.failures} of {report.count} failed" if report.failures else ""),
         highlight=False,
     )
@@ -411,6 +422,30 @@ class VideoBars:
         speed = next(t.speed for t in self.bar.tasks if t.id == self.tasks[stage])
         if speed:
             self.bar.update(self.tasks[stage], rate=f"{speed:.1f} frames/s")
+
+
+@app.command()
+@user_errors
+def report(
+    out_dir: pathlib.Path = typer.Argument(..., help="An output folder of `tsav annotate` (its --out)."),
+) -> None:
+    """Interactive HTML reports of finished outputs: <name>.html per video and index.html over the folder.
+
+    A video that cannot get a report costs one error line and the others go on; the exit code is 1
+    when any video failed.
+    """
+    from .engine.reports import write_reports
+
+    pages, problems = write_reports(out_dir)
+    for problem in problems:
+        err_console.print(f"[bold red]error:[/] {problem}", highlight=False, soft_wrap=True)
+    if not pages:
+        raise TsavError(f"{out_dir}: no report could be made (see above)")
+    console.print(
+        f"wrote {len(pages)} report(s) and index.html to {out_dir}/; open {out_dir / 'index.html'}", highlight=False
+    )
+    if problems:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -524,7 +559,7 @@ def demo(
     name = result.video.stem
     console.print(f"[green]done.[/] toy checkpoint {result.checkpoint}, ONNX export {result.export}", highlight=False)
     console.print(
-        f"annotations: {result.annotations}/{{VA_Set,EXPR_Set,AU_Set}}/{name}.txt, {name}.csv, {name}.png, {name}.overlay.mp4",
+        f"annotations: {result.annotations}/{{VA_Set,EXPR_Set,AU_Set}}/{name}.txt, {name}.csv, {name}.png, {name}.overlay.mp4, {name}.html",
         highlight=False,
     )
     console.print(

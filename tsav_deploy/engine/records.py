@@ -17,6 +17,7 @@ from ..atomic import PARTIAL_SUFFIX, locked, try_lock, unlock, write_text
 from ..errors import TsavError
 from ..overlay import write_overlay
 from ..plot import write_plot
+from ..report import report_video, write_report
 from ..stages import stage
 from ..writers import write_abaw, write_table
 
@@ -32,13 +33,19 @@ class OutputOptions:
     plot: bool = True
     overwrite: bool = False
     table: str = "csv"  # "csv", "parquet" or "both"
+    report: bool = False  # <name>.html, the interactive report
 
     def wanted(self, name: str) -> list[str]:
         """Files asked for this time beyond the ABAW files."""
         tables = {"csv": [f"{name}.csv"], "parquet": [f"{name}.parquet"], "both": [f"{name}.csv", f"{name}.parquet"]}[
             self.table
         ]
-        return tables + [f"{name}.png"] * self.plot + [f"{name}.overlay.mp4"] * self.overlay
+        return (
+            tables
+            + [f"{name}.png"] * self.plot
+            + [f"{name}.overlay.mp4"] * self.overlay
+            + [f"{name}.html"] * self.report
+        )
 
 
 def check_output_folder(out: pathlib.Path) -> None:
@@ -129,7 +136,13 @@ def _save(out: pathlib.Path, annotation: Annotation, options: OutputOptions) -> 
         written.append(write_plot(out / f"{result.name}.png", result))
     if options.overlay:
         written.append(write_overlay(out / f"{result.name}.overlay.mp4", annotation.video, result))
-    record = {**annotation.summary(), "outputs": [str(p.relative_to(out)) for p in written]}
+    record = annotation.summary()
+    if options.report:
+        start_s = result.video_info.start_time_s if result.video_info else None
+        video = report_video(out, result.name, options.overlay, annotation.video, start_s)
+        written += [video.made] if video.made else []
+        written.append(write_report(out / f"{result.name}.html", annotation.to_pandas(), record, video))
+    record["outputs"] = [str(p.relative_to(out)) for p in written]
     write_text(record_path(out, result.name), json.dumps(record, indent=1))
     return written
 

@@ -99,13 +99,20 @@ class Annotation:
         return path
 
     def save(
-        self, out_dir: str | os.PathLike, *, overlay: bool = False, plot: bool = True, table: str = "csv"
+        self,
+        out_dir: str | os.PathLike,
+        *,
+        overlay: bool = False,
+        plot: bool = True,
+        table: str = "csv",
+        report: bool = False,
     ) -> list[pathlib.Path]:
         """Write what ``tsav annotate`` writes into ``out_dir`` (ABAW files, table, plot, overlay,
-        the record that marks the video complete); every file atomically. Returns the files."""
+        HTML report, the record that marks the video complete); every file atomically. Returns the files."""
         if table not in TABLE_FORMATS:
             raise ValueError(f"table must be one of {', '.join(TABLE_FORMATS)}, not {table!r}")
-        return save_outputs(pathlib.Path(out_dir), self, OutputOptions(overlay=overlay, plot=plot, table=table))
+        options = OutputOptions(overlay=overlay, plot=plot, table=table, report=report)
+        return save_outputs(pathlib.Path(out_dir), self, options)
 
     def summary(self) -> dict:
         """What ``summary.json`` records of the video."""
@@ -132,8 +139,7 @@ def read_table(folder: str | os.PathLike) -> pd.DataFrame:
     names = sorted({p.stem for p in folder.glob("*.csv")} | {p.stem for p in folder.glob("*.parquet")})
     tables = []
     for name in names:
-        parquet = folder / f"{name}.parquet"
-        table = pd.read_parquet(parquet) if parquet.exists() else _read_csv(folder / f"{name}.csv")
+        table = read_video_table(folder, name)
         table.insert(0, "video", name)
         tables.append(table)
     if not tables:
@@ -143,6 +149,12 @@ def read_table(folder: str | os.PathLike) -> pd.DataFrame:
     for column in ("person", "expression"):
         table[column] = table[column].astype("category")
     return table
+
+
+def read_video_table(folder: pathlib.Path, name: str) -> pd.DataFrame:
+    """One video's per-frame table from an output folder: Parquet where it is there, else CSV."""
+    parquet = folder / f"{name}.parquet"
+    return pd.read_parquet(parquet) if parquet.exists() else _read_csv(folder / f"{name}.csv")
 
 
 def _read_csv(path: pathlib.Path) -> pd.DataFrame:
