@@ -300,8 +300,10 @@ def test_a_corrupt_record_is_listed_and_its_video_redone(media_dir, small_export
     (out / RECORDS).mkdir(parents=True)
     (out / RECORDS / "clip.json").write_text('{"outputs": ["VA_Set/clip.txt"')  # cut off mid-write
     assert "unreadable record" in write_summary(out).read_text()
-    result = run_cli("annotate", str(video), "--model", str(small_export), "--detector", "hog", "-o", str(out))
-    assert result.exit_code == 0 and "done" in result.output
+    result = run_cli(
+        "annotate", str(video), "--model", str(small_export), "--detector", "hog", "-o", str(out), "--isolate"
+    )
+    assert result.exit_code == 0 and "done" in result.output  # through the supervised worker
     check_outputs(out, "clip", 72)
 
 
@@ -316,3 +318,37 @@ def test_a_dlib_detector_is_refused_where_auto_chooses_insightface(tmp_path):
     with pytest.raises(TsavError, match="the insightface backend has its own .*faces auto"):
         check_detector("auto", "hog", tmp_path)
     assert check_detector("auto", "hog", tmp_path / "elsewhere") == "dlib"
+
+
+@pytest.mark.slow
+def test_a_crashed_worker_costs_its_video_and_a_fresh_one_takes_the_next(media_dir, small_export, tmp_path):
+    """``--isolate``: the worker process dies of a real SIGSEGV in the middle of the first video;
+    that video gets its one line, a new worker annotates the second exactly as a plain run does."""
+    from tsav_deploy.engine.isolated import IsolatedPredictor
+
+    videos = [tmp_path / "crashing.mp4", tmp_path / "after.mp4"]
+    for video in videos:
+        shutil.copyfile(media_dir / SOURCE, video)
+    options = {"model": small_export, "faces": "dlib", "detector": "hog"}
+    current = []
+    with IsolatedPredictor(**options) as isolated:
+        first_pid = isolated.pid
+
+        def progress(stage: str, n: int) -> None:
+            if current[-1] == videos[0] and stage == "network" and isolated.pid is not None:
+                os.kill(isolated.pid, signal.SIGSEGV)
+
+        out = tmp_path / "out"
+        outcomes = list(
+            Batch(out, OutputOptions()).run(videos, lambda todo: isolated.predict_many(todo, progress), current.append)
+        )
+        second_pid = isolated.pid
+    assert [o.status for o in outcomes] == ["failed", "done"]
+    assert "crashed" in outcomes[0].error and "SIGSEGV" in outcomes[0].error and "\n" not in outcomes[0].error
+    assert second_pid is not None and second_pid != first_pid
+    plain = tmp_path / "plain"
+    list(Batch(plain, OutputOptions()).run(videos[1:], Predictor(**options).predict_many))
+    for pattern in DETERMINISTIC:
+        name = pattern.format("after")
+        assert (out / name).read_bytes() == (plain / name).read_bytes()
+    assert not (out / "VA_Set" / "crashing.txt").exists()

@@ -264,6 +264,11 @@ def annotate(
     html_report: bool = typer.Option(
         False, "--report", help="Also write <name>.html, an interactive report, and index.html (see tsav report)."
     ),
+    isolate: bool = typer.Option(
+        False,
+        "--isolate",
+        help="Annotate in a supervised worker process: a native crash (FFmpeg, dlib) costs its video, not the run.",
+    ),
 ) -> None:
     """Annotate videos with valence, arousal, expressions and action units (ABAW files, table, plot, overlay).
 
@@ -274,6 +279,7 @@ def annotate(
     from .engine.batch import Batch
     from .engine.failures import describe_failure
     from .engine.inputs import expand_inputs
+    from .engine.isolated import IsolatedPredictor
     from .engine.records import OutputOptions, write_summary
     from .engine.reports import write_folder_index
     from .engine.results import TABLE_FORMATS
@@ -286,7 +292,7 @@ def annotate(
         raise TsavError(NO_WEIGHTS)
     outputs = OutputOptions(overlay=overlay, plot=plot, overwrite=overwrite, table=table_format, report=html_report)
     videos, problems = expand_inputs(inputs)
-    predictor = Predictor(
+    predictor = (IsolatedPredictor if isolate else Predictor)(
         weights,
         model,
         engine=engine_name,

@@ -7,6 +7,7 @@ every file it lists exist. ``summary.json`` gathers the records of all videos in
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import pathlib
@@ -98,6 +99,11 @@ def release(out: pathlib.Path, name: str, fd: int) -> None:
     unlock(_lock_path(out, name), fd)
 
 
+def holding(out: pathlib.Path, name: str) -> contextlib.AbstractContextManager[None]:
+    """:func:`claim`, waiting for it, around a block."""
+    return locked(_lock_path(out, name))
+
+
 def is_complete(out: pathlib.Path, name: str, outputs: OutputOptions) -> bool:
     """Done before, with every file its record lists and every file asked for this time."""
     record = read_record(out, name)
@@ -127,7 +133,24 @@ def _save(out: pathlib.Path, annotation: Annotation, options: OutputOptions) -> 
     # leave the old record vouching for a mix of two runs' files.
     record_path(out, result.name).unlink(missing_ok=True)
     remove_partials(out, result.name)
-    written = write_abaw(out, result)
+    written: list[pathlib.Path] = []
+    try:
+        _write_files(out, annotation, options, written)
+    except BaseException:
+        # A video either has all its files or none: what a failed save wrote (a full disk at the
+        # overlay, a damaged input found late) would read as results without a record.
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    return written
+
+
+def _write_files(
+    out: pathlib.Path, annotation: Annotation, options: OutputOptions, written: list[pathlib.Path]
+) -> None:
+    """Each file, then the record; ``written`` grows as they are written."""
+    result = annotation._require()
+    written += write_abaw(out, result)
     if options.table in ("csv", "both"):
         written.append(write_table(out / f"{result.name}.csv", result))
     if options.table in ("parquet", "both"):
@@ -144,7 +167,6 @@ def _save(out: pathlib.Path, annotation: Annotation, options: OutputOptions) -> 
         written.append(write_report(out / f"{result.name}.html", annotation.to_pandas(), record, video))
     record["outputs"] = [str(p.relative_to(out)) for p in written]
     write_text(record_path(out, result.name), json.dumps(record, indent=1))
-    return written
 
 
 SUMMARY_LOCK = ".summary"  # not a video name: record names are video stems, lock names too
@@ -154,7 +176,7 @@ def write_summary(out: pathlib.Path) -> pathlib.Path:
     """``summary.json``: the records of every video annotated into ``out`` (this run and earlier),
     failures with their reason; a record that cannot be read is listed as such, not left out.
     Written under a lock, so that of two runs into one folder the later one lists both's videos."""
-    with locked(_lock_path(out, SUMMARY_LOCK)):
+    with holding(out, SUMMARY_LOCK):
         records = {}
         for path in sorted((out / RECORDS).glob("*.json")):
             record = _load(path)
