@@ -1,7 +1,9 @@
 """``Predictor``: the one object that turns videos into :class:`Annotation` tables.
 
-Every entry point runs through it: ``tsav annotate`` is a loop over :meth:`Predictor.predict_many`
-plus the console, ``tsav demo`` calls it, and so do users::
+Every entry point runs through it: ``tsav annotate`` hands :meth:`Predictor.predict_many` to a
+:class:`~tsav_deploy.engine.batch.Batch` (the output folder, one guarded region per video) plus the
+console, ``tsav annotate --isolate`` runs it in a worker process (engine/isolated.py), ``tsav demo``
+calls it, and so do users::
 
     p = Predictor(weights="TSAV416k.pth.tar")
     ann = p.predict("video.mp4")
