@@ -6,6 +6,12 @@
 # Set TSAV_TORCH to install another build, e.g. TSAV_TORCH="torch --index-url <your CUDA index>".
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Headless Chromium for the report tests (Debian's package; those tests skip without it): installed
+# only where apt-get exists and we are root, and a failure only costs those tests.
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 ||
+    echo "setup: chromium could not be installed; the report tests will skip" >&2
+fi
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 . .venv/bin/activate

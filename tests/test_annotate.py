@@ -219,7 +219,8 @@ def test_bad_inputs_get_one_line_each_and_the_good_video_completes(media_dir, sm
     bad = ["missing.mp4", "empty.mp4", "text.mp4", "corrupt.mp4", "audio_only.m4a"]
     args = [str(tmp_path / b) for b in bad] + [str(good)]
     result = run_cli("annotate", *args, "--weights", str(small_checkpoint), "--out", str(tmp_path / "out"), "--no-plot")
-    assert result.exit_code == 0, result.output  # something could be done
+    assert result.exit_code == 1, result.output  # some videos failed: a script must be able to tell
+    assert "5 of 6 failed" in " ".join(result.output.split())
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     for name in bad:
         assert sum(name in line for line in errors) >= 1, (name, result.output)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tsav_deploy.errors import TsavError
-from tsav_deploy.faces import Face, FaceBackendError, get_backend, insightface_backend, resolve_backend_name
+from tsav_deploy.faces import Face, FaceBackendError, get_backend, insightface_pack, resolve_backend_name
 from tsav_deploy.faces.dlib_backend import DlibBackend
 
 
@@ -102,14 +102,14 @@ def test_bad_options_are_one_line_errors():
 
 def _placeholder_pack(root) -> None:
     """Files where the pack's models belong, but not models (what an interrupted copy leaves)."""
-    folder = insightface_backend.pack_dir(root)
+    folder = insightface_pack.pack_dir(root)
     folder.mkdir(parents=True)
     for name in ("det_10g.onnx", "1k3d68.onnx", "w600k_r50.onnx"):
         (folder / name).write_bytes(b"not an onnx model")
 
 
 def test_auto_takes_dlib_without_a_local_pack(tmp_path):
-    assert not insightface_backend.is_available(tmp_path)
+    assert not insightface_pack.is_available(tmp_path)
     assert resolve_backend_name("auto", root=tmp_path) == "dlib"
     backend = get_backend("auto", root=tmp_path)
     assert backend.name == "dlib"
@@ -118,23 +118,23 @@ def test_auto_takes_dlib_without_a_local_pack(tmp_path):
 
 def test_auto_takes_insightface_when_its_pack_is_present(tmp_path):
     _placeholder_pack(tmp_path)
-    assert insightface_backend.is_available(tmp_path)
+    assert insightface_pack.is_available(tmp_path)
     assert resolve_backend_name("auto", root=tmp_path) == "insightface"
     assert resolve_backend_name("dlib", root=tmp_path) == "dlib"
 
 
 def test_a_partial_pack_is_not_available(tmp_path):
     _placeholder_pack(tmp_path)
-    (insightface_backend.pack_dir(tmp_path) / "w600k_r50.onnx").unlink()
+    (insightface_pack.pack_dir(tmp_path) / "w600k_r50.onnx").unlink()
     assert resolve_backend_name("auto", root=tmp_path) == "dlib"
 
 
 def test_insightface_home_is_the_default_root(tmp_path, monkeypatch):
     monkeypatch.setenv("INSIGHTFACE_HOME", str(tmp_path))
-    assert insightface_backend.pack_dir() == tmp_path / "models" / "buffalo_l"
-    assert not insightface_backend.is_available()
+    assert insightface_pack.pack_dir() == tmp_path / "models" / "buffalo_l"
+    assert not insightface_pack.is_available()
     _placeholder_pack(tmp_path)
-    assert insightface_backend.is_available()
+    assert insightface_pack.is_available()
 
 
 def _one_line(error: pytest.ExceptionInfo) -> str:
@@ -147,11 +147,16 @@ def test_explicit_insightface_without_pack_is_a_clear_error(tmp_path):
     with pytest.raises(FaceBackendError) as error:
         get_backend("insightface", root=tmp_path, download=False)
     message = _one_line(error)
-    assert str(insightface_backend.pack_dir(tmp_path)) in message and "--faces dlib" in message
+    assert str(insightface_pack.pack_dir(tmp_path)) in message and "--faces dlib" in message
 
 
-def test_unreadable_pack_is_a_clear_error(tmp_path):
+def test_a_pack_failing_its_published_hashes_is_removed_with_one_line(tmp_path):
+    """The placeholders cannot match upstream's published SHA-256s: refused before onnxruntime sees
+    them, removed, so the next ``auto`` run takes dlib and ``--faces insightface`` fetches the pack."""
     _placeholder_pack(tmp_path)
     with pytest.raises(FaceBackendError) as error:
         get_backend("auto", root=tmp_path)
-    assert "cannot load the insightface model pack" in _one_line(error)
+    message = _one_line(error)
+    assert "det_10g.onnx did not match its published SHA-256 (removed)" in message and "--faces dlib" in message
+    assert not (insightface_pack.pack_dir(tmp_path) / "det_10g.onnx").exists()
+    assert resolve_backend_name("auto", root=tmp_path) == "dlib"

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import __version__
 from .audio import SpecWindows
 from .clips import first_clip_frame
 from .constants import CLIP_SHAPE, N_OUTPUTS
@@ -226,7 +227,12 @@ def annotate_video(
     started = time.perf_counter()
     logits, audio_warnings = predict_people(video, people, engine, options, progress)
     network_s = time.perf_counter() - started
-    return video_result(video, people, logits, audio_warnings, options, engine.name, face_backend.name, network_s)
+    return video_result(video, people, logits, audio_warnings, options, provenance(engine, face_backend), network_s)
+
+
+def provenance(engine: Engine, face_backend: FaceBackend) -> dict:
+    """What the summary records of the engine and face backend that made a result."""
+    return {"engine": engine.name, "checkpoint_sha256": engine.checkpoint_sha256, "face_backend": face_backend.name}
 
 
 def video_result(
@@ -235,8 +241,7 @@ def video_result(
     logits: np.ndarray,
     audio_warnings: list[str],
     options: AnnotateOptions,
-    engine_name: str,
-    face_backend_name: str,
+    made_by: dict,
     network_s: float,
 ) -> VideoResult:
     """The result from pass 1 and the ``[people, N, 17]`` logits of pass 2."""
@@ -260,9 +265,10 @@ def video_result(
         "seconds": round(video_duration(timeline.times), 3),
         "people": len(timeline.tracks),
         "faces_found": {p.suffix.lstrip("_") or "main": int(p.face_found.sum()) for p in result_people},
-        "engine": engine_name,
-        "face_backend": face_backend_name,
+        **made_by,
         "stride": options.stride,
+        "au_threshold": options.au_threshold,
+        "tsav_version": __version__,
         "timings_s": {"faces": round(people.seconds, 3), "network": round(network_s, 3)},
         "warnings": timeline.warnings + audio_warnings,
     }

@@ -8,12 +8,18 @@ import os
 import pathlib
 from collections.abc import Iterator
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; runs that share files there may repeat work
+    fcntl = None
+
 PARTIAL_SUFFIX = ".partial"
 
 
 def partial_path(path: pathlib.Path) -> pathlib.Path:
-    """The temporary name used while ``path`` is being written (same folder, so rename is atomic)."""
-    return path.with_name(f"{path.name}{PARTIAL_SUFFIX}{path.suffix}")
+    """The temporary name used while ``path`` is being written: same folder, so the rename is atomic;
+    the process id in it keeps two runs writing the same file (a shared summary) apart."""
+    return path.with_name(f"{path.name}{PARTIAL_SUFFIX}-{os.getpid()}{path.suffix}")
 
 
 @contextlib.contextmanager
@@ -38,3 +44,44 @@ def write_text(path: str | os.PathLike, text: str) -> pathlib.Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return pathlib.Path(path)
+
+
+def try_lock(path: pathlib.Path, *, wait: bool) -> int | None:
+    """An exclusive lock on the file ``path`` (created if needed) between processes: a descriptor
+    for :func:`unlock`, or None where another process holds it and ``wait`` is false. The kernel
+    drops the lock of a killed process by itself."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is None:
+            return fd
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        # The holder before us removes the file when it is done: if it did so between our open and
+        # our lock, we hold a lock on a removed file and must lock the file that is there now.
+        try:
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def unlock(path: pathlib.Path, fd: int) -> None:
+    """Give up a :func:`try_lock` and remove its file (no lock file outlives its holder)."""
+    path.unlink(missing_ok=True)
+    os.close(fd)
+
+
+@contextlib.contextmanager
+def locked(path: pathlib.Path) -> Iterator[None]:
+    """:func:`try_lock`, waiting for it, around a block."""
+    fd = try_lock(path, wait=True)
+    assert fd is not None  # a waiting lock is always granted
+    try:
+        yield
+    finally:
+        unlock(path, fd)

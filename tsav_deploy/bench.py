@@ -194,6 +194,7 @@ class _NoNetwork:
     so the pipeline runs whole and its frontend stages are what is timed."""
 
     name, selection, device = "none (frontend only)", None, torch.device("cpu")
+    checkpoint_sha256 = None  # no weights
 
     def __init__(self, config: ModelConfig) -> None:
         self.config = config

@@ -9,7 +9,6 @@ a user's file becomes one ``CheckpointError`` line.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import pathlib
 import pickle
 import warnings
@@ -24,6 +23,7 @@ import torch
 from . import __version__
 from .atomic import atomic_path
 from .constants import preprocessing_dict, preprocessing_differences
+from .download import file_sha256
 from .errors import CheckpointError
 from .model import TSAV, ModelConfig
 
@@ -86,14 +86,6 @@ class Checkpoint:
         model = TSAV(self.config)
         _load_strict(model, self.state_dict, self.path)
         return model.eval()
-
-
-def file_sha256(path: str | pathlib.Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_checkpoint(path: str | pathlib.Path) -> Checkpoint:

@@ -27,7 +27,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-weights_app = typer.Typer(help="Published weights: list, download, locate.", no_args_is_help=True)
+weights_app = typer.Typer(help="Published weights: list, download, verify.", no_args_is_help=True)
 app.add_typer(weights_app, name="weights")
 
 # Options that several commands share, declared once so their names and help stay the same.
@@ -42,9 +42,10 @@ EngineName = Annotated[
 Device = Annotated[str, typer.Option("--device", help="cpu | cuda[:N].")]
 FaceBackendName = Annotated[str, typer.Option("--faces", help="auto | insightface | dlib.")]
 Detector = Annotated[
-    str,
+    Optional[str],
     typer.Option(
-        "--detector", help="dlib detector: hog+cnn (finds more; ~1.2 s per shot and per lost face), hog (fastest), cnn."
+        "--detector",
+        help="dlib detector: hog+cnn (the default; finds more, ~1.2 s per shot and per lost face), hog (fastest), cnn.",
     ),
 ]
 Person = Annotated[str, typer.Option("--person", help="main (the person seen in most frames) | all.")]
@@ -118,12 +119,11 @@ def info(
 @weights_app.command("list")
 def weights_list() -> None:
     """Published weights this tool can download, and whether they are cached."""
-    from .weights import REGISTRY, cache_dir
+    from .weights import REGISTRY, cache_dir, is_cached
 
     table = Table("name", "description", "cached", "licence")
     for entry in REGISTRY.values():
-        cached = (cache_dir() / entry.name).exists()
-        table.add_row(entry.name, entry.description, "yes" if cached else "no", entry.licence)
+        table.add_row(entry.name, entry.description, "yes" if is_cached(entry) else "no", entry.licence)
     console.print(table)
     console.print(f"cache: {cache_dir()} (set TSAV_HOME to move it)")
 
@@ -135,6 +135,21 @@ def weights_download(name: str = typer.Argument(..., help="A name from `tsav wei
     from .weights import resolve
 
     console.print(str(resolve(name)))
+
+
+@weights_app.command("verify")
+@user_errors
+def weights_verify() -> None:
+    """Re-check every cached download (published weights, insightface's pack) without downloading:
+    says what was verified, repaired or removed; a removed file is downloaded again by its next use."""
+    from .faces import insightface_pack
+    from .weights import cache_dir, verify
+
+    lines = [*verify(), *filter(None, [insightface_pack.verify()])]
+    for line in lines:
+        console.print(line, highlight=False, soft_wrap=True)
+    if not lines:
+        console.print(f"nothing cached in {cache_dir()} or {insightface_pack.pack_dir().parent}")
 
 
 @app.command()
@@ -235,7 +250,7 @@ def annotate(
     engine_name: EngineName = "auto",
     device: Device = "cpu",
     faces: FaceBackendName = "auto",
-    detector: Detector = "hog+cnn",
+    detector: Detector = None,
     person: Person = "main",
     out: pathlib.Path = typer.Option(pathlib.Path("tsav_out"), "--out", "-o", help="Output directory."),
     overlay: bool = typer.Option(False, "--overlay", help="Also write <name>.overlay.mp4."),
@@ -247,6 +262,14 @@ def annotate(
         0.5, "--au-threshold", help="AU probability threshold, strictly between 0 and 1 (0.6225 = the authors' writer)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo videos whose outputs are complete."),
+    html_report: bool = typer.Option(
+        False, "--report", help="Also write <name>.html, an interactive report, and index.html (see tsav report)."
+    ),
+    isolate: bool = typer.Option(
+        False,
+        "--isolate",
+        help="Annotate in a supervised worker process: a native crash (FFmpeg, dlib) costs its video, not the run.",
+    ),
     ray_address: Optional[str] = typer.Option(
         None, "--ray", help="Run on Ray: local (started for the run), auto, HOST:PORT or ray://HOST:PORT."
     ),
@@ -265,12 +288,18 @@ def annotate(
         help="With --ray: cut longer videos into ranges of this length for several actors (default: from the videos' length and --workers).",
     ),
 ) -> None:
-    """Annotate videos with valence, arousal, expressions and action units (ABAW files, table, plot, overlay)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    """Annotate videos with valence, arousal, expressions and action units (ABAW files, table, plot, overlay).
 
+    Each video that fails costs one error line and the run goes on; the exit code is 1 when any
+    video failed, 0 when every one is done (or was done before).
+    """
     from .engine import Predictor
+    from .engine.batch import Batch
+    from .engine.failures import describe_failure
     from .engine.inputs import expand_inputs
-    from .engine.records import OutputOptions, check_output_folder, is_complete, read_record, write_summary
+    from .engine.isolated import IsolatedPredictor
+    from .engine.records import OutputOptions, write_summary
+    from .engine.reports import write_folder_index
     from .engine.results import TABLE_FORMATS
 
     if table_format not in TABLE_FORMATS:
@@ -279,6 +308,8 @@ def annotate(
         raise TsavError("pass either --weights or --model, not both")
     if not (weights or model):
         raise TsavError(NO_WEIGHTS)
+    outputs = OutputOptions(overlay=overlay, plot=plot, overwrite=overwrite, table=table_format, report=html_report)
+    videos, problems = expand_inputs(inputs)
     predictor_options = dict(
         weights=weights,
         model=model,
@@ -299,126 +330,185 @@ def annotate(
         raise TsavError(
             "--workers, --cpus-per-worker, --gpus-per-worker and --split-seconds go with --ray ADDRESS (e.g. --ray local)"
         )
+    if ray_address is not None and isolate:
+        raise TsavError("--isolate and --ray do not go together: Ray's actors already are processes of their own")
     if ray_address is not None:
         from .engine.cluster import ClusterOptions, RayAnnotator
 
         predictor = RayAnnotator(predictor_options, ClusterOptions(ray_address, **ray_options))
+        bars = ClusterBar(len(videos))
     else:
-        predictor = Predictor(**predictor_options)
+        predictor = (IsolatedPredictor if isolate else Predictor)(**predictor_options)
+        bars = VideoBars()
     err_console.print(predictor.describe(), highlight=False)
-    outputs = OutputOptions(overlay=overlay, plot=plot, overwrite=overwrite, table=table_format)
-    videos, problems = expand_inputs(inputs)
-    check_output_folder(out)
-    table = Table("video", "status", "frames", "faces", "s", "frames/s", "note")
-    failed = 0
+    batch = Batch(out, outputs)  # an output folder that cannot be written fails here, in one line
+    report = BatchReport()
+    for video, message in problems:
+        report.failed(video, message)
+    with bars:
+        for outcome in batch.run(
+            videos, lambda todo: predictor.predict_many(todo, progress=bars.advance), on_start=bars.start
+        ):
+            report.show(outcome)
+    if ray_address is not None:
+        predictor.close()
+    try:
+        write_summary(out)
+    except OSError as exc:
+        report.failed(out / "summary.json", describe_failure(out / "summary.json", exc).line)
+    if html_report:
+        try:
+            write_folder_index(out)
+        except OSError as exc:
+            report.failed(out / "index.html", describe_failure(out / "index.html", exc).line)
+    console.print(report.table)
+    console.print(
+        f"results in {out}/ (VA_Set, EXPR_Set, AU_Set, {TABLE_FILES[table_format]}"
+        + (", <name>.html, index.html" if html_report else "")
+        + ", summary.json)"
+        + (f"; {report.failures} of {report.count} failed" if report.failures else ""),
+        highlight=False,
+    )
+    if report.failures:
+        raise typer.Exit(1)
 
-    def fail(video: pathlib.Path, message: str) -> None:
-        nonlocal failed
-        failed += 1
-        table.add_row(video.name, "[red]failed", "", "", "", "", "see error above")
+
+class BatchReport:
+    """One error line per failed video as it happens, and the closing table; a row that cannot be
+    shown (a bug of ours) costs that row, not the batch."""
+
+    def __init__(self) -> None:
+        self.table = Table("video", "status", "frames", "faces", "s", "frames/s", "note")
+        self.failures = self.count = 0
+
+    def failed(self, video: pathlib.Path, message: str) -> None:
+        self.count += 1
+        self.failures += 1
+        self.table.add_row(video.name, "[red]failed", "", "", "", "", "see error above")
         err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
-    for video, message in problems:
-        fail(video, message)
-    todo, names = [], {}
-    for video in videos:
-        if video.stem in names:
-            fail(
-                video,
-                f"{video}: same name as {names[video.stem]}; ABAW files are named by video, annotate it into another --out",
-            )
-        elif not overwrite and is_complete(out, video.stem, outputs):
-            names[video.stem] = video
-            record = read_record(out, video.stem) or {}
-            table.add_row(
-                video.name,
+    def show(self, outcome) -> None:
+        try:
+            self._show(outcome)
+        except Exception as exc:
+            err_console.print(f"[bold red]error:[/] {outcome.video}: cannot show its row ({exc!r})", highlight=False)
+
+    def _show(self, outcome) -> None:
+        if outcome.status == "failed":
+            self.failed(outcome.video, outcome.error)
+            return
+        self.count += 1
+        if outcome.status == "skipped":
+            frames = (outcome.record or {}).get("frames", "")
+            self.table.add_row(
+                outcome.video.name,
                 "[cyan]skipped",
-                str(record.get("frames", "")),
+                str(frames),
                 "",
                 "",
                 "",
                 "outputs complete (use --overwrite to redo)",
             )
-        else:
-            names[video.stem] = video
-            todo.append(video)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-    ) as bar:
-        tasks: dict[str, int] = {}
+            return
+        annotation = outcome.annotation
+        info = {**annotation.result.info, **annotation.info}
+        frames, wall = info.get("frames", 0), info.get("wall_s", 0)
+        found = ", ".join(str(v) for v in info.get("faces_found", {}).values())
+        self.table.add_row(
+            annotation.video.name,
+            "[green]done",
+            str(frames),
+            found,
+            str(wall),
+            f"{frames / wall:.1f}" if wall else "",
+            "; ".join(info.get("warnings", []))[:60],
+        )
 
-        def start(video: pathlib.Path) -> None:
-            for task in tasks.values():
-                bar.remove_task(task)
-            tasks.update(
-                {stage: bar.add_task(f"{video.name} {stage}", total=None, rate="") for stage in ("faces", "network")}
-            )
 
-        def advance(stage: str, n: int) -> None:
-            if stage == "frames":  # the video's declared frame count: size the bars
-                for task in tasks.values():
-                    bar.update(task, total=n or None)
-                return
-            bar.advance(tasks[stage], n)
-            speed = next(t.speed for t in bar.tasks if t.id == tasks[stage])
-            if speed:
-                bar.update(tasks[stage], rate=f"{speed:.1f} frames/s")
+class VideoBars:
+    """Two bars (faces, network) for the video being annotated, sized by its declared frame count;
+    ``start`` and ``advance`` run inside the batch's guarded region of that video."""
 
-        def each_video():
-            for video in todo:
-                start(video)
-                yield video
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        def overall(status) -> None:  # --ray: one bar over all videos
-            if not tasks:
-                tasks["all"] = bar.add_task(f"{len(todo)} videos", total=status.frames_total or None, rate="")
-            bar.update(tasks["all"], completed=status.frames_done)
-            speed = bar.tasks[0].speed
-            bar.update(
-                tasks["all"],
-                rate=f"{speed / 2 if speed else 0:.1f} frames/s, {status.workers_alive} workers alive",
-            )
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+        )
+        self.tasks: dict[str, int] = {}
 
-        if ray_address is not None:
-            annotations = predictor.predict_many(todo, progress=overall)
-        else:
-            annotations = predictor.predict_many(each_video(), progress=advance)
-        for annotation in annotations:
-            if not annotation.ok:
-                fail(annotation.video, annotation.error)
-                continue
-            try:
-                annotation.save(out, overlay=overlay, plot=plot, table=table_format)
-            except TsavError as exc:
-                fail(annotation.video, str(exc))
-                continue
-            info = {**annotation.result.info, **annotation.info}
-            frames, wall = info["frames"], info["wall_s"]
-            found = ", ".join(str(v) for v in info.get("faces_found", {}).values())
-            table.add_row(
-                annotation.video.name,
-                "[green]done",
-                str(frames),
-                found,
-                str(wall),
-                f"{frames / wall:.1f}" if wall else "",
-                "; ".join(info.get("warnings", []))[:60],
-            )
-    if ray_address is not None:
-        predictor.close()
-    write_summary(out)
-    console.print(table)
+    def __enter__(self) -> VideoBars:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.__exit__(*exc)
+
+    def start(self, video: pathlib.Path) -> None:
+        for task in self.tasks.values():
+            self.bar.remove_task(task)
+        self.tasks = {
+            stage: self.bar.add_task(f"{video.name} {stage}", total=None, rate="") for stage in ("faces", "network")
+        }
+
+    def advance(self, stage: str, n: int) -> None:
+        if stage == "frames":  # the video's declared frame count: size the bars
+            for task in self.tasks.values():
+                self.bar.update(task, total=n or None)
+            return
+        self.bar.advance(self.tasks[stage], n)
+        speed = next(t.speed for t in self.bar.tasks if t.id == self.tasks[stage])
+        if speed:
+            self.bar.update(self.tasks[stage], rate=f"{speed:.1f} frames/s")
+
+
+class ClusterBar(VideoBars):
+    """With --ray: one bar over all videos (frames done of all, each counted in both passes; speed
+    in video frames per second; time left; workers alive)."""
+
+    def __init__(self, videos: int) -> None:
+        super().__init__()
+        self.videos = videos
+
+    def start(self, video: pathlib.Path) -> None:
+        pass  # videos run side by side: the bar is over all of them
+
+    def advance(self, status) -> None:
+        if "all" not in self.tasks:
+            self.tasks["all"] = self.bar.add_task(f"{self.videos} videos", total=status.frames_total or None, rate="")
+        task = self.tasks["all"]
+        self.bar.update(task, completed=status.frames_done)
+        speed = next(t.speed for t in self.bar.tasks if t.id == task) or 0.0
+        self.bar.update(task, rate=f"{speed / 2:.1f} frames/s, {status.workers_alive} workers alive")
+
+
+@app.command()
+@user_errors
+def report(
+    out_dir: pathlib.Path = typer.Argument(..., help="An output folder of `tsav annotate` (its --out)."),
+) -> None:
+    """Interactive HTML reports of finished outputs: <name>.html per video and index.html over the folder.
+
+    A video that cannot get a report costs one error line and the others go on; the exit code is 1
+    when any video failed.
+    """
+    from .engine.reports import write_reports
+
+    pages, problems = write_reports(out_dir)
+    for problem in problems:
+        err_console.print(f"[bold red]error:[/] {problem}", highlight=False, soft_wrap=True)
+    if not pages:
+        raise TsavError(f"{out_dir}: no report could be made (see above)")
     console.print(
-        f"results in {out}/ (VA_Set, EXPR_Set, AU_Set, {TABLE_FILES[table_format]}, summary.json)",
-        highlight=False,
+        f"wrote {len(pages)} report(s) and index.html to {out_dir}/; open {out_dir / 'index.html'}", highlight=False
     )
-    if failed and failed == len(problems) + len(videos):
+    if problems:
         raise typer.Exit(1)
 
 
@@ -433,7 +523,7 @@ def bench(
     engine_name: EngineName = "auto",
     device: Device = "cpu",
     faces: FaceBackendName = "dlib",
-    detector: Detector = "hog+cnn",
+    detector: Detector = None,
     person: Person = "main",
     stride: Stride = 1,
     batch_size: BatchSize = 8,
@@ -533,7 +623,7 @@ def demo(
     name = result.video.stem
     console.print(f"[green]done.[/] toy checkpoint {result.checkpoint}, ONNX export {result.export}", highlight=False)
     console.print(
-        f"annotations: {result.annotations}/{{VA_Set,EXPR_Set,AU_Set}}/{name}.txt, {name}.csv, {name}.png, {name}.overlay.mp4",
+        f"annotations: {result.annotations}/{{VA_Set,EXPR_Set,AU_Set}}/{name}.txt, {name}.csv, {name}.png, {name}.overlay.mp4, {name}.html",
         highlight=False,
     )
     console.print(

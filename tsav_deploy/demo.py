@@ -66,8 +66,8 @@ def run_demo(out: str | pathlib.Path, *, steps: int = 16, say: Say = print) -> D
     say(f"    best validation at step {result.best_step}: {criteria}")
     say("4/5 exporting to ONNX and checking parity with PyTorch")
     export = Exporter(["onnx"])(result.best_checkpoint, out / "export").folder
-    say("5/5 annotating the held-out video with an overlay")
+    say("5/5 annotating the held-out video with an overlay and an HTML report")
     video = next(v.path for v in data.videos if v.split == "validation")
     annotation = Predictor(model=export, engine="onnx", faces="dlib").predict(video)
-    annotation.save(out / "annotations", overlay=True)
+    annotation.save(out / "annotations", overlay=True, report=True)
     return DemoResult(result.best_checkpoint, export, out / "annotations", video, criteria, annotation)

@@ -39,6 +39,11 @@ _ROUTINE_OFFSET_S = 0.1
 _TRUNCATION_NOTE_S = 0.5
 # Audio is resampled in pieces of this many input samples when a whole waveform is given at once.
 _RESAMPLE_CHUNK = 1 << 16
+# What a header may declare before it is taken for damage: frames larger than 16K x 16K, rates above
+# 1000 frames/s, durations beyond two days.
+_MAX_PIXELS = 16384 * 16384
+_MAX_FPS = 1000.0
+_MAX_SECONDS = 48 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -159,12 +164,32 @@ def _orientation(frame: av.VideoFrame) -> tuple[int, int, int, int] | None:
         data = frame.side_data["DISPLAYMATRIX"]
     except (KeyError, IndexError):
         return None
+    except ValueError:
+        # PyAV builds an enum of every side-data type a frame carries and fails on one newer than
+        # itself (JPEG's EXIF is type 31 in FFmpeg 7); its own rotation reader skips unknown types.
+        return _signs_of_angle(frame)
     m = np.frombuffer(bytes(data), dtype=np.int32)
+    if len(m) < 9:
+        return None
     one = 1 << 16  # 16.16 fixed point
     signs = tuple(int(np.sign(v)) if abs(int(v)) > one // 2 else 0 for v in m[[0, 1, 3, 4]])
     a, b, c, d = signs
     axis_aligned = (a and d and not b and not c) or (b and c and not a and not d)
     return signs if axis_aligned else None
+
+
+def _signs_of_angle(frame: av.VideoFrame) -> tuple[int, int, int, int] | None:
+    """Orientation signs from PyAV's rotation angle alone (no mirroring), or None when the angle is
+    absent, undefined (a singular matrix) or not a multiple of 90 degrees."""
+    try:
+        angle = float(frame.rotation)
+    except (ValueError, OverflowError, TypeError):
+        return None
+    quarter = round(angle / 90)
+    if not math.isfinite(angle) or abs(angle - 90 * quarter) > 1 or quarter % 4 == 0:
+        return None
+    cos, sin = ((1, 0), (0, 1), (-1, 0), (0, -1))[quarter % 4]
+    return cos, -sin, sin, cos
 
 
 def _orient(rgb: np.ndarray, signs: tuple[int, int, int, int] | None) -> np.ndarray:
@@ -207,6 +232,22 @@ def _seconds(value, time_base) -> float | None:
     return None if value is None or time_base is None else float(value * time_base)
 
 
+def _plausible(value: float | None, limit: float) -> float | None:
+    """``value`` where it is a finite, positive number up to ``limit``; None for what a damaged or
+    odd header declares instead (negative durations, rates of 90,000 frames/s)."""
+    return value if value is not None and math.isfinite(value) and 0 < value <= limit else None
+
+
+def _stream_rate(stream: av.video.stream.VideoStream) -> float | None:
+    """The stream's average (else guessed) frame rate, where the container gives a plausible one."""
+    for rate in (stream.average_rate, stream.guessed_rate):
+        if rate:
+            fps = _plausible(float(rate), _MAX_FPS)
+            if fps is not None:
+                return fps
+    return None
+
+
 def _first_frame(container, stream, name: str) -> av.VideoFrame:
     warnings: list[str] = []
     for frame in _decode(container, stream, warnings, name):
@@ -215,7 +256,7 @@ def _first_frame(container, stream, name: str) -> av.VideoFrame:
 
 
 def _undecodable(name: str, warnings: list[str]) -> MediaError:
-    detail = f" ({warnings[0]})" if warnings else ""
+    detail = f" ({warnings[0].removeprefix(f'{name}: ')})" if warnings else ""
     return MediaError(f"{name}: no video frame could be decoded{detail}; the file is damaged")
 
 
@@ -229,18 +270,22 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         signs = _orientation(first)
         rotation, mirrored = _rotation_degrees(signs)
         width, height = first.width, first.height
+        if not width or not height or width * height > _MAX_PIXELS:
+            raise MediaError(
+                f"{name}: its frames are {width}x{height} pixels, which no video has; the file is damaged "
+                "or not a video"
+            )
         if rotation in (90, 270):
             width, height = height, width
-        rate = stream.average_rate or stream.guessed_rate
-        duration = _seconds(stream.duration, stream.time_base)
+        duration = _plausible(_seconds(stream.duration, stream.time_base), _MAX_SECONDS)
         if duration is None and container.duration is not None:
-            duration = container.duration / av.time_base
-        fps = float(rate) if rate else 0.0
+            duration = _plausible(container.duration / av.time_base, _MAX_SECONDS)
+        fps = _stream_rate(stream) or 0.0
         if not fps and stream.frames and duration:
-            fps = stream.frames / duration
+            fps = _plausible(stream.frames / duration, _MAX_FPS) or 0.0
         if duration is None:
             duration = stream.frames / fps if stream.frames and fps else 0.0
-        frame_count = stream.frames or int(round(duration * fps))
+        frame_count = max(stream.frames, 0) or int(round(duration * fps))
         return VideoInfo(
             path=name,
             width=width,
@@ -373,7 +418,7 @@ class FrameStream:
 
     def _from_start(self, first: int) -> Iterator[VideoFrame]:
         stream = self._stream
-        clock = _FrameClock(1.0 / float(stream.average_rate or stream.guessed_rate or 30))
+        clock = _FrameClock(1.0 / (_stream_rate(stream) or 30.0))
         signs = size = None
         index = 0
         try:
@@ -595,7 +640,7 @@ def _declared_samples(stream: av.audio.stream.AudioStream, info: VideoInfo) -> i
     a second: enough that reading it rarely grows the buffer."""
     declared = _seconds(stream.duration, stream.time_base) if stream.duration else None
     seconds = declared if declared and declared > 0 else info.duration_s
-    return int(min(max(seconds, 0.0), 48 * 3600) * SAMPLE_RATE) + SAMPLE_RATE
+    return int(min(max(seconds, 0.0), _MAX_SECONDS) * SAMPLE_RATE) + SAMPLE_RATE
 
 
 def _alignment_notes(name: str, track: _AlignedTrack, length: int | None) -> list[str]:

@@ -3,7 +3,9 @@ encoded with H.264 at the input's exact frame times, and the input's audio muxed
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
+from dataclasses import dataclass
 from fractions import Fraction
 
 import av
@@ -21,41 +23,84 @@ BOX_COLOURS = ((0, 220, 0), (255, 160, 0), (0, 160, 255), (255, 0, 200))
 MP4_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac", "opus"}
 
 
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+CAP_HEIGHT_AT_SCALE_1 = 20  # pixels of a capital letter in FONT at font scale 1
+# The panel's text: capitals 1/40 of the frame's short side, never under 10 pixels, so that it reads
+# the same from 240p to 4K; every other size of the panel is measured in text heights.
+TEXT_FRACTION, MIN_TEXT_PX = 40, 10
+
+
+@dataclass(frozen=True)
+class PanelLayout:
+    """Sizes in pixels of one person's panel: a header row (valence, arousal), then the
+    expressions and the AUs side by side, one per row, each a label and a probability bar."""
+
+    text: float  # capital height
+    font: float  # OpenCV font scale
+    thick: int
+    row: int
+    labels: tuple[int, int]  # label widths of the expression and the AU column
+    bar: int
+    pad: int
+
+    def column(self, c: int) -> int:
+        """Left edge of column ``c`` (0: expressions, 1: AUs, 2: the panel's right edge)."""
+        return self.pad + sum(label + self.bar + self.pad for label in self.labels[:c])
+
+    @property
+    def width(self) -> int:
+        return self.column(2)
+
+    @property
+    def height(self) -> int:
+        return self.pad + self.row * (1 + max(len(EXPRESSIONS), len(ACTION_UNITS)))
+
+
+def panel_layout(width: int, height: int) -> PanelLayout:
+    text = max(MIN_TEXT_PX, min(width, height) / TEXT_FRACTION)
+    font = text / CAP_HEIGHT_AT_SCALE_1
+    thick = max(1, round(text / 14))
+    pad = max(2, round(text * 0.4))
+    labels = tuple(
+        max(cv2.getTextSize(n, FONT, font, thick)[0][0] for n in names) + pad for names in (EXPRESSIONS, ACTION_UNITS)
+    )
+    return PanelLayout(text, font, thick, round(text * 1.6), labels, round(text * 4), pad)
+
+
 def draw_panel(image: np.ndarray, result: VideoResult, index: int) -> None:
-    """Draw every person's box and a panel of that person's predictions onto an RGB frame in place."""
+    """Draw every person's box and a panel of that person's predictions onto an RGB frame in place
+    (panels side by side from the top left, as many as fit)."""
     height, width = image.shape[:2]
-    scale = max(0.35, min(width, height) / 720)
-    thick = max(1, round(scale * 2))
-    panel_w, row_h = int(230 * scale), int(18 * scale)
+    lay = panel_layout(width, height)
     for k, person in enumerate(result.persons):
         colour = BOX_COLOURS[k % len(BOX_COLOURS)]
-        x0 = 4 + k * (panel_w + 6)
-        if x0 + panel_w > width:
+        x0, y0 = lay.pad + k * (lay.width + lay.pad), lay.pad
+        if x0 + lay.width > width:
             break
         p = person.predictions
-        if person.face_found[index]:
+        found = bool(person.face_found[index])
+        if found:
             x1, y1, x2, y2 = (int(round(v)) for v in person.boxes[index])
-            cv2.rectangle(image, (x1, y1), (x2, y2), colour, thick)
-        rows = 2 + len(EXPRESSIONS) + len(ACTION_UNITS)
-        overlay = image[4 : 4 + rows * row_h + 4, x0 : x0 + panel_w]
-        overlay[:] = (overlay * 0.45).astype(np.uint8)  # darken behind the text for legibility
-        y = 4 + row_h
-        label = f"V {p.valence[index]:+.2f}  A {p.arousal[index]:+.2f}" + (
-            "" if person.face_found[index] else "  (no face)"
-        )
-        cv2.putText(image, label, (x0 + 3, y - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * scale, colour, 1, cv2.LINE_AA)
-        y += row_h
-        bars = [(e, p.expression_probs[index, i], i == p.expression[index]) for i, e in enumerate(EXPRESSIONS)]
-        bars += [(au, p.au_probs[index, i], bool(p.au[index, i])) for i, au in enumerate(ACTION_UNITS)]
-        for name, value, chosen in bars:
-            text_w = int(78 * scale)
-            bar_w = int((panel_w - text_w - 8) * float(value))
-            fill = colour if chosen else (170, 170, 170)
-            cv2.rectangle(image, (x0 + text_w, y - row_h + 4), (x0 + text_w + bar_w, y - 3), fill, -1)
-            cv2.putText(
-                image, name, (x0 + 3, y - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.38 * scale, (255, 255, 255), 1, cv2.LINE_AA
-            )
-            y += row_h
+            cv2.rectangle(image, (x1, y1), (x2, y2), colour, max(1, round(lay.text / 6)))
+        region = image[y0 : y0 + lay.height, x0 : x0 + lay.width]
+        region[:] = (region * 0.4).astype(np.uint8)  # darken behind the text for legibility
+
+        def baseline(row: int) -> int:  # text centred in its row
+            return round(y0 + row * lay.row + (lay.row + lay.text) / 2)
+
+        header = f"V {p.valence[index]:+.2f}  A {p.arousal[index]:+.2f}" + ("" if found else "  no face")
+        cv2.putText(image, header, (x0 + lay.pad, baseline(0)), FONT, lay.font, colour, lay.thick, cv2.LINE_AA)
+        cells = [[(e, p.expression_probs[index, i], i == p.expression[index]) for i, e in enumerate(EXPRESSIONS)]]
+        cells.append([(au, p.au_probs[index, i], bool(p.au[index, i])) for i, au in enumerate(ACTION_UNITS)])
+        for c, column in enumerate(cells):
+            x = x0 + lay.column(c)
+            for row, (name, value, chosen) in enumerate(column, start=1):
+                y = baseline(row)
+                cv2.putText(image, name, (x, y), FONT, lay.font, (255, 255, 255), lay.thick, cv2.LINE_AA)
+                top, left = round(y - lay.text), x + lay.labels[c]
+                cv2.rectangle(image, (left, top), (left + lay.bar, y), (70, 70, 70), -1)
+                fill = colour if chosen else (190, 190, 190)
+                cv2.rectangle(image, (left, top), (left + round(lay.bar * float(value)), y), fill, -1)
 
 
 def write_overlay(path: pathlib.Path, video: pathlib.Path, result: VideoResult, *, crf: int = 23) -> pathlib.Path:
@@ -65,8 +110,10 @@ def write_overlay(path: pathlib.Path, video: pathlib.Path, result: VideoResult, 
     the codec): holding the frames from pass 2 instead would cost memory in proportion to the video.
     """
     info = result.video_info or probe(video)
-    with atomic_path(path) as tmp, av.open(str(tmp), "w") as out:
-        audio = _AudioCopier(out, video, info.start_time_s) if info.has_audio else None
+    with contextlib.ExitStack() as files:  # every container closed on every path, errors included
+        tmp = files.enter_context(atomic_path(path))
+        out = files.enter_context(av.open(str(tmp), "w"))
+        audio = files.enter_context(_AudioCopier(out, video, info.start_time_s)) if info.has_audio else None
         stream = None
         with iter_frames(video) as frames:
             for frame in frames:
@@ -83,7 +130,7 @@ def write_overlay(path: pathlib.Path, video: pathlib.Path, result: VideoResult, 
         out.mux(stream.encode(None))
         if audio is not None:
             audio.mux_until(float("inf"))
-            audio.close()
+            audio.flush()
     return path
 
 
@@ -111,20 +158,28 @@ class _AudioCopier:
 
     def __init__(self, out: av.container.OutputContainer, video: pathlib.Path, start_s: float):
         self._in = av.open(str(video))
+        try:
+            self._start_streams(out)
+        except BaseException:
+            self._in.close()
+            raise
+        self._out, self._start = out, start_s
+        self._packets = self._in.demux(self._src)
+        self._pending = None
+
+    def _start_streams(self, out: av.container.OutputContainer) -> None:
         src = self._in.streams.audio[0]
         self._copy = src.codec_context.codec.canonical_name in MP4_AUDIO
         if self._copy:
             self._stream = out.add_stream_from_template(src)
         else:
             self._stream = out.add_stream("aac", rate=src.codec_context.sample_rate or 44_100)
-        self._out, self._src, self._start = out, src, start_s
-        self._packets = self._in.demux(src)
-        self._pending = None
+        self._src = src
 
     def mux_until(self, t: float) -> None:
         """Mux every audio packet that starts before video time ``t``."""
         while True:
-            packet = self._pending or next(self._packets, None)
+            packet = self._pending or self._next_packet()
             self._pending = None
             if packet is None:
                 return
@@ -137,6 +192,15 @@ class _AudioCopier:
             if when < 0:  # audio before the first video frame has no picture to go with
                 continue
             self._mux(packet)
+
+    def _next_packet(self) -> av.Packet | None:
+        """The next audio packet; damage that stops demuxing ends the audio there, as it ends the
+        aural input (media.read_audio), instead of failing the overlay."""
+        try:
+            return next(self._packets, None)
+        except av.FFmpegError:
+            self._packets = iter(())
+            return None
 
     def _mux(self, packet: av.Packet) -> None:
         shift = round(self._start / packet.time_base)
@@ -151,7 +215,13 @@ class _AudioCopier:
             frame.pts = None  # let the encoder count samples from 0
             self._out.mux(self._stream.encode(frame))
 
-    def close(self) -> None:
+    def flush(self) -> None:
+        """Drain the re-encoder (a copied stream has nothing held back)."""
         if not self._copy:
             self._out.mux(self._stream.encode(None))
+
+    def __enter__(self) -> _AudioCopier:
+        return self
+
+    def __exit__(self, *exc) -> None:
         self._in.close()

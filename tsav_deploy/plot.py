@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import warnings
 
 import numpy as np
 
@@ -46,8 +47,13 @@ def write_plot(path: pathlib.Path, result: VideoResult, person_index: int = 0) -
     ax_au.set_yticks(np.arange(len(ACTION_UNITS)) + 0.5, ACTION_UNITS, fontsize=7)
     ax_au.set_xlabel("time (s)")
     fig.colorbar(mesh, ax=ax_au, pad=0.01, fraction=0.03, label="P(AU)")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    try:
+        with warnings.catch_warnings():
+            # A title in a script the font lacks (CJK file names) draws boxes; no console noise.
+            warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+            fig.tight_layout()
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, dpi=90, format="png")
+    finally:
+        plt.close(fig)  # also on a failed write: a long batch must not collect figures
     return path

@@ -1,27 +1,37 @@
 """Published weights: a small registry, a cache directory and one download path for all of them.
 
 The authors' models come as zip archives holding a ``.pth.tar``; torchvision's Kinetics-400 and
-ImageNet backbones (training initialisation) are plain ``.pth`` files. A file is downloaded once with
-a progress bar into ``$TSAV_HOME`` (default ``~/.cache/tsav-deploy``), written under a temporary name
-and renamed, and its SHA-256 is checked: against the registry where the hash is published, otherwise
-against the hash recorded at the first download (trust on first use), so a later corrupted or
-swapped file is caught. ``--weights PATH`` never touches the network.
+ImageNet backbones (training initialisation) are plain ``.pth`` files. A file is downloaded once into
+``$TSAV_HOME`` (default ``~/.cache/tsav-deploy``) through :mod:`tsav_deploy.download` and checked for
+what it claims to be (a zip archive holding a checkpoint, or a PyTorch file) before its SHA-256 is
+checked against the registry where the hash is published, otherwise recorded (trust on first use).
+The checkpoint extracted from an archive gets its own recorded hash. Every use verifies the file it
+returns; whatever fails is removed with a one-line error, so the next run repairs the cache by itself.
+``--weights PATH`` never touches the network.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import shutil
-import urllib.error
-import urllib.request
 import zipfile
 from dataclasses import dataclass
 
-from .atomic import atomic_path
-from .checkpoint import file_sha256
+from .atomic import atomic_path, locked
+from .download import (
+    DownloadError,
+    archive_members,
+    download,
+    file_sha256,
+    read_record,
+    refuse,
+    remove_partials,
+    write_record,
+)
 from .errors import CheckpointError
+
+RECORD = "sha256.json"
 
 
 @dataclass(frozen=True)
@@ -86,74 +96,156 @@ def resolve(name_or_path: str | os.PathLike, *, progress: bool = True) -> pathli
     return path
 
 
+# What ends every download error: the user can always fetch the file another way.
+REMEDY = "try again later, or download it by hand and pass --weights PATH"
+NEXT_USE = "its next use downloads it again"
+
+
 def fetch(entry: Published, *, progress: bool = True, root: pathlib.Path | None = None) -> pathlib.Path:
-    """The cached checkpoint file for ``entry``, downloading and extracting it on first use."""
+    """The verified checkpoint file for ``entry``, downloaded and extracted when the cache lacks it."""
     folder = (root or cache_dir()) / entry.name
-    folder.mkdir(parents=True, exist_ok=True)
-    download = folder / entry.url.rsplit("/", 1)[-1]
-    record = folder / "sha256.json"
-    if not download.exists():
-        _download(entry.url, download, progress=progress)
-        _verify(entry, download, record, first=True)
+    with locked(_lock_path(folder)):
+        return _settle(entry, folder, allow_download=True, progress=progress, notes=[])
+
+
+def is_cached(entry: Published, root: pathlib.Path | None = None) -> bool:
+    """Whether a checked copy of ``entry`` is in the cache (a cheap look: :func:`fetch` verifies it)."""
+    folder = (root or cache_dir()) / entry.name
+    record = _record(entry, folder)
+    name = (record.get("checkpoint") or {}).get("name") if entry.member_suffixes else _file_name(entry)
+    return "sha256" in record and bool(name) and (folder / name).is_file()
+
+
+def verify(root: pathlib.Path | None = None) -> list[str]:
+    """Re-check every cached published file (never downloading): one line per cached entry saying
+    what was verified, repaired or removed. A removed file is downloaded again by its next use."""
+    lines = []
+    for entry in REGISTRY.values():
+        folder = (root or cache_dir()) / entry.name
+        if not folder.is_dir() or not any(folder.iterdir()):
+            continue
+        with locked(_lock_path(folder)):
+            notes = [f"removed the unfinished download {p.name}" for p in remove_partials(folder)]
+            source = folder / _file_name(entry)
+            if source.exists():  # checked even where the extracted checkpoint alone would do
+                try:
+                    _check(entry, source, _record(entry, folder), folder / RECORD, new=False)
+                except DownloadError as exc:
+                    notes.append(str(exc))
+            try:
+                notes.append(f"{_settle(entry, folder, allow_download=False, progress=False, notes=notes)} verified")
+            except DownloadError as exc:
+                notes.append(str(exc))
+        lines.append(f"{entry.name}: {'; '.join(notes)}")
+    return lines
+
+
+def _settle(
+    entry: Published, folder: pathlib.Path, *, allow_download: bool, progress: bool, notes: list[str]
+) -> pathlib.Path:
+    record_path = folder / RECORD
+    record = _record(entry, folder)
+    if entry.member_suffixes and (checkpoint := _recorded_checkpoint(folder, record, notes)) is not None:
+        return checkpoint
+    source = folder / _file_name(entry)
+    if source.exists():
+        record["sha256"] = _check(entry, source, record, record_path, new=False)
+    elif allow_download:
+        folder.mkdir(parents=True, exist_ok=True)
+        download(entry.url, source, remedy=REMEDY, progress=progress)
+        record["sha256"] = _check(entry, source, record, record_path, new=True)
     else:
-        _verify(entry, download, record, first=False)
-    if zipfile.is_zipfile(download) and entry.member_suffixes:
-        return _extract(download, folder, entry.member_suffixes)
-    return download
+        raise DownloadError(f"nothing verified is cached; `tsav weights download {entry.name}` fetches it")
+    if not entry.member_suffixes:
+        write_record(record_path, record)
+        return source
+    checkpoint = _extract(source, folder, entry.member_suffixes)
+    record["checkpoint"] = {"name": checkpoint.name, "sha256": file_sha256(checkpoint)}
+    write_record(record_path, record)
+    notes.append(f"extracted {checkpoint.name} from the verified {source.name}")
+    return checkpoint
 
 
-def _download(url: str, dest: pathlib.Path, *, progress: bool) -> None:
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+def _lock_path(folder: pathlib.Path) -> pathlib.Path:
+    return folder.with_name(f".{folder.name}.lock")  # beside the folder, which stays the cached files only
+
+
+def _file_name(entry: Published) -> str:
+    return entry.url.rsplit("/", 1)[-1]
+
+
+def _record(entry: Published, folder: pathlib.Path) -> dict:
+    """The hashes recorded for ``entry`` (a record made for another URL says nothing about this one)."""
+    record = read_record(folder / RECORD)
+    return record if record.get("url") == entry.url else {"url": entry.url}
+
+
+def _recorded_checkpoint(folder: pathlib.Path, record: dict, notes: list[str]) -> pathlib.Path | None:
+    """The extracted checkpoint when it still matches the hash recorded at its extraction."""
+    known = record.get("checkpoint") or {}
+    path = folder / str(known.get("name", ""))
+    if not known or not path.is_file():
+        return None
+    if file_sha256(path) == known.get("sha256"):
+        return path
+    path.unlink()
+    notes.append(f"removed {path.name} (it no longer matched the SHA-256 recorded at its extraction)")
+    return None
+
+
+def _check(entry: Published, file: pathlib.Path, record: dict, record_path: pathlib.Path, *, new: bool) -> str:
+    """The SHA-256 of ``file`` when it is what it claims to be and matches the published or recorded
+    hash; otherwise delete it and raise. A download's content is checked before its hash, so a
+    server's error page is never recorded as the trusted file and is named for what it is."""
+    origin, then = (entry.url, f"nothing was kept: {REMEDY}") if new else (str(file), "removed it: " + NEXT_USE)
+    if new:
+        _check_content(entry, file, origin, then)
+    digest = file_sha256(file)
+    expected = entry.sha256 or record.get("sha256")
+    if (expected is None or digest == expected) and digest.startswith(entry.sha256_prefix or ""):
+        # A cached file never checked before, or an archive about to be extracted (a record can
+        # predate these checks), must also be what it claims to be.
+        if not new and (record.get("sha256") is None or entry.member_suffixes):
+            try:
+                _check_content(entry, file, origin, then)
+            except DownloadError:
+                record_path.unlink(missing_ok=True)  # it vouched for a file that is not what it claims
+                raise
+        return digest
+    file.unlink()
+    if entry.sha256 or entry.sha256_prefix:
+        wanted = f"the published {(entry.sha256 or entry.sha256_prefix)[:16]}…"
+    else:
+        wanted = f"{expected[:16]}… recorded at its first download"
+        if new:
+            then = f"nothing was kept: if the publisher replaced the file, delete {record_path} to accept the new one"
+    raise DownloadError(f"{origin}: SHA-256 {digest[:16]}… is not {wanted}; {then}")
+
+
+def _check_content(entry: Published, file: pathlib.Path, origin: str, then: str) -> None:
+    if entry.member_suffixes:
+        names = archive_members(file, origin, then)
+        if not any(name.endswith(entry.member_suffixes) for name in names):
+            claim = f"a zip archive holding a checkpoint ({', '.join(entry.member_suffixes)})"
+            raise refuse(file, origin, claim, then, found=f"a zip archive of {len(names)} other files")
+        return
+    import torch
 
     try:
-        with atomic_path(dest) as tmp, urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                disable=not progress,
-                transient=True,
-            ) as bar:
-                task = bar.add_task(f"downloading {dest.name}", total=total)
-                while block := response.read(1 << 20):
-                    out.write(block)
-                    bar.advance(task, len(block))
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise CheckpointError(
-            f"could not download {url} ({reason}); download it by hand and pass --weights PATH"
-        ) from None
-
-
-def _verify(entry: Published, file: pathlib.Path, record: pathlib.Path, *, first: bool) -> None:
-    digest = file_sha256(file)
-    expected = entry.sha256
-    if expected is None and record.exists():
-        expected = json.loads(record.read_text()).get("sha256")
-    bad = (expected is not None and digest != expected) or (
-        entry.sha256_prefix is not None and not digest.startswith(entry.sha256_prefix)
-    )
-    if bad:
-        if first:
-            file.unlink(missing_ok=True)
-        raise CheckpointError(
-            f"{file}: checksum mismatch (sha256 {digest[:16]}…, expected {(expected or entry.sha256_prefix)[:16]}…); "
-            f"delete {file.parent} and download again"
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception:  # whatever torch raises for a file that is not one of its own
+        raise refuse(file, origin, "a PyTorch weight file", then) from None
+    if not isinstance(state, dict):
+        raise refuse(
+            file, origin, "a PyTorch weight file", then, found=f"a PyTorch file holding a {type(state).__name__}"
         )
-    if first or not record.exists():
-        record.write_text(json.dumps({"url": entry.url, "sha256": digest}, indent=1))
 
 
 def _extract(archive: pathlib.Path, folder: pathlib.Path, suffixes: tuple[str, ...]) -> pathlib.Path:
     with zipfile.ZipFile(archive) as zf:
         members = [m for m in zf.namelist() if m.endswith(suffixes) and not m.startswith("__MACOSX")]
-        if not members:
-            raise CheckpointError(f"{archive}: the archive holds no checkpoint ({', '.join(suffixes)})")
         member = sorted(members, key=lambda m: (suffixes.index(next(s for s in suffixes if m.endswith(s))), m))[0]
         target = folder / pathlib.PurePosixPath(member).name
-        if not target.exists():
-            with atomic_path(target) as tmp, zf.open(member) as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst)
+        with atomic_path(target) as tmp, zf.open(member) as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst)
     return target

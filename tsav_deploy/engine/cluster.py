@@ -32,9 +32,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..annotate import AnnotateOptions, PeopleFound, find_people, people_logits, range_logits, video_result
+from ..annotate import (
+    AnnotateOptions,
+    PeopleFound,
+    find_people,
+    people_logits,
+    provenance,
+    range_logits,
+    video_result,
+)
 from ..errors import TsavError
 from ..media import probe
+from .failures import Failure, describe_failure
 from .predictor import Predictor, check_options, check_source
 from .results import Annotation
 
@@ -173,31 +182,31 @@ class _Worker:
         finally:
             reporter.flush()
 
-    def find_people(self, video: str) -> tuple[PeopleFound | None, str | None]:
-        """Pass 1, or the one-line reason the video cannot be annotated."""
+    def find_people(self, video: str) -> PeopleFound | Failure:
+        """Pass 1, or why the video cannot be annotated."""
         reporter = _Reporter(self.counter)
         try:
-            return find_people(video, self.predictor.face_backend, self.predictor.options, reporter), None
-        except TsavError as exc:
-            return None, str(exc)
+            return find_people(video, self.predictor.face_backend, self.predictor.options, reporter)
+        except Exception as exc:
+            return describe_failure(video, exc)
         finally:
             reporter.flush()
 
     def range_logits(
         self, video: str, people: PeopleFound, frames: tuple[int, int]
-    ) -> tuple[np.ndarray, list[str], float, str, str]:
-        """Pass 2 over frames ``[a, b)``: logits of its target frames, audio warnings, seconds,
-        and the engine's and face backend's names for the summary."""
+    ) -> tuple[np.ndarray, list[str], float, dict] | Failure:
+        """Pass 2 over frames ``[a, b)``: logits of its target frames, audio warnings, seconds, and
+        the engine and face backend for the summary; or why it failed."""
         reporter = _Reporter(self.counter)
         started = time.perf_counter()
+        p = self.predictor
         try:
-            logits, warnings = range_logits(
-                video, people, self.predictor.engine, self.predictor.options, frames, reporter
-            )
+            logits, warnings = range_logits(video, people, p.engine, p.options, frames, reporter)
+        except Exception as exc:
+            return describe_failure(video, exc)
         finally:
             reporter.flush()
-        p = self.predictor
-        return logits, warnings, time.perf_counter() - started, p.engine.name, p.face_backend.name
+        return logits, warnings, time.perf_counter() - started, provenance(p.engine, p.face_backend)
 
 
 @dataclass
@@ -341,8 +350,9 @@ class RayAnnotator:
             try:
                 path = check_source(source).resolve()
                 info = probe(path)
-            except TsavError as exc:
-                yield Annotation(pathlib.Path(source), error=str(exc))
+            except Exception as exc:
+                failure = describe_failure(source, exc)
+                yield Annotation(pathlib.Path(source), error=failure.line, traceback=failure.traceback)
                 continue
             videos.append(_Video(path, info.frame_count, info.duration_s))
         videos.sort(key=lambda v: -v.frames)
@@ -368,7 +378,9 @@ class _Schedule:
         ray = self.ray
         while self.queue or self.running or self.waking:
             while self.queue and self.idle:
-                self._submit(self.queue.popleft(), self.idle.pop(0))
+                task = self.queue.popleft()
+                if not task.video.failed:  # the other ranges of a video that failed are not run
+                    self._submit(task, self.idle.pop(0))
             if not self.alive:
                 for task in self.queue:
                     if not task.video.failed:
@@ -402,6 +414,13 @@ class _Schedule:
         video = task.video
         try:
             value = self.ray.get(ref)
+        except self.ray.exceptions.RayTaskError as exc:  # not ours: Ray could not run or return it
+            self.idle.append(k)
+            if not video.failed:
+                video.failed = True
+                failure = describe_failure(video.path, exc)
+                yield Annotation(video.path, error=failure.line, traceback=failure.traceback)
+            return
         except self.ray.exceptions.RayActorError as exc:
             # The actor died with the task (killed, out of memory, node lost): Ray restarts it; the
             # task goes back to the queue once, for any free actor.
@@ -424,12 +443,11 @@ class _Schedule:
             return
         if task.kind == "annotate":
             yield value
+        elif isinstance(value, Failure):
+            video.failed = True
+            yield Annotation(video.path, error=value.line, traceback=value.traceback)
         elif task.kind == "people":
-            people, error = value
-            if error is not None:
-                video.failed = True
-                yield Annotation(video.path, error=error)
-                return
+            people = value
             video.people, video.people_ref = people, self.ray.put(people)
             video.ranges = frame_ranges(people.timeline.frames, people.info.fps, self.split, self.a.annotate_options)
             # The ranges go first: they are the largest work left, and the video is done sooner.
@@ -443,7 +461,7 @@ class _Schedule:
         """The result of a video run in ranges, built as ``annotate_video`` builds it."""
         parts = [video.parts[p] for p in range(len(video.ranges))]
         logits = np.concatenate([p[0] for p in parts])
-        _, warnings, _, engine_name, backend_name = parts[0]
+        _, warnings, _, made_by = parts[0]
         annotate_options = self.a.annotate_options
         result = video_result(
             video.path,
@@ -451,8 +469,7 @@ class _Schedule:
             people_logits(video.people.timeline, annotate_options, logits),
             warnings,
             annotate_options,
-            engine_name,
-            backend_name,
+            made_by,
             sum(p[2] for p in parts),
         )
         video.people = video.people_ref = None

@@ -1,7 +1,9 @@
 """``Predictor``: the one object that turns videos into :class:`Annotation` tables.
 
-Every entry point runs through it: ``tsav annotate`` is a loop over :meth:`Predictor.predict_many`
-plus the console, ``tsav demo`` calls it, and so do users::
+Every entry point runs through it: ``tsav annotate`` hands :meth:`Predictor.predict_many` to a
+:class:`~tsav_deploy.engine.batch.Batch` (the output folder, one guarded region per video) plus the
+console, ``tsav annotate --isolate`` runs it in a worker process (engine/isolated.py), ``--ray``
+in Ray actors (engine/cluster.py), ``tsav demo`` calls it, and so do users::
 
     p = Predictor(weights="TSAV416k.pth.tar")
     ann = p.predict("video.mp4")
@@ -22,9 +24,10 @@ from ..annotate import AnnotateOptions, Progress, annotate_video
 from ..errors import MediaError, TsavError
 from ..faces import get_backend
 from ..faces.dlib_backend import DETECTORS
-from ..faces.select import BACKEND_CHOICES
+from ..faces.select import BACKEND_CHOICES, check_detector
 from ..runtime import ENGINES, Engine
 from ..runtime.engine import parse_device
+from .failures import describe_failure
 from .results import Annotation
 
 NO_WEIGHTS = "no model given: pass weights (a checkpoint or a published name, see `tsav weights list`) or model (an export directory)"
@@ -49,7 +52,7 @@ class Predictor:
         engine: str = "auto",
         device: str = "cpu",
         faces: str = "auto",
-        detector: str = "hog+cnn",
+        detector: str | None = None,
         person: str = "main",
         stride: int = 1,
         batch_size: int = 8,
@@ -84,13 +87,15 @@ class Predictor:
     def predict_many(
         self, sources: Iterable[str | os.PathLike], progress: Progress | None = None
     ) -> Iterator[Annotation]:
-        """Annotate videos one after another; a video that fails yields an Annotation whose
-        ``error`` says why, and the rest go on."""
+        """Annotate videos one after another; a video that fails, for whatever reason, yields an
+        Annotation whose ``error`` says why in one line (and ``traceback`` where it is a bug of
+        ours), and the rest go on. Ctrl-C still stops the loop."""
         for source in sources:
             try:
                 yield self.predict(source, progress)
-            except TsavError as exc:
-                yield Annotation(pathlib.Path(source), error=str(exc))
+            except Exception as exc:
+                failure = describe_failure(source, exc)
+                yield Annotation(pathlib.Path(source), error=failure.line, traceback=failure.traceback)
 
 
 def check_options(
@@ -100,7 +105,7 @@ def check_options(
     engine: str,
     device: str,
     faces: str,
-    detector: str,
+    detector: str | None,
     person: str,
     stride: int,
     batch_size: int,
@@ -114,13 +119,11 @@ def check_options(
         raise TsavError(NO_WEIGHTS)
     _choice("engine", engine, ENGINES)
     _choice("faces", faces, BACKEND_CHOICES)
-    _choice("detector", detector, DETECTORS)
-    if faces == "insightface" and detector != "hog+cnn":
-        raise TsavError(
-            f"detector {detector!r} is a dlib detector; the insightface backend has its own (drop the detector option)"
-        )
+    if detector is not None:
+        _choice("detector", detector, DETECTORS)
     options = AnnotateOptions(person=person, stride=stride, batch_size=batch_size, au_threshold=au_threshold)
     parse_device(device)
+    check_detector(faces, detector)
     return options
 
 

@@ -7,16 +7,18 @@ every file it lists exist. ``summary.json`` gathers the records of all videos in
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import pathlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..atomic import PARTIAL_SUFFIX, write_text
+from ..atomic import PARTIAL_SUFFIX, locked, try_lock, unlock, write_text
 from ..errors import TsavError
 from ..overlay import write_overlay
 from ..plot import write_plot
+from ..report import report_video, write_report
 from ..stages import stage
 from ..writers import write_abaw, write_table
 
@@ -32,13 +34,19 @@ class OutputOptions:
     plot: bool = True
     overwrite: bool = False
     table: str = "csv"  # "csv", "parquet" or "both"
+    report: bool = False  # <name>.html, the interactive report
 
     def wanted(self, name: str) -> list[str]:
         """Files asked for this time beyond the ABAW files."""
         tables = {"csv": [f"{name}.csv"], "parquet": [f"{name}.parquet"], "both": [f"{name}.csv", f"{name}.parquet"]}[
             self.table
         ]
-        return tables + [f"{name}.png"] * self.plot + [f"{name}.overlay.mp4"] * self.overlay
+        return (
+            tables
+            + [f"{name}.png"] * self.plot
+            + [f"{name}.overlay.mp4"] * self.overlay
+            + [f"{name}.html"] * self.report
+        )
 
 
 def check_output_folder(out: pathlib.Path) -> None:
@@ -56,13 +64,44 @@ def record_path(out: pathlib.Path, name: str) -> pathlib.Path:
     return out / RECORDS / f"{name}.json"
 
 
-def read_record(out: pathlib.Path, name: str) -> dict | None:
-    """A video's record, or None when there is none or it cannot be read (then the video is redone)."""
+def _load(path: pathlib.Path) -> dict | None:
     try:
-        record = json.loads(record_path(out, name).read_text())
+        record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return record if isinstance(record, dict) and isinstance(record.get("outputs"), list) else None
+    return record if isinstance(record, dict) else None
+
+
+def read_record(out: pathlib.Path, name: str) -> dict | None:
+    """A finished video's record, or None when there is none, it cannot be read or it records a
+    failure (then the video is redone)."""
+    record = _load(record_path(out, name))
+    return record if record is not None and isinstance(record.get("outputs"), list) else None
+
+
+def write_failure(out: pathlib.Path, video: pathlib.Path, line: str) -> None:
+    """Record why a video failed, so that ``summary.json`` lists it; the next run redoes it."""
+    write_text(record_path(out, video.stem), json.dumps({"video": str(video), "error": line}, indent=1))
+
+
+def _lock_path(out: pathlib.Path, name: str) -> pathlib.Path:
+    return out / RECORDS / f"{name}.lock"
+
+
+def claim(out: pathlib.Path, name: str, *, wait: bool) -> int | None:
+    """Hold the lock on a video's outputs in ``out``, so that two runs into one folder never write
+    the same video at once: a descriptor for :func:`release`, or None where another run holds it
+    and ``wait`` is false."""
+    return try_lock(_lock_path(out, name), wait=wait)
+
+
+def release(out: pathlib.Path, name: str, fd: int) -> None:
+    unlock(_lock_path(out, name), fd)
+
+
+def holding(out: pathlib.Path, name: str) -> contextlib.AbstractContextManager[None]:
+    """:func:`claim`, waiting for it, around a block."""
+    return locked(_lock_path(out, name))
 
 
 def is_complete(out: pathlib.Path, name: str, outputs: OutputOptions) -> bool:
@@ -74,7 +113,8 @@ def is_complete(out: pathlib.Path, name: str, outputs: OutputOptions) -> bool:
 
 
 def remove_partials(out: pathlib.Path, name: str) -> None:
-    """Temporary files a hard-killed run (SIGKILL, power loss) left for this video."""
+    """Temporary files a hard-killed run (SIGKILL, power loss) left for this video (only the run that
+    holds the video's :func:`claim` writes them, so none of them is in use)."""
     for path in out.rglob(f"{glob.escape(name)}*{PARTIAL_SUFFIX}*"):
         if path.is_file():
             path.unlink()
@@ -93,7 +133,24 @@ def _save(out: pathlib.Path, annotation: Annotation, options: OutputOptions) -> 
     # leave the old record vouching for a mix of two runs' files.
     record_path(out, result.name).unlink(missing_ok=True)
     remove_partials(out, result.name)
-    written = write_abaw(out, result)
+    written: list[pathlib.Path] = []
+    try:
+        _write_files(out, annotation, options, written)
+    except BaseException:
+        # A video either has all its files or none: what a failed save wrote (a full disk at the
+        # overlay, a damaged input found late) would read as results without a record.
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    return written
+
+
+def _write_files(
+    out: pathlib.Path, annotation: Annotation, options: OutputOptions, written: list[pathlib.Path]
+) -> None:
+    """Each file, then the record; ``written`` grows as they are written."""
+    result = annotation._require()
+    written += write_abaw(out, result)
     if options.table in ("csv", "both"):
         written.append(write_table(out / f"{result.name}.csv", result))
     if options.table in ("parquet", "both"):
@@ -102,20 +159,30 @@ def _save(out: pathlib.Path, annotation: Annotation, options: OutputOptions) -> 
         written.append(write_plot(out / f"{result.name}.png", result))
     if options.overlay:
         written.append(write_overlay(out / f"{result.name}.overlay.mp4", annotation.video, result))
-    record = {**annotation.summary(), "outputs": [str(p.relative_to(out)) for p in written]}
+    record = annotation.summary()
+    if options.report:
+        start_s = result.video_info.start_time_s if result.video_info else None
+        video = report_video(out, result.name, options.overlay, annotation.video, start_s)
+        written += [video.made] if video.made else []
+        written.append(write_report(out / f"{result.name}.html", annotation.to_pandas(), record, video))
+    record["outputs"] = [str(p.relative_to(out)) for p in written]
     write_text(record_path(out, result.name), json.dumps(record, indent=1))
-    return written
+
+
+SUMMARY_LOCK = ".summary"  # not a video name: record names are video stems, lock names too
 
 
 def write_summary(out: pathlib.Path) -> pathlib.Path:
-    """``summary.json``: the records of every video annotated into ``out`` (this run and earlier);
-    a record that cannot be read is listed as such, not left out."""
-    records = {}
-    for path in sorted((out / RECORDS).glob("*.json")):
-        record = read_record(out, path.stem)
-        records[path.stem] = (
-            record
-            if record is not None
-            else {"error": f"{path}: unreadable record; the video is redone on the next run"}
-        )
-    return write_text(out / "summary.json", json.dumps({"videos": records}, indent=1))
+    """``summary.json``: the records of every video annotated into ``out`` (this run and earlier),
+    failures with their reason; a record that cannot be read is listed as such, not left out.
+    Written under a lock, so that of two runs into one folder the later one lists both's videos."""
+    with holding(out, SUMMARY_LOCK):
+        records = {}
+        for path in sorted((out / RECORDS).glob("*.json")):
+            record = _load(path)
+            records[path.stem] = (
+                record
+                if record is not None and (isinstance(record.get("outputs"), list) or "error" in record)
+                else {"error": f"{path}: unreadable record; the video is redone on the next run"}
+            )
+        return write_text(out / "summary.json", json.dumps({"videos": records}, indent=1))

@@ -24,14 +24,16 @@ class Annotation:
     """One video's predictions for every person it shows, or why it could not be annotated.
 
     ``error`` is None for a finished video; otherwise ``result`` is None and ``error`` is the one-line
-    reason (what is wrong, what to do). ``to_pandas`` is the per-frame table (one row per frame and
-    person, the CSV's columns in its order), ``save`` writes the files ``tsav annotate`` writes.
+    reason (what is wrong, what to do), with ``traceback`` where the cause is a bug of ours.
+    ``to_pandas`` is the per-frame table (one row per frame and person, the CSV's columns in its
+    order), ``save`` writes the files ``tsav annotate`` writes.
     """
 
     video: pathlib.Path
     result: VideoResult | None = None
     error: str | None = None
     info: dict = field(default_factory=dict)
+    traceback: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -97,13 +99,20 @@ class Annotation:
         return path
 
     def save(
-        self, out_dir: str | os.PathLike, *, overlay: bool = False, plot: bool = True, table: str = "csv"
+        self,
+        out_dir: str | os.PathLike,
+        *,
+        overlay: bool = False,
+        plot: bool = True,
+        table: str = "csv",
+        report: bool = False,
     ) -> list[pathlib.Path]:
         """Write what ``tsav annotate`` writes into ``out_dir`` (ABAW files, table, plot, overlay,
-        the record that marks the video complete); every file atomically. Returns the files."""
+        HTML report, the record that marks the video complete); every file atomically. Returns the files."""
         if table not in TABLE_FORMATS:
             raise ValueError(f"table must be one of {', '.join(TABLE_FORMATS)}, not {table!r}")
-        return save_outputs(pathlib.Path(out_dir), self, OutputOptions(overlay=overlay, plot=plot, table=table))
+        options = OutputOptions(overlay=overlay, plot=plot, table=table, report=report)
+        return save_outputs(pathlib.Path(out_dir), self, options)
 
     def summary(self) -> dict:
         """What ``summary.json`` records of the video."""
@@ -130,8 +139,7 @@ def read_table(folder: str | os.PathLike) -> pd.DataFrame:
     names = sorted({p.stem for p in folder.glob("*.csv")} | {p.stem for p in folder.glob("*.parquet")})
     tables = []
     for name in names:
-        parquet = folder / f"{name}.parquet"
-        table = pd.read_parquet(parquet) if parquet.exists() else _read_csv(folder / f"{name}.csv")
+        table = read_video_table(folder, name)
         table.insert(0, "video", name)
         tables.append(table)
     if not tables:
@@ -141,6 +149,12 @@ def read_table(folder: str | os.PathLike) -> pd.DataFrame:
     for column in ("person", "expression"):
         table[column] = table[column].astype("category")
     return table
+
+
+def read_video_table(folder: pathlib.Path, name: str) -> pd.DataFrame:
+    """One video's per-frame table from an output folder: Parquet where it is there, else CSV."""
+    parquet = folder / f"{name}.parquet"
+    return pd.read_parquet(parquet) if parquet.exists() else _read_csv(folder / f"{name}.csv")
 
 
 def _read_csv(path: pathlib.Path) -> pd.DataFrame:

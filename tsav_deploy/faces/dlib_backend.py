@@ -22,6 +22,7 @@ import numpy as np
 from .face import Face, FaceBackendError, error_summary, followable, iou_matrix, make_face
 
 DETECTORS = ("hog", "cnn", "hog+cnn")
+DEFAULT_DETECTOR = "hog+cnn"
 
 # The shape predictor was trained on HOG detector boxes, so a face is followed by giving it the box HOG
 # would have found. Fitted over HOG detections on the shared recordings (n=90): the box is square, its
@@ -88,7 +89,7 @@ class DlibBackend:
     name = "dlib"
     identity_threshold = 0.6  # dlib's documented same-person distance for its ResNet descriptor
 
-    def __init__(self, detector: str = "hog+cnn", detect_size: int | None = 640, upsample: int = 0) -> None:
+    def __init__(self, detector: str = DEFAULT_DETECTOR, detect_size: int | None = 640, upsample: int = 0) -> None:
         if detector not in DETECTORS:
             raise FaceBackendError(f"unknown dlib detector {detector!r}: choose one of {', '.join(DETECTORS)}")
         folder = models_dir()

@@ -1,64 +1,25 @@
 """The paper-like face backend: insightface's ``buffalo_l`` pack (SCRFD/RetinaFace-10GF detector,
 ``1k3d68`` 68-point 3D landmarks of which x, y are used, ArcFace R50 identity), run with onnxruntime.
 
-The pack is ~280 MB and downloads into insightface's cache on first use. ``auto`` selection only looks
-for it locally (:func:`is_available`); an explicit request may download it through insightface's own
-download code.
+The pack is ~280 MB and downloads into insightface's cache on first use (:mod:`.insightface_pack`,
+which also verifies it on every use). ``auto`` selection only looks for it locally; an explicit
+request may download it.
 """
 
 from __future__ import annotations
 
 import os
-import zipfile
-from pathlib import Path
 
 import numpy as np
 
+from . import insightface_pack
 from .align import five_points
 from .face import Face, FaceBackendError, error_summary, followable, make_face
 
-PACK = "buffalo_l"
-_FILES = ("det_10g.onnx", "1k3d68.onnx", "w600k_r50.onnx")
 _TASKS = ("detection", "landmark_3d_68", "recognition")
 # The landmark model crops 1.5× the larger side of the box it is given, centred on it; a detector box
 # spans roughly from the jaw line sideways and from the chin to a fifth of the face above the brows.
 _FOREHEAD = 0.2
-
-
-def default_root() -> Path:
-    """insightface's cache root: ``$INSIGHTFACE_HOME`` or ``~/.insightface``."""
-    return Path(os.environ.get("INSIGHTFACE_HOME") or "~/.insightface").expanduser()
-
-
-def _root(root: str | os.PathLike | None) -> Path:
-    return Path(root).expanduser() if root is not None else default_root()
-
-
-def pack_dir(root: str | os.PathLike | None = None) -> Path:
-    """Where the pack lives under a cache root (default :func:`default_root`)."""
-    return _root(root) / "models" / PACK
-
-
-def is_available(root: str | os.PathLike | None = None) -> bool:
-    """True when the pack's three models are on disk (never downloads)."""
-    folder = pack_dir(root)
-    return all((folder / name).is_file() and (folder / name).stat().st_size > 0 for name in _FILES)
-
-
-def _download(root: str | os.PathLike | None) -> Path:
-    from insightface.utils import ensure_available
-
-    folder = pack_dir(root)
-    try:
-        ensure_available("models", PACK, root=str(_root(root)))
-    except (OSError, RuntimeError, zipfile.BadZipFile) as error:  # requests' errors are OSErrors
-        raise FaceBackendError(
-            f"could not download the insightface model pack {PACK} into {folder} ({type(error).__name__}: "
-            "no network?); connect to the internet, copy the pack there, or use --faces dlib"
-        ) from error
-    if not is_available(root):
-        raise FaceBackendError(f"the downloaded insightface pack in {folder} lacks {', '.join(_FILES)}")
-    return folder
 
 
 def box_from_landmarks(landmarks68: np.ndarray) -> np.ndarray:
@@ -72,8 +33,8 @@ def box_from_landmarks(landmarks68: np.ndarray) -> np.ndarray:
 class InsightFaceBackend:
     """insightface ``buffalo_l`` through its ``FaceAnalysis`` loader.
 
-    ``root``: insightface's cache root (default :func:`default_root`); ``download``: fetch the pack when
-    it is not there; ``det_size``: the detector's square input side.
+    ``root``: insightface's cache root (default :func:`.insightface_pack.default_root`); ``download``:
+    fetch the pack when it is missing or fails its check; ``det_size``: the detector's square input side.
     """
 
     name = "insightface"
@@ -82,14 +43,7 @@ class InsightFaceBackend:
     identity_threshold = float(np.sqrt(2 * (1 - 0.35)))
 
     def __init__(self, root: str | os.PathLike | None = None, download: bool = True, det_size: int = 640) -> None:
-        folder = pack_dir(root)
-        if not is_available(root):
-            if not download:
-                raise FaceBackendError(
-                    f"the insightface model pack {PACK} is not in {folder}; use --faces dlib, or "
-                    "--faces insightface with a network connection to download it"
-                )
-            folder = _download(root)
+        folder = insightface_pack.ensure(root, download_missing=download)
         from insightface.app import FaceAnalysis
 
         try:

@@ -52,6 +52,7 @@ class Engine:
         manifest: Manifest | None = None,
         selection: str = "",
         constants: dict[str, np.ndarray] | None = None,
+        checkpoint_sha256: str | None = None,
     ):
         self.backend = backend
         self.config = config
@@ -61,6 +62,8 @@ class Engine:
         # frontend marks as that input get them without running the backend (int8 engines; see
         # contract.constant_inputs).
         self.constants = constants or {}
+        # The weights' SHA-256 (of the checkpoint an export was made from): what a result names as its model.
+        self.checkpoint_sha256 = checkpoint_sha256
 
     @classmethod
     def load(
@@ -90,7 +93,14 @@ class Engine:
                 selection = f"{engine} (asked for)"
             backend = open_backend(manifest, engine, dev, check_hashes=check_hashes)
             constants = _constant_features(manifest) if backend.precision == "int8" else None
-            return cls(backend, manifest.config, manifest=manifest, selection=selection, constants=constants)
+            return cls(
+                backend,
+                manifest.config,
+                manifest=manifest,
+                selection=selection,
+                constants=constants,
+                checkpoint_sha256=manifest.data.get("source", {}).get("sha256"),
+            )
         if engine not in ("auto", "torch"):
             raise ArtifactError(
                 f"{source}: the {engine} engine needs an export directory (tsav export CHECKPOINT --out DIR)"
@@ -103,7 +113,7 @@ class Engine:
         checkpoint.require_current_preprocessing()
         backend = TorchBackend.eager(checkpoint.build_model(), device=dev, source=str(checkpoint.path), compile=compile)
         selection = "torch (a checkpoint runs in PyTorch)" if engine == "auto" else "torch (asked for)"
-        return cls(backend, checkpoint.config, selection=selection)
+        return cls(backend, checkpoint.config, selection=selection, checkpoint_sha256=checkpoint.sha256)
 
     @property
     def name(self) -> str:

@@ -1,0 +1,77 @@
+"""HTML reports of a finished output folder (``tsav report``), made from its records and per-frame
+tables, and the folder's ``index.html``."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+from ..atomic import write_text
+from ..errors import TsavError
+from ..report import person_summaries, report_video, write_index, write_report
+from .records import RECORDS, holding, read_record, record_path, write_summary
+from .results import read_video_table
+
+INDEX_LOCK = ".index"  # not a video name (record names are video stems)
+
+
+def write_reports(out: pathlib.Path) -> tuple[list[pathlib.Path], list[str]]:
+    """``<name>.html`` for every finished video in ``out`` and then ``index.html``; each record
+    gains the files written for its video. Returns the pages and one line per video that could not
+    get one."""
+    if not out.is_dir():
+        raise TsavError(f"{out}: no such folder; give the --out folder of `tsav annotate`")
+    names = sorted(p.stem for p in (out / RECORDS).glob("*.json"))
+    if not names:
+        raise TsavError(f"{out}: no finished videos in it ({RECORDS}/<name>.json); run `tsav annotate ... --out {out}`")
+    pages, problems, summaries = [], [], {}
+    for name in names:
+        with holding(out, name):  # not while a run into the same folder writes this video
+            record = read_record(out, name)
+            if record is None:
+                problems.append(
+                    f"{record_path(out, name)}: no finished annotation (it failed or the record is unreadable); annotate the video again"
+                )
+                continue
+            try:
+                table = read_video_table(out, name)
+            except (OSError, ValueError, KeyError) as exc:
+                problems.append(f"{out / name}: no readable per-frame table ({exc}); annotate the video again")
+                continue
+            pages.append(_report(out, name, record, table))
+        summaries[name] = person_summaries(table)
+    write_folder_index(out, summaries)
+    write_summary(out)
+    return pages, problems
+
+
+def _report(out: pathlib.Path, name: str, record: dict, table) -> pathlib.Path:
+    listed = record["outputs"]
+    # The video as the record knows it: the overlay, an input linked by an earlier report, the input.
+    linked = [out / f for f in listed if f.startswith(f"{name}.input.") and (out / f).is_file()]
+    source = linked[0] if linked else pathlib.Path(record["video"]) if record.get("video") else None
+    video = report_video(out, name, f"{name}.overlay.mp4" in listed, source, None)
+    page = write_report(out / f"{name}.html", table, record, video)
+    new = [str(p.relative_to(out)) for p in (video.made, page) if p is not None]
+    outputs = listed + [f for f in new if f not in listed]
+    if outputs != listed:
+        write_text(record_path(out, name), json.dumps({**record, "outputs": outputs}, indent=1))
+    return page
+
+
+def write_folder_index(out: pathlib.Path, summaries: dict[str, list[dict]] | None = None) -> pathlib.Path | None:
+    """``index.html`` over every finished video in ``out`` whose table can be read (``summaries``:
+    those already computed); None when there is none. Under a lock, so that of two runs into one
+    folder the later one lists both's videos."""
+    with holding(out, INDEX_LOCK):
+        summaries = dict(summaries or {})
+        for path in sorted((out / RECORDS).glob("*.json")):
+            if path.stem not in summaries and read_record(out, path.stem) is not None:
+                try:
+                    summaries[path.stem] = person_summaries(read_video_table(out, path.stem))
+                except (OSError, ValueError, KeyError):
+                    continue  # listed by `tsav report`, which says why
+        if not summaries:
+            return None
+        pages = {name for name in summaries if (out / f"{name}.html").is_file()}
+        return write_index(out / "index.html", dict(sorted(summaries.items())), pages)
