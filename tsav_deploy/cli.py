@@ -345,13 +345,15 @@ def annotate(
     report = BatchReport()
     for video, message in problems:
         report.failed(video, message)
-    with bars:
-        for outcome in batch.run(
-            videos, lambda todo: predictor.predict_many(todo, progress=bars.advance), on_start=bars.start
-        ):
-            report.show(outcome)
-    if ray_address is not None:
-        predictor.close()
+    try:
+        with bars:
+            for outcome in batch.run(
+                videos, lambda todo: predictor.predict_many(todo, progress=bars.advance), on_start=bars.start
+            ):
+                report.show(outcome)
+    finally:  # also on Ctrl-C: the worker process, or the actors and a Ray of our own, end with the run
+        if not isinstance(predictor, Predictor):
+            predictor.close()
     try:
         write_summary(out)
     except OSError as exc:
