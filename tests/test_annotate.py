@@ -187,8 +187,11 @@ def test_interrupted_run_leaves_no_partial_file_and_rerun_finishes_the_rest(medi
     done_first = sorted(p.stem for p in records.glob("*.json"))
     assert done_first and len(done_first) < 2
     assert not list(out.rglob("*.partial*"))
-    # A hard kill (SIGKILL) cannot clean up: a stale temporary file must not survive the rerun.
-    (out / "VA_Set" / "stage_and_audience.txt.partial.txt").write_text("half")
+    # A hard kill (SIGKILL) cannot clean up: a stale temporary file of a process that is gone must
+    # not survive the rerun.
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (out / "VA_Set" / f"stage_and_audience.txt.partial-{gone.pid}.txt").write_text("half")
     mtimes = {p.name: p.stat().st_mtime_ns for p in records.glob("*.json")}
     result = run_cli(*args)
     assert result.exit_code == 0, result.output

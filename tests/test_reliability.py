@@ -352,3 +352,46 @@ def test_a_crashed_worker_costs_its_video_and_a_fresh_one_takes_the_next(media_d
         name = pattern.format("after")
         assert (out / name).read_bytes() == (plain / name).read_bytes()
     assert not (out / "VA_Set" / "crashing.txt").exists()
+
+
+def test_partials_are_removed_only_for_their_own_video_and_dead_writers(tmp_path):
+    """A rerun cleans what a killed run left of this video, never another video's (clip1 is not
+    clip10) nor a file whose writer still runs (two runs share the folder)."""
+    from tsav_deploy.engine.records import remove_partials
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    running = subprocess.Popen(["sleep", "60"])
+    try:
+        (tmp_path / "VA_Set").mkdir()
+        stale = [
+            tmp_path / f"clip1.csv.partial-{gone.pid}.csv",
+            tmp_path / "VA_Set" / f"clip1_left.txt.partial-{gone.pid}.txt",
+        ]
+        kept = [
+            tmp_path / f"clip10.csv.partial-{gone.pid}.csv",  # another video's
+            tmp_path / f"clip1.png.partial-{running.pid}.png",  # its writer runs
+            tmp_path / f"summary.json.partial-{gone.pid}.json",
+        ]
+        for path in stale + kept:
+            path.write_text("half")
+        remove_partials(tmp_path, "clip1")
+        assert [p.exists() for p in stale] == [False, False]
+        assert all(p.exists() for p in kept)
+    finally:
+        running.kill()
+        running.wait()
+
+
+def test_a_worker_that_died_while_idle_is_replaced(media_dir, small_export, tmp_path):
+    from tsav_deploy.engine.isolated import IsolatedPredictor
+
+    video = tmp_path / "clip.mp4"
+    shutil.copyfile(media_dir / SOURCE, video)
+    with IsolatedPredictor(model=small_export, faces="dlib", detector="hog") as isolated:
+        idle = isolated.pid
+        os.kill(idle, signal.SIGKILL)  # the out-of-memory killer picks the idle worker
+        time.sleep(0.5)
+        (annotation,) = isolated.predict_many([video])
+        assert annotation.ok, annotation.error
+        assert isolated.pid not in (None, idle)

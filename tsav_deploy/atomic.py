@@ -4,6 +4,7 @@ file under a final name, and a rerun can trust that every final name is complete
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import pathlib
 from collections.abc import Iterator
@@ -14,6 +15,21 @@ except ImportError:  # Windows: no advisory locks; runs that share files there m
     fcntl = None
 
 PARTIAL_SUFFIX = ".partial"
+
+
+def writer_alive(partial: pathlib.Path) -> bool:
+    """Whether the process that writes ``partial`` (a :func:`partial_path`) still runs on this
+    machine; False for our own process, where nothing else writes it."""
+    pid = partial.name.rpartition(f"{PARTIAL_SUFFIX}-")[2].partition(".")[0]
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def partial_path(path: pathlib.Path) -> pathlib.Path:
@@ -60,6 +76,14 @@ def try_lock(path: pathlib.Path, *, wait: bool) -> int | None:
         except BlockingIOError:
             os.close(fd)
             return None
+        except OSError as error:
+            if error.errno in (errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK):
+                return fd  # a filesystem without locks (Lustre without -o flock): as on Windows
+            os.close(fd)
+            raise
+        except BaseException:  # Ctrl-C while waiting
+            os.close(fd)
+            raise
         # The holder before us removes the file when it is done: if it did so between our open and
         # our lock, we hold a lock on a removed file and must lock the file that is there now.
         try:
@@ -71,9 +95,15 @@ def try_lock(path: pathlib.Path, *, wait: bool) -> int | None:
 
 
 def unlock(path: pathlib.Path, fd: int) -> None:
-    """Give up a :func:`try_lock` and remove its file (no lock file outlives its holder)."""
-    path.unlink(missing_ok=True)
-    os.close(fd)
+    """Give up a :func:`try_lock` and remove its file (no lock file outlives its holder). Removed
+    before it is closed, so that nobody locks it in between (see try_lock); Windows, which keeps an
+    open file, gets it closed first."""
+    if fcntl is None:
+        os.close(fd)
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
+    if fcntl is not None:
+        os.close(fd)
 
 
 @contextlib.contextmanager

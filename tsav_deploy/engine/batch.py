@@ -54,7 +54,7 @@ class Batch:
     def __init__(self, out: pathlib.Path, outputs: OutputOptions):
         self.out, self.outputs = out, outputs
         check_output_folder(out)
-        self._claims: dict[pathlib.Path, int] = {}
+        self._claims: dict[str, int] = {}  # by name: callers may hand back the video spelled otherwise
 
     def run(
         self,
@@ -78,8 +78,8 @@ class Batch:
                     yield self.finish(annotation)
                 yield from _drain(noted)
         finally:
-            for video in list(self._claims):
-                release(self.out, video.stem, self._claims.pop(video))
+            for stem in list(self._claims):
+                release(self.out, stem, self._claims.pop(stem))
 
     def _feed(
         self,
@@ -97,7 +97,7 @@ class Batch:
                 if fd is None:
                     busy.append(video)
                     continue
-                self._claims[video] = fd
+                self._claims[video.stem] = fd
                 if not self.outputs.overwrite and is_complete(self.out, video.stem, self.outputs):
                     self._release(video)
                     noted.append(Outcome(video, "skipped", record=read_record(self.out, video.stem)))
@@ -105,7 +105,9 @@ class Batch:
                 if on_start is not None:
                     on_start(video)
             except Exception as exc:
-                noted.append(self.failed(video, describe_failure(video, exc)))
+                held = video.stem in self._claims  # without the claim, the record is another run's
+                self._release(video)
+                noted.append(self.failed(video, describe_failure(video, exc), record=held))
                 continue
             yield video
 
@@ -129,22 +131,22 @@ class Batch:
         line = failure.line
         if failure.traceback:
             log = self.out / ERROR_LOG
-            try:
-                with open(log, "a", encoding="utf-8") as file:
+            try:  # file names need not be valid UTF-8
+                with open(log, "a", encoding="utf-8", errors="backslashreplace") as file:
                     file.write(f"=== {datetime.datetime.now().isoformat(timespec='seconds')} {video}\n")
                     file.write(failure.traceback)
                 line += f"; traceback in {log}"
-            except OSError:
+            except (OSError, ValueError):
                 pass
         if record:
             try:
                 write_failure(self.out, video, line)
-            except OSError:
+            except (OSError, ValueError):
                 pass
         return Outcome(video, "failed", error=line)
 
     def _release(self, video: pathlib.Path) -> None:
-        fd = self._claims.pop(video, None)
+        fd = self._claims.pop(video.stem, None)
         if fd is not None:
             release(self.out, video.stem, fd)
 

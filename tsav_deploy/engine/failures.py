@@ -37,6 +37,8 @@ def describe_failure(video: str | os.PathLike, exc: BaseException) -> Failure:
         return Failure(f"{name}: FFmpeg could not process it ({reason}); the file is damaged or in an unusual format")
     if isinstance(exc, MemoryError):
         return Failure(f"{name}: ran out of memory; close other programs or lower --batch-size, then run again")
+    if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda's, a RuntimeError (torch not imported here)
+        return Failure(f"{name}: the GPU ran out of memory; lower --batch-size or free the GPU, then run again")
     if isinstance(exc, OSError):
         return Failure(f"{name}: {exc.strerror or exc}{_where(name, exc)}")
     detail = " ".join(str(exc).split())[:200]

@@ -49,7 +49,7 @@ class IsolatedPredictor:
         self._connection = mine
         try:
             kind, text = mine.recv()
-        except EOFError:
+        except (EOFError, OSError):
             raise TsavError(f"the annotating worker process died while starting ({self._end()})") from None
         if kind == "error":
             self.close()
@@ -61,17 +61,25 @@ class IsolatedPredictor:
     ) -> Iterator[Annotation]:
         for source in sources:
             video = pathlib.Path(source)
-            if self._process is None:
-                self._start()
-            yield self._predict(video, progress)
+            try:
+                if self._process is None:
+                    self._start()
+                yield self._predict(video, progress)
+            except TsavError as exc:  # no worker could be started again
+                yield Annotation(video, error=f"{video}: {exc}")
 
     def _predict(self, video: pathlib.Path, progress: Progress | None) -> Annotation:
         assert self._connection is not None
-        self._connection.send(str(video))
+        try:
+            self._connection.send(str(video))
+        except OSError:  # the worker died while idle (the out-of-memory killer): a new one
+            self._end()
+            self._start()
+            self._connection.send(str(video))
         while True:
             try:
                 message = self._connection.recv()
-            except EOFError:
+            except (EOFError, OSError):  # OSError: it died in the middle of a message
                 how = self._end()
                 return Annotation(
                     video,

@@ -14,7 +14,7 @@ import pathlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..atomic import PARTIAL_SUFFIX, locked, try_lock, unlock, write_text
+from ..atomic import PARTIAL_SUFFIX, locked, partial_path, try_lock, unlock, write_text, writer_alive
 from ..errors import TsavError
 from ..overlay import write_overlay
 from ..plot import write_plot
@@ -53,7 +53,7 @@ def check_output_folder(out: pathlib.Path) -> None:
     """Fail early, in one line, when results could not be written at all."""
     try:
         (out / RECORDS).mkdir(parents=True, exist_ok=True)
-        probe = out / RECORDS / ".write-test"
+        probe = partial_path(out / RECORDS / ".write-test")  # one per process: runs may share the folder
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
@@ -112,12 +112,19 @@ def is_complete(out: pathlib.Path, name: str, outputs: OutputOptions) -> bool:
     return all((out / f).exists() for f in [*record["outputs"], *outputs.wanted(name)])
 
 
+# A video's files are <name>.<ext> and, for its people, <name>_left, _right, _person<k>: patterns that
+# never reach another video's files (clip1 is not clip10).
+_OWN_FILES = ("{}.*", "{}_left.*", "{}_right.*", "{}_person[0-9]*.*")
+
+
 def remove_partials(out: pathlib.Path, name: str) -> None:
-    """Temporary files a hard-killed run (SIGKILL, power loss) left for this video (only the run that
-    holds the video's :func:`claim` writes them, so none of them is in use)."""
-    for path in out.rglob(f"{glob.escape(name)}*{PARTIAL_SUFFIX}*"):
-        if path.is_file():
-            path.unlink()
+    """Temporary files a hard-killed run (SIGKILL, power loss) left for this video; one whose writer
+    still runs (its process id is in the name) is left alone."""
+    stem = glob.escape(name)
+    for pattern in _OWN_FILES:
+        for path in out.rglob(f"{pattern.format(stem)}{PARTIAL_SUFFIX}-*"):
+            if path.is_file() and not writer_alive(path):
+                path.unlink(missing_ok=True)
 
 
 def save_outputs(out: pathlib.Path, annotation: Annotation, options: OutputOptions) -> list[pathlib.Path]:
