@@ -67,7 +67,7 @@ class Batch:
         todo, clashes = _unique_names(videos)
         for video, other in clashes:
             line = f"{video}: same name as {other}; ABAW files are named by video, annotate it into another --out"
-            yield self.failed(video, Failure(line), record=False)  # the record's name is the other video's
+            yield self.failed(video, Failure(line), recorded=False)  # the record's name is the other video's
         busy: list[pathlib.Path] = []
         try:
             for wait, queue in ((False, todo), (True, busy)):
@@ -107,7 +107,7 @@ class Batch:
             except Exception as exc:
                 held = video.stem in self._claims  # without the claim, the record is another run's
                 self._release(video)
-                noted.append(self.failed(video, describe_failure(video, exc), record=held))
+                noted.append(self.failed(video, describe_failure(video, exc), recorded=held))
                 continue
             yield video
 
@@ -125,7 +125,7 @@ class Batch:
         finally:
             self._release(video)
 
-    def failed(self, video: pathlib.Path, failure: Failure, *, record: bool = True) -> Outcome:
+    def failed(self, video: pathlib.Path, failure: Failure, *, recorded: bool = True) -> Outcome:
         """The outcome of a failed video, its traceback logged and its failure recorded (both
         best-effort: on a full disk the line itself must still reach the user)."""
         line = failure.line
@@ -138,7 +138,7 @@ class Batch:
                 line += f"; traceback in {log}"
             except (OSError, ValueError):
                 pass
-        if record:
+        if recorded:
             try:
                 write_failure(self.out, video, line)
             except (OSError, ValueError):
