@@ -46,7 +46,7 @@ from .constants import (
     WIN_LENGTH,
     WINDOW_COLUMNS,
 )
-from .media import resample_audio
+from .media import LiveTrack, resample_audio
 
 N_FREQS = N_FFT // 2 + 1
 _EDGE_COLUMNS = 2  # columns 0 and 1 (and the last two) of a segment see its reflect padding
@@ -191,10 +191,10 @@ class SpecWindows:
     of 64 × 128 columns).
     """
 
-    def __init__(self, wave: np.ndarray, sample_rate: int = SAMPLE_RATE):
+    def __init__(self, wave: np.ndarray | LiveTrack, sample_rate: int = SAMPLE_RATE):
         """``wave``: mono float32, or int16 PCM (e.g. a memory-mapped cache file: only the slices a
-        window needs are read and converted)."""
-        self.wave = _mono(wave, sample_rate)
+        window needs are read and converted), or a live source's growing :class:`LiveTrack`."""
+        self.wave = wave if isinstance(wave, LiveTrack) else _mono(wave, sample_rate)
         self._blocks: OrderedDict[tuple[int, int], tuple[np.ndarray, int]] = OrderedDict()
 
     def windows(self, times) -> np.ndarray:
@@ -221,6 +221,12 @@ class SpecWindows:
         or nothing), i.e. equal :func:`silent_window`."""
         starts, stops = segment_bounds(authors_timestamps(np.atleast_1d(frame_times)), len(self.wave))
         return np.array([not self.wave[a:b].any() for a, b in zip(starts.tolist(), stops.tolist())], dtype=bool)
+
+    def first_sample(self, frame_time: float) -> int:
+        """The earliest sample that the window of a frame at ``frame_time`` (or later) reads: its
+        segment's start, less the block of the phase track the segment's interior may begin in."""
+        start, _ = segment_bounds(authors_timestamps([frame_time]), len(self.wave))
+        return max(0, int(start[0]) - _BLOCK_COLUMNS * HOP_LENGTH - N_FFT)
 
     def _segment_db(self, start: int, stop: int, window: np.ndarray) -> None:
         """The dB mel of samples ``[start, stop)`` as one transform of them would give, written
@@ -267,11 +273,16 @@ class SpecWindows:
         half = N_FFT // 2
         first = max(block * _BLOCK_COLUMNS, -(-(half - phase) // HOP_LENGTH))
         last = min((block + 1) * _BLOCK_COLUMNS, (len(self.wave) - half - phase) // HOP_LENGTH + 1)
-        samples = self._samples(phase + first * HOP_LENGTH - half, phase + (last - 1) * HOP_LENGTH + half)
-        self._blocks[key] = (_db(_power(torch.from_numpy(samples), center=False)), first)
-        if len(self._blocks) > _CACHED_BLOCKS:
-            self._blocks.popitem(last=False)
-        return self._blocks[key]
+        stop = phase + (last - 1) * HOP_LENGTH + half
+        samples = self._samples(phase + first * HOP_LENGTH - half, stop)
+        block_db = (_db(_power(torch.from_numpy(samples), center=False)), first)
+        # A live track's samples past ``final`` may still change (they read as silence until they
+        # arrive): a block reaching there is used once, not kept.
+        if stop <= getattr(self.wave, "final", stop):
+            self._blocks[key] = block_db
+            if len(self._blocks) > _CACHED_BLOCKS:
+                self._blocks.popitem(last=False)
+        return block_db
 
 
 def spec_windows(wave: np.ndarray, times, sample_rate: int = SAMPLE_RATE) -> np.ndarray:

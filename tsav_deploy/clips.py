@@ -19,7 +19,7 @@ Rules fixed here (and tested):
 from __future__ import annotations
 
 from collections import deque
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -128,37 +128,27 @@ def _normalize_into(crop: np.ndarray | None, out: np.ndarray) -> None:
         np.take(_LUT[channel], crop[..., channel], out=out[channel])
 
 
-class ClipAssembler:
-    """Builds the clip of each frame as frames arrive, normalizing every crop exactly once.
+class ClipFrames:
+    """Which frames make the clip of each frame, as frames arrive in order (the rules above).
 
-    Feed every decoded frame in order with :meth:`push` (its time and its crop, or None when the
-    frame has no face); the returned clip is the one for that frame, identical to
-    ``normalize_clip`` of the crops that :func:`clip_frame_indices` picks. Since a clip only looks
-    back, it is complete as soon as its own frame arrives. The buffer keeps only frames that a
-    future clip can still choose (about the last 1.4 s plus one frame), and the times of the first
-    1.4 s for the start-of-video rule.
+    Frames are numbered by arrival (0, 1, …). :meth:`push` takes the next frame's time and returns
+    the numbers of the 8 frames of its clip (None: black), oldest first. Only frames that a later
+    clip can still choose are kept: about the last 1.4 s plus one frame (and the times of the first
+    1.4 s for the start-of-video rule); :attr:`oldest` is the first of them.
     """
 
     def __init__(self) -> None:
-        # (time, normalized [4, 112, 112], whether the frame had a face)
-        self._buffer: deque[tuple[float, np.ndarray, bool]] = deque()
-        self.black = False  # the last clip is the black clip (no face in any of its 8 frames)
+        self._times: deque[float] = deque()
+        self.oldest = 0  # number of the first frame in ``_times``
+        self.count = 0  # frames pushed
         self._first_time: float | None = None
         self._start_times: list[float] | None = []  # frame times while the start rule may apply
 
-    @property
-    def buffered_frames(self) -> int:
-        """How many normalized crops are held (the memory bound: ~1.4 s of frames plus one)."""
-        return len(self._buffer)
-
-    def push(self, time: float, crop: np.ndarray | None, out: np.ndarray | None = None) -> np.ndarray:
-        """Add the next frame; return its clip ``[4, 8, 112, 112]`` (written into ``out`` if given,
-        e.g. a slot of a preallocated batch). ``black`` then says whether it is the black clip."""
-        if self._buffer and time <= self._buffer[-1][0]:
-            raise ValueError(f"frame times must increase: {time} after {self._buffer[-1][0]}")
-        normalized = np.empty(CLIP_SHAPE[:1] + CLIP_SHAPE[2:], dtype=np.float32)
-        _normalize_into(crop, normalized)
-        self._buffer.append((time, normalized, crop is not None))
+    def push(self, time: float) -> list[int | None]:
+        if self._times and time <= self._times[-1]:
+            raise ValueError(f"frame times must increase: {time} after {self._times[-1]}")
+        self._times.append(time)
+        self.count += 1
         if self._first_time is None:
             self._first_time = time
         half = 0.0
@@ -171,16 +161,65 @@ class ClipAssembler:
         # A frame is never chosen again once the frame after it lies at or before the oldest clip
         # position of this clip (every later clip position is later still, ties go to the later).
         oldest = time - _CLIP_SPAN_S
-        while len(self._buffer) > 1 and self._buffer[1][0] <= oldest:
-            self._buffer.popleft()
-        times = np.fromiter((t for t, _, _ in self._buffer), dtype=np.float64, count=len(self._buffer))
+        while len(self._times) > 1 and self._times[1] <= oldest:
+            self._times.popleft()
+            self.oldest += 1
+        times = np.fromiter(self._times, dtype=np.float64, count=len(self._times))
+        return [None if k is None else self.oldest + k for k in _select(times, self._first_time, half)]
+
+
+def fill_clip(chosen: Sequence[int | None], crop_of: Callable[[int], np.ndarray | None], out: np.ndarray) -> bool:
+    """Write the clip of the frames ``chosen`` (from :meth:`ClipFrames.push`) into ``out``
+    ``[4, 8, 112, 112]``; ``crop_of(number)`` gives a frame's normalized crop ``[4, 112, 112]``, or
+    None where the frame has none. Returns whether the clip is the black clip (no crop at all)."""
+    black = True
+    for k, number in enumerate(chosen):
+        crop = None if number is None else crop_of(number)
+        if crop is None:
+            _normalize_into(None, out[:, k])
+        else:
+            out[:, k] = crop
+            black = False
+    return black
+
+
+def normalized_crop(crop: np.ndarray) -> np.ndarray:
+    """One crop (uint8 ``[112, 112, 4]``) normalized, channels first: ``[4, 112, 112]`` float32."""
+    out = np.empty(CLIP_SHAPE[:1] + CLIP_SHAPE[2:], dtype=np.float32)
+    _normalize_into(crop, out)
+    return out
+
+
+class ClipAssembler:
+    """Builds the clip of each frame of one person as frames arrive, normalizing every crop once.
+
+    Feed every decoded frame in order with :meth:`push` (its time and its crop, or None when the
+    frame has no face); the returned clip is the one for that frame, identical to
+    ``normalize_clip`` of the crops that :func:`clip_frame_indices` picks. Since a clip only looks
+    back, it is complete as soon as its own frame arrives. Only the crops :class:`ClipFrames` keeps
+    are held (about the last 1.4 s plus one frame).
+    """
+
+    def __init__(self) -> None:
+        self._frames = ClipFrames()
+        self._crops: dict[int, np.ndarray] = {}  # normalized crops by frame number
+        self.black = False  # the last clip is the black clip (no face in any of its 8 frames)
+
+    @property
+    def buffered_frames(self) -> int:
+        """How many frames are held (the memory bound: ~1.4 s of frames plus one)."""
+        return self._frames.count - self._frames.oldest
+
+    def push(self, time: float, crop: np.ndarray | None, out: np.ndarray | None = None) -> np.ndarray:
+        """Add the next frame; return its clip ``[4, 8, 112, 112]`` (written into ``out`` if given,
+        e.g. a slot of a preallocated batch). ``black`` then says whether it is the black clip."""
+        number = self._frames.count
+        chosen = self._frames.push(time)
+        if crop is not None:
+            self._crops[number] = normalized_crop(crop)
+        for old in [n for n in self._crops if n < self._frames.oldest]:
+            del self._crops[old]
         if out is None:
             out = np.empty(CLIP_SHAPE, dtype=np.float32)
-        self.black = True
-        for k, position in enumerate(_select(times, self._first_time, half)):
-            if position is None:
-                _normalize_into(None, out[:, k])
-            else:
-                out[:, k] = self._buffer[position][1]
-                self.black = self.black and not self._buffer[position][2]
+        self.black = fill_clip(chosen, self._crops.get, out)
         return out

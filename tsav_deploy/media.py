@@ -572,6 +572,65 @@ class _AlignedTrack:
         return self._data if self._fixed is not None else self._data[: self.end]
 
 
+class LiveTrack(_AlignedTrack):
+    """The audio of a live source as it arrives: an :class:`_AlignedTrack` (int16, sample 0 at the
+    first video frame) that keeps only the samples from :meth:`discard_before`'s mark on, so memory
+    stays bounded however long the stream runs.
+
+    Slicing takes absolute sample positions; samples not yet received read as silence. While the
+    stream runs, ``len()`` is unbounded (the track's end is not known; a window reaching past what
+    arrived sees silence there); after :meth:`finish` it is the track's real length, as
+    :func:`read_audio` would give. ``final`` is where samples stop being final: a late piece may
+    still overlap the last ``_ROUTINE_OFFSET_S`` before the end.
+    """
+
+    def __init__(self, origin_s: float):
+        super().__init__(origin_s, None, capacity=SAMPLE_RATE * 16, dtype=np.int16)
+        self._base = 0  # absolute position of _data[0]
+        self.finished = False
+
+    def __len__(self) -> int:
+        return self.end if self.finished else np.iinfo(np.int64).max // 2
+
+    @property
+    def final(self) -> int:
+        return self.end if self.finished else max(0, self.end - int(_ROUTINE_OFFSET_S * SAMPLE_RATE))
+
+    def finish(self) -> None:
+        self.finished = True
+
+    def discard_before(self, position: int) -> None:
+        """Forget samples before ``position`` (no window will read them again)."""
+        drop = min(position, self.end) - self._base
+        if drop > 0:
+            kept = self.end - self._base - drop
+            self._data[:kept] = self._data[drop : drop + kept]
+            self._data[kept : kept + drop] = 0  # a gap written later must read as silence
+            self._base += drop
+
+    def __getitem__(self, where: slice) -> np.ndarray:
+        start, stop = where.start or 0, where.stop
+        if start < self._base:
+            raise IndexError(f"samples before {self._base} were discarded (asked for {start})")
+        out = np.zeros(max(0, stop - start), dtype=self._data.dtype)
+        held = self._data[max(0, start - self._base) : max(0, min(stop, self.end) - self._base)]
+        out[: len(held)] = held
+        return out
+
+    def _write(self, position: int, samples: np.ndarray) -> None:
+        if position < self._base:
+            samples = samples[self._base - position :]
+            position = self._base
+        stop = position + len(samples)
+        if stop - self._base > len(self._data):
+            grown = np.zeros(max(stop - self._base, 2 * len(self._data)), dtype=self._data.dtype)
+            grown[: self.end - self._base] = self._data[: self.end - self._base]
+            self._data = grown
+        if stop > position:
+            self._data[position - self._base : stop - self._base] = samples
+            self.end = max(self.end, stop)
+
+
 def _mono_resampler(sample_format: str = WAVE_FORMAT) -> av.AudioResampler:
     # libswresample, as `ffmpeg -i VIDEO -ar 44100 -ac 1 out.wav` in the authors' create_database.py:
     # the same anti-aliasing filter and, with 16-bit output as the WAV they trained on, the same

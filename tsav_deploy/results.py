@@ -16,11 +16,17 @@ class PersonResult:
     """One tracked person over all N decoded frames of a video (frames without the face included)."""
 
     suffix: str  # "" for the main person; "_left"/"_right" or "_personK" in --person all mode
-    track_id: int  # -1 when no face was found at all
+    track_id: int | np.ndarray  # the person's id (-1: no face at all), or [N] ids where it changes (live)
     face_found: np.ndarray  # [N] bool
     boxes: np.ndarray  # [N, 4] float32 x1, y1, x2, y2 in frame pixels; NaN without a face
     scores: np.ndarray  # [N] float32 detector score; NaN without a face
     predictions: Predictions  # N rows
+
+    @property
+    def track_ids(self) -> np.ndarray:
+        """[N] int64: the track id of each frame's row (-1 where the frame has no face)."""
+        ids = np.broadcast_to(np.asarray(self.track_id, dtype=np.int64), self.face_found.shape)
+        return np.where(self.face_found, ids, -1)
 
 
 @dataclass

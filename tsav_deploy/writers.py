@@ -51,8 +51,9 @@ TABLE_COLUMNS = (
 
 def table_rows(result: VideoResult):
     """Rows of the per-frame table (OpenFace FeatureExtraction style): frame-major, then person."""
+    track_ids = [person.track_ids.tolist() for person in result.persons]
     for i, t in enumerate(result.times.tolist()):
-        for person in result.persons:
+        for person, ids in zip(result.persons, track_ids):
             p = person.predictions
             found = bool(person.face_found[i])
             box = person.boxes[i].tolist() if found else ["", "", "", ""]
@@ -61,7 +62,7 @@ def table_rows(result: VideoResult):
                 f"{t:.4f}",
                 person.suffix.lstrip("_") or "main",
                 int(found),
-                person.track_id if found else -1,
+                ids[i],
                 *(f"{b:.1f}" if b != "" else "" for b in box),
                 f"{person.scores[i]:.3f}" if found else "",
                 f"{p.valence[i]:.4f}",

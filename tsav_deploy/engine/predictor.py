@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import threading
 import time
 from collections.abc import Iterable, Iterator
 
@@ -25,9 +26,12 @@ from ..errors import MediaError, TsavError
 from ..faces import get_backend
 from ..faces.dlib_backend import DETECTORS
 from ..faces.select import BACKEND_CHOICES, check_detector
+from ..live import MAX_LOOKAHEAD_S, LiveFrame, LiveOptions, LivePipeline
 from ..runtime import ENGINES, Engine
 from ..runtime.engine import parse_device
+from ..sources import parse_source
 from .failures import describe_failure
+from .live_rows import live_rows
 from .results import Annotation
 
 NO_WEIGHTS = "no model given: pass weights (a checkpoint or a published name, see `tsav weights list`) or model (an export directory)"
@@ -83,6 +87,39 @@ class Predictor:
         started = time.perf_counter()
         result = annotate_video(video, self.engine, self.face_backend, self.options, progress)
         return Annotation(video, result, info={"wall_s": round(time.perf_counter() - started, 3)})
+
+    def stream(
+        self,
+        source: str | os.PathLike,
+        *,
+        audio_lookahead: float = MAX_LOOKAHEAD_S,
+        realtime: bool = False,
+        stop: threading.Event | None = None,
+    ) -> Iterator[dict]:
+        """Annotate a file, webcam (``webcam``, ``webcam:N``, ``/dev/videoN``) or stream URL as it
+        arrives: one dict per frame and person as soon as it is final, with the per-frame table's
+        columns plus ``latency_s`` and ``stride`` (see :meth:`stream_frames`)."""
+        for frame in self.stream_frames(source, audio_lookahead=audio_lookahead, realtime=realtime, stop=stop):
+            yield from live_rows(frame, self.options.au_threshold)
+
+    def stream_frames(
+        self,
+        source: str | os.PathLike,
+        *,
+        audio_lookahead: float = MAX_LOOKAHEAD_S,
+        realtime: bool = False,
+        stop: threading.Event | None = None,
+        keep_pictures: bool = False,
+    ) -> Iterator[LiveFrame]:
+        """The frames of :meth:`stream` as :class:`~tsav_deploy.live.LiveFrame` (logits, faces and,
+        with ``keep_pictures``, the picture). ``audio_lookahead``: seconds of audio after a frame its
+        window waits for (0-5; 5 is the model's own window, less hears silence in the rest);
+        ``realtime``: play a file at its own rate; ``stop``: set it to end the stream early, every
+        pending frame still made final."""
+        spec = parse_source(source)
+        live = LiveOptions(audio_lookahead=audio_lookahead, realtime=realtime)
+        pipeline = LivePipeline(self.engine, self.face_backend, self.options, live, keep_pictures=keep_pictures)
+        return pipeline.run(spec, stop)
 
     def predict_many(
         self, sources: Iterable[str | os.PathLike], progress: Progress | None = None

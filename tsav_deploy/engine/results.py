@@ -69,7 +69,7 @@ class Annotation:
             "time": np.round(result.times[frame], 4),
             "person": pd.Categorical(stack([np.full(n, p.suffix.lstrip("_") or "main") for p in people])),
             "face_found": found,
-            "track_id": np.where(found, stack([np.full(n, p.track_id) for p in people]), -1).astype(np.int64),
+            "track_id": stack([p.track_ids for p in people]),
         }
         for k, name in enumerate(("x1", "y1", "x2", "y2")):
             columns[name] = np.round(boxes[:, k], 1)

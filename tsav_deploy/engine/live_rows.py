@@ -1,0 +1,91 @@
+"""What a live stream's frames become: one row (dict) per frame and person, with the per-frame
+table's columns, and at the stream's end an :class:`~tsav_deploy.engine.results.Annotation` of
+everything that arrived (ABAW files, table, plot)."""
+
+from __future__ import annotations
+
+import math
+import pathlib
+
+import numpy as np
+
+from ..constants import ACTION_UNITS, EXPRESSIONS
+from ..live import LiveEntry, LiveFrame
+from ..predictions import decode
+from ..results import PersonResult, VideoResult
+from .results import Annotation
+
+LIVE_COLUMNS = ("latency_s", "stride")  # after the table's columns
+
+
+def live_rows(frame: LiveFrame, au_threshold: float) -> list[dict]:
+    """The frame's rows: the per-frame table's columns, rounded as ``Annotation.to_pandas`` rounds
+    them (None where the table has NaN: no face), then ``latency_s`` and ``stride``."""
+    predictions = decode(np.stack([entry.logits for entry in frame.entries]), au_threshold)
+    rows = []
+    for k, entry in enumerate(frame.entries):
+        row = {
+            "frame": frame.index,
+            "time": round(frame.time, 4),
+            "person": entry.person,
+            "face_found": entry.face is not None,
+            "track_id": entry.track_id if entry.face is not None else -1,
+            **_face_columns(entry),
+            "valence": round(float(predictions.valence[k]), 4),
+            "arousal": round(float(predictions.arousal[k]), 4),
+        }
+        row |= {f"p_{e}": round(float(p), 4) for e, p in zip(EXPRESSIONS, predictions.expression_probs[k])}
+        row["expression"] = EXPRESSIONS[predictions.expression[k]]
+        row |= {f"p_{au}": round(float(p), 4) for au, p in zip(ACTION_UNITS, predictions.au_probs[k])}
+        row |= {au: int(d) for au, d in zip(ACTION_UNITS, predictions.au[k])}
+        row |= {"latency_s": round(frame.latency_s, 3), "stride": frame.stride}
+        rows.append(row)
+    return rows
+
+
+def _face_columns(entry: LiveEntry) -> dict:
+    if entry.face is None:
+        return dict.fromkeys(("x1", "y1", "x2", "y2", "det_score"))
+    box = [round(float(v), 1) for v in entry.face.box]
+    score = float(entry.face.score)
+    return {**dict(zip(("x1", "y1", "x2", "y2"), box)), "det_score": round(score, 3) if math.isfinite(score) else None}
+
+
+class LiveRecording:
+    """Keeps what every frame of a stream needs for the files ``tsav annotate`` writes (logits,
+    boxes; no pictures), to make one :class:`Annotation` of the stream when it ends."""
+
+    def __init__(self, name: str, au_threshold: float):
+        self.name, self.au_threshold = name, au_threshold
+        self.frames: list[LiveFrame] = []
+
+    def add(self, frame: LiveFrame) -> None:
+        self.frames.append(LiveFrame(frame.index, frame.time, frame.latency_s, frame.stride, frame.entries, frame.absent))
+
+    def annotation(self, video: str, info: dict) -> Annotation:
+        """The stream as one video: every frame that arrived (frames dropped while falling behind
+        have no row), one person (main), or with ``--person all`` everyone seen, ``_person<id>``,
+        with the absent prediction on frames before they appeared."""
+        n = len(self.frames)
+        keys: list[str] = []
+        for frame in self.frames:
+            keys += [e.person for e in frame.entries if e.person not in keys]
+        if len(keys) > 1:
+            keys = [k for k in keys if k != "main"]  # the face-less row before anyone was seen
+        people = []
+        for key in keys:
+            found = np.zeros(n, dtype=bool)
+            boxes = np.full((n, 4), np.nan, dtype=np.float32)
+            scores = np.full(n, np.nan, dtype=np.float32)
+            ids = np.full(n, -1, dtype=np.int64)
+            logits = np.empty((n, 17), dtype=np.float32)
+            for i, frame in enumerate(self.frames):
+                entry = next((e for e in frame.entries if e.person == key), None)
+                logits[i] = entry.logits if entry is not None else frame.absent
+                if entry is not None and entry.face is not None:
+                    found[i], boxes[i], scores[i], ids[i] = True, entry.face.box, entry.face.score, entry.track_id
+            suffix = "" if key == "main" else f"_{key}"
+            people.append(PersonResult(suffix, ids, found, boxes, scores, decode(logits, self.au_threshold)))
+        times = np.array([f.time for f in self.frames], dtype=np.float64)
+        result = VideoResult(self.name, times, people, info)
+        return Annotation(pathlib.Path(video), result)
