@@ -7,11 +7,16 @@ its traceback.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import pathlib
+import threading
+import time
+from collections import deque
 from typing import Annotated, Optional
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -53,6 +58,12 @@ Stride = Annotated[
     int, typer.Option("--stride", min=1, help="Run the network every K-th frame, interpolate between (1 = exact).")
 ]
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Frames per network batch.")]
+AuThreshold = Annotated[
+    float,
+    typer.Option(
+        "--au-threshold", help="AU probability threshold, strictly between 0 and 1 (0.6225 = the authors' writer)."
+    ),
+]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -258,9 +269,7 @@ def annotate(
     table_format: str = typer.Option("csv", "--table", help="Per-frame table: csv | parquet | both."),
     stride: Stride = 1,
     batch_size: BatchSize = 8,
-    au_threshold: float = typer.Option(
-        0.5, "--au-threshold", help="AU probability threshold, strictly between 0 and 1 (0.6225 = the authors' writer)."
-    ),
+    au_threshold: AuThreshold = 0.5,
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo videos whose outputs are complete."),
     html_report: bool = typer.Option(
         False, "--report", help="Also write <name>.html, an interactive report, and index.html (see tsav report)."
@@ -488,6 +497,236 @@ class ClusterBar(VideoBars):
         self.bar.update(task, completed=status.frames_done)
         speed = next(t.speed for t in self.bar.tasks if t.id == task) or 0.0
         self.bar.update(task, rate=f"{speed / 2:.1f} frames/s, {status.workers_alive} workers alive")
+
+
+@app.command()
+@user_errors
+def live(
+    source: str = typer.Argument(
+        ...,
+        help="A file, webcam[:N], /dev/videoN, or a stream URL (rtsp, rtmp, srt, udp, tcp, http; tcp://HOST:PORT?listen=1 waits for a sender).",
+    ),
+    weights: Weights = None,
+    model: ExportDir = None,
+    engine_name: EngineName = "auto",
+    device: Device = "cpu",
+    faces: FaceBackendName = "auto",
+    detector: Detector = None,
+    person: Person = "main",
+    stride: Stride = 1,
+    batch_size: BatchSize = 8,
+    au_threshold: AuThreshold = 0.5,
+    audio_lookahead: float = typer.Option(
+        5.0,
+        "--audio-lookahead",
+        help="Seconds of audio after a frame its window waits for, 0-5 (5: the model's own window; less hears silence in the rest).",
+    ),
+    jsonl: Optional[str] = typer.Option(
+        None,
+        "--jsonl",
+        help="Write one JSON object per frame and person as soon as it is final to this file (- for stdout).",
+    ),
+    out: Optional[pathlib.Path] = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="When the stream ends, write the ABAW files, the table, the plot and summary.json here.",
+    ),
+    name: Optional[str] = typer.Option(
+        None, "--name", help="The stream's name in --out (default: the file's name, else live-<UTC time>)."
+    ),
+    overlay_out: Optional[str] = typer.Option(
+        None, "--overlay-out", help="Write the overlay as it is made: an MP4 file or an rtmp/rtsp/srt/udp/tcp URL."
+    ),
+    realtime: bool = typer.Option(
+        False,
+        "--realtime",
+        help="Play a file at its own rate, as a camera would (without it a file is read as fast as the engine allows).",
+    ),
+) -> None:
+    """Annotate a webcam, a network stream or a file as it arrives, each frame as soon as its audio window is there.
+
+    Ctrl-C (or the stream's end) makes every pending frame final and closes the files; a second
+    Ctrl-C stops at once.
+    """
+    from .engine import Predictor
+    from .engine.live_rows import LiveRecording, live_rows
+    from .engine.records import write_summary
+    from .live import LiveOptions
+    from .sources import parse_source
+
+    spec = parse_source(source)
+    LiveOptions(audio_lookahead=audio_lookahead)  # checked before the model loads
+    if not (jsonl or out or overlay_out):
+        raise TsavError(
+            "nothing to write: give --jsonl PATH (or - for stdout), --out DIR and/or --overlay-out FILE|URL"
+        )
+    predictor = Predictor(
+        weights,
+        model,
+        engine=engine_name,
+        device=device,
+        faces=faces,
+        detector=detector,
+        person=person,
+        stride=stride,
+        batch_size=batch_size,
+        au_threshold=au_threshold,
+    )
+    err_console.print(predictor.describe(), highlight=False)
+    if audio_lookahead < 5.0:
+        err_console.print(
+            f"note: --audio-lookahead {audio_lookahead:g}: each window hears silence after {audio_lookahead:g} s "
+            "(the model was trained on 5 s); predictions differ from `tsav annotate`",
+            highlight=False,
+        )
+    stream_name = name or (pathlib.Path(spec.url).stem if not spec.live else _live_name())
+    recording = LiveRecording(stream_name, au_threshold) if out else None
+    stop = threading.Event()
+    status = LiveStatus()
+    with contextlib.ExitStack() as files, _graceful_interrupt(stop):
+        lines = files.enter_context(_jsonl_target(jsonl)) if jsonl else None
+        overlay = None
+        if overlay_out:
+            from .overlay import OverlayStream
+
+            overlay = files.enter_context(OverlayStream(overlay_out))
+        frames = predictor.stream_frames(
+            source, audio_lookahead=audio_lookahead, realtime=realtime, stop=stop, keep_pictures=bool(overlay)
+        )
+        with status:
+            for frame in frames:
+                if lines is not None:
+                    for row in live_rows(frame, au_threshold):
+                        lines.write(json.dumps(row) + "\n")
+                    lines.flush()
+                if recording is not None:
+                    recording.add(frame)
+                if overlay is not None:
+                    picture = LiveRecording(stream_name, au_threshold)
+                    picture.add(frame)
+                    overlay.write(frame.rgb, frame.time, picture.annotation(source, {}).result)
+                status.update(frame, frames)
+    status.print_summary(frames)
+    if recording is not None and recording.frames:
+        annotation = recording.annotation(source, status.summary(frames))
+        annotation.save(out)
+        write_summary(out)
+        console.print(
+            f"results in {out}/ (VA_Set, EXPR_Set, AU_Set, {stream_name}.csv, {stream_name}.png)", highlight=False
+        )
+
+
+def _live_name() -> str:
+    import datetime
+
+    return "live-" + datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+
+
+@contextlib.contextmanager
+def _jsonl_target(path: str):
+    """stdout for ``-``, else the file, line-buffered: a reader sees each row as it is written."""
+    import sys
+
+    if path == "-":
+        yield sys.stdout
+        return
+    try:
+        handle = open(path, "w", encoding="utf-8", buffering=1)
+    except OSError as exc:
+        raise TsavError(f"--jsonl {path}: cannot write ({exc.strerror})") from None
+    with handle:
+        yield handle
+
+
+@contextlib.contextmanager
+def _graceful_interrupt(stop: threading.Event):
+    """The first Ctrl-C (or SIGTERM) sets ``stop``, so the stream ends as if it had ended; a second
+    Ctrl-C raises KeyboardInterrupt as usual."""
+    import signal
+
+    def first(signum, frame) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        err_console.print("stopping: making the pending frames final (Ctrl-C again to stop at once)", highlight=False)
+
+    previous = {sig: signal.signal(sig, first) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class LiveStatus:
+    """The console's status line: frames, frames per second, latency, the current stride, drops."""
+
+    def __init__(self) -> None:
+        from rich.live import Live
+
+        self.frames = 0
+        self.latencies: list[float] = []
+        self.strides: dict[int, int] = {}
+        self.started = time.monotonic()
+        self._recent: deque[tuple[float, float]] = deque()  # (when, latency) over the last seconds
+        self._stride = 0
+        self._live = Live(console=err_console, transient=True, refresh_per_second=2)
+
+    def __enter__(self) -> LiveStatus:
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._live.__exit__(*exc)
+
+    def update(self, frame, source) -> None:
+        now = time.monotonic()
+        self.frames += 1
+        self.latencies.append(frame.latency_s)
+        self.strides[frame.stride] = self.strides.get(frame.stride, 0) + 1
+        self._stride = frame.stride
+        self._recent.append((now, frame.latency_s))
+        while self._recent[0][0] < now - 5:
+            self._recent.popleft()
+        span = now - self._recent[0][0]
+        fps = (len(self._recent) - 1) / span if span > 0 else 0.0
+        recent = sorted(latency for _, latency in self._recent)
+        dropped = source.dropped
+        self._live.update(
+            f"{self.frames} frames · {fps:.1f} frames/s · latency {recent[len(recent) // 2]:.2f} s · "
+            f"stride {self._stride}" + (f" · {dropped} dropped" if dropped else "")
+        )
+
+    def summary(self, source) -> dict:
+        latencies = np.asarray(self.latencies) if self.latencies else np.zeros(1)
+        return {
+            "frames": self.frames,
+            "dropped_frames": source.dropped,
+            "latency_s": {
+                "median": round(float(np.median(latencies)), 3),
+                "p95": round(float(np.percentile(latencies, 95)), 3),
+            },
+            "strides": {str(k): v for k, v in sorted(self.strides.items())},
+            "wall_s": round(time.monotonic() - self.started, 3),
+            "warnings": source.warnings,
+        }
+
+    def print_summary(self, source) -> None:
+        info = self.summary(source)
+        for warning in info["warnings"]:
+            err_console.print(f"warning: {escape(warning)}", highlight=False)
+        strides = ", ".join(f"{k} ({v} frames)" for k, v in info["strides"].items())
+        err_console.print(
+            f"{info['frames']} frames in {info['wall_s']:.1f} s; latency median {info['latency_s']['median']:.2f} s, "
+            f"95th percentile {info['latency_s']['p95']:.2f} s; stride {strides or '-'}"
+            + (
+                f"; {info['dropped_frames']} frames dropped (the machine fell behind the source)"
+                if info["dropped_frames"]
+                else ""
+            ),
+            highlight=False,
+        )
 
 
 @app.command()

@@ -116,23 +116,29 @@ class _Target:
 
 
 class LivePipeline:
-    """The online pipeline for one stream; :meth:`run` yields :class:`LiveFrame` in order."""
+    """The online pipeline for one stream: iterate over it for its :class:`LiveFrame` in order
+    (until the stream ends or ``stop`` is set); ``dropped`` and ``warnings`` say what the source
+    lost."""
 
     def __init__(
         self,
+        spec: SourceSpec,
         engine: Engine,
         face_backend: FaceBackend,
         options: AnnotateOptions = AnnotateOptions(),
         live: LiveOptions = LiveOptions(),
+        *,
         keep_pictures: bool = False,
+        stop: threading.Event | None = None,
     ):
+        self.spec, self.stop = spec, stop
         self.engine, self.face_backend, self.options, self.live = engine, face_backend, options, live
         self.keep_pictures = keep_pictures
         self.people = OnlinePeople(face_backend.identity_threshold)
         self.clip_frames = ClipFrames()
         self.stride = options.stride
         self.track: LiveTrack | None = None
-        self.spec: SpecWindows | None = None
+        self.windows: SpecWindows | None = None
         self.source: LiveSource | None = None
         self._early_audio: list[AudioPiece] = []
         self._crops: dict[int, dict[int, np.ndarray]] = {}  # tracklet -> frame number -> normalized crop
@@ -147,13 +153,21 @@ class LivePipeline:
 
     # --- driving ---------------------------------------------------------------------------------
 
-    def run(self, spec: SourceSpec, stop: threading.Event | None = None) -> Iterator[LiveFrame]:
-        """Read ``spec`` until it ends (or ``stop`` is set) and yield every frame once final."""
+    @property
+    def dropped(self) -> int:
+        """Video frames the source dropped because the pipeline fell behind."""
+        return self.source.dropped if self.source is not None else 0
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.source.warnings) if self.source is not None else []
+
+    def __iter__(self) -> Iterator[LiveFrame]:
         waiting: deque[Arrival] = deque()
-        with LiveSource(spec, realtime=self.live.realtime) as source:
+        with LiveSource(self.spec, realtime=self.live.realtime) as source:
             self.source = source
-            if stop is not None:
-                threading.Thread(target=_close_on, args=(stop, source), daemon=True).start()
+            if self.stop is not None:
+                threading.Thread(target=_close_on, args=(self.stop, source), daemon=True).start()
 
             def pictures() -> Iterator[np.ndarray]:
                 for item in source:
@@ -173,7 +187,7 @@ class LivePipeline:
 
     def _start_audio(self, origin_s: float) -> None:
         self.track = LiveTrack(origin_s)
-        self.spec = SpecWindows(self.track)
+        self.windows = SpecWindows(self.track)
         for piece in self._early_audio:
             self.track.add(piece.seconds, piece.samples)
         self._early_audio.clear()
@@ -305,7 +319,7 @@ class LivePipeline:
         if not ready or (len(ready) < self.options.batch_size and not final and not self._caught_up()):
             return
         times = [t.time for t in ready]
-        aural = self.engine.aural(self.spec.frame_windows(times), silent=self.spec.frame_silent(times))
+        aural = self.engine.aural(self.windows.frame_windows(times), silent=self.windows.frame_silent(times))
         # One fusion row per target and key, plus (--person all) one for someone absent.
         owners = [(i, key) for i, t in enumerate(ready) for key in t.visual]
         if self.options.person == "all":
@@ -327,7 +341,7 @@ class LivePipeline:
         """Audio before the segment of the oldest frame still to be computed is not read again."""
         pending = self._targets[0].time if self._targets else self._frames[-1].time if self._frames else None
         if pending is not None:
-            self.track.discard_before(self.spec.first_sample(pending))
+            self.track.discard_before(self.windows.first_sample(pending))
 
     # --- output ----------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .constants import ACTION_UNITS, EXPRESSIONS
+from .errors import TsavError
 from .media import iter_frames, probe
 from .results import VideoResult
 
@@ -225,3 +226,60 @@ class _AudioCopier:
 
     def __exit__(self, *exc) -> None:
         self._in.close()
+
+
+# Stream URLs the overlay can be sent to, and the container each scheme carries.
+STREAM_FORMATS = {"rtmp": "flv", "rtmps": "flv", "rtsp": "rtsp", "srt": "mpegts", "udp": "mpegts", "tcp": "mpegts"}
+
+
+class OverlayStream:
+    """The overlay of a live stream, frame by frame as predictions become final: to a file (H.264
+    MP4, under its final name only once the stream ends) or a stream URL (``rtmp://`` as FLV,
+    ``rtsp://`` as RTSP, ``srt://``, ``udp://`` and ``tcp://`` as MPEG-TS; H.264 tuned for low
+    latency). Pictures only: a live source's audio is not passed on."""
+
+    def __init__(self, target: str, *, crf: int = 23):
+        self.target, self.crf = target, crf
+        self._files = contextlib.ExitStack()
+        scheme = target.partition("://")[0].lower() if "://" in target else ""
+        try:
+            if scheme:
+                if scheme not in STREAM_FORMATS:
+                    raise TsavError(
+                        f"{target}: cannot send an overlay to {scheme}://; give a file or a {', '.join(STREAM_FORMATS)} URL"
+                    )
+                self._out = self._files.enter_context(av.open(target, "w", format=STREAM_FORMATS[scheme]))
+            else:
+                tmp = self._files.enter_context(atomic_path(pathlib.Path(target)))
+                self._out = self._files.enter_context(av.open(str(tmp), "w", format="mp4"))
+        except BaseException:
+            self._files.close()
+            raise
+        self._live = bool(scheme)
+        self._stream = None
+        self._last_pts = -1
+
+    def write(self, rgb: np.ndarray, time: float, result: VideoResult) -> None:
+        """Draw frame 0 of ``result`` onto ``rgb`` (the frame's picture, at ``time`` seconds) and encode it."""
+        rgb = np.array(rgb)  # drawn on a copy: the caller's picture stays as it was
+        if self._stream is None:
+            self._stream = _video_stream(self._out, rgb.shape, 30.0, self.crf)  # nominal: frames keep their times
+            if self._live:
+                self._stream.options = {**self._stream.options, "tune": "zerolatency"}
+        draw_panel(rgb, result, 0)
+        vf = av.VideoFrame.from_ndarray(_even(rgb), format="rgb24")
+        vf.pts, vf.time_base = max(self._last_pts + 1, round(time / TIME_BASE)), TIME_BASE
+        self._last_pts = vf.pts
+        self._out.mux(self._stream.encode(vf))
+
+    def __enter__(self) -> OverlayStream:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        """Drain the encoder and close: a file gets its final name here, or none after an error."""
+        if exc[0] is not None:
+            self._files.__exit__(*exc)  # the temporary file goes with the error
+            return
+        with self._files:
+            if self._stream is not None:
+                self._out.mux(self._stream.encode(None))

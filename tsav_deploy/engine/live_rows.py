@@ -60,7 +60,9 @@ class LiveRecording:
         self.frames: list[LiveFrame] = []
 
     def add(self, frame: LiveFrame) -> None:
-        self.frames.append(LiveFrame(frame.index, frame.time, frame.latency_s, frame.stride, frame.entries, frame.absent))
+        self.frames.append(
+            LiveFrame(frame.index, frame.time, frame.latency_s, frame.stride, frame.entries, frame.absent)
+        )
 
     def annotation(self, video: str, info: dict) -> Annotation:
         """The stream as one video: every frame that arrived (frames dropped while falling behind

@@ -26,7 +26,7 @@ from ..errors import MediaError, TsavError
 from ..faces import get_backend
 from ..faces.dlib_backend import DETECTORS
 from ..faces.select import BACKEND_CHOICES, check_detector
-from ..live import MAX_LOOKAHEAD_S, LiveFrame, LiveOptions, LivePipeline
+from ..live import MAX_LOOKAHEAD_S, LiveOptions, LivePipeline
 from ..runtime import ENGINES, Engine
 from ..runtime.engine import parse_device
 from ..sources import parse_source
@@ -110,16 +110,23 @@ class Predictor:
         realtime: bool = False,
         stop: threading.Event | None = None,
         keep_pictures: bool = False,
-    ) -> Iterator[LiveFrame]:
+    ) -> LivePipeline:
         """The frames of :meth:`stream` as :class:`~tsav_deploy.live.LiveFrame` (logits, faces and,
-        with ``keep_pictures``, the picture). ``audio_lookahead``: seconds of audio after a frame its
-        window waits for (0-5; 5 is the model's own window, less hears silence in the rest);
-        ``realtime``: play a file at its own rate; ``stop``: set it to end the stream early, every
-        pending frame still made final."""
-        spec = parse_source(source)
+        with ``keep_pictures``, the picture), from an iterable that also says what the source
+        dropped. ``audio_lookahead``: seconds of audio after a frame its window waits for (0-5; 5
+        is the model's own window, less hears silence in the rest); ``realtime``: play a file at
+        its own rate; ``stop``: set it to end the stream early, every pending frame still made
+        final. The source is checked here (one-line ``TsavError``), opened when iteration starts."""
         live = LiveOptions(audio_lookahead=audio_lookahead, realtime=realtime)
-        pipeline = LivePipeline(self.engine, self.face_backend, self.options, live, keep_pictures=keep_pictures)
-        return pipeline.run(spec, stop)
+        return LivePipeline(
+            parse_source(source),
+            self.engine,
+            self.face_backend,
+            self.options,
+            live,
+            keep_pictures=keep_pictures,
+            stop=stop,
+        )
 
     def predict_many(
         self, sources: Iterable[str | os.PathLike], progress: Progress | None = None
