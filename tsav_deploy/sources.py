@@ -226,7 +226,7 @@ class LiveSource:
                         self._pace(started, piece.time, origin)
                         self._queue.put(AudioPiece(piece.time, _mono(piece, pcm16=True)))
                     continue
-                if signs is None:
+                if started is None:
                     signs = _orientation(frame)
                     origin = frame.time if frame.time is not None else 0.0
                     started = time.monotonic()
