@@ -5,8 +5,8 @@
 
 For every ``--lookahead`` the video is played as a camera would deliver it (``--realtime``) through
 ``Predictor.stream_frames``; printed per run, one JSON line each: ``latency_s`` (wall-clock time from
-a frame's arrival to its row) median and 95th percentile, over all frames and over those from 5 s on
-(before 5 s a window holds only the past and waits for nothing), the strides used (frames per stride) and
+a frame's arrival to its row) median and 95th percentile, over all frames and over the steady
+part (from 5 s on, where a window reaches its full look-ahead, to the look-ahead before the end), the strides used (frames per stride) and
 the stride of the last half of the stream (what it settles at), frames dropped, and the agreement of
 the main person's logits with ``tsav annotate --stride 1`` of the same engine (expression and AU
 agreement, valence/arousal CCC and largest difference; frames dropped are left out). Then one line
@@ -54,8 +54,10 @@ def main() -> None:
     for lookahead in args.lookahead or [5.0, 2.0, 0.0]:
         frames, stream = live_logits(predictor, args.video, audio_lookahead=lookahead, realtime=True)
         latency = np.array([f.latency_s for f in frames])
-        # From 5 s on a window reaches its full look-ahead; before, it holds only the past.
-        steady = np.array([f.latency_s for f in frames if f.time >= 5.0] or [np.nan])
+        # From 5 s on a window reaches its full look-ahead (before, it holds only the past), until
+        # the look-ahead runs past the end, where the stream's end makes the last frames final.
+        end = frames[-1].time
+        steady = np.array([f.latency_s for f in frames if 5.0 <= f.time <= end - lookahead] or [np.nan])
         strides = [f.stride for f in frames]
         settled = int(np.median(strides[len(strides) // 2 :]))
         indices = np.array([f.index for f in frames])
@@ -66,8 +68,8 @@ def main() -> None:
                     "audio_lookahead": lookahead,
                     "latency_s_median": round(float(np.median(latency)), 3),
                     "latency_s_p95": round(float(np.percentile(latency, 95)), 3),
-                    "from_5s_latency_s_median": round(float(np.median(steady)), 3),
-                    "from_5s_latency_s_p95": round(float(np.percentile(steady, 95)), 3),
+                    "steady_latency_s_median": round(float(np.median(steady)), 3),
+                    "steady_latency_s_p95": round(float(np.percentile(steady, 95)), 3),
                     "strides": {str(k): strides.count(k) for k in sorted(set(strides))},
                     "settled_stride": settled,
                     "dropped": stream.dropped,

@@ -260,3 +260,26 @@ def test_ctrl_c_flushes_pending_frames(media_dir, small_export, tmp_path):
     assert [row["frame"] for row in rows] == list(range(len(rows)))
     assert decoded_frames(overlay) == len(rows)
     check_outputs(tmp_path / "out", "talking_head_vfr", len(rows))
+
+
+def test_falling_behind_raises_the_stride(media_dir, tmp_path):
+    """The paper-size network in eager PyTorch runs a few clips per second on a CPU, far fewer than
+    the 30 frames per second a camera delivers: the stride rises for the stretch where it falls
+    behind, every row says its stride, and every frame either has its row or is counted dropped."""
+    import torch
+
+    from tsav_deploy.checkpoint import save_checkpoint
+    from tsav_deploy.model import TSAV, ModelConfig
+
+    torch.manual_seed(0)
+    paper = save_checkpoint(tmp_path / "paper.pt", TSAV(ModelConfig()))
+    video = media_dir / "stage_and_audience.mp4"
+    predictor = Predictor(weights=paper, engine="torch", faces="dlib", detector="hog")
+    stream = predictor.stream_frames(video, realtime=True)
+    frames = list(stream)
+    strides = [frame.stride for frame in frames]
+    assert max(strides) >= 4
+    assert strides[0] == 1
+    indices = [frame.index for frame in frames]
+    assert indices == sorted(set(indices))
+    assert len(frames) + stream.dropped == decoded_frames(video)

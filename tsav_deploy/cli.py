@@ -549,6 +549,7 @@ def live(
     Ctrl-C (or the stream's end) makes every pending frame final and closes the files; a second
     Ctrl-C stops at once.
     """
+    from .annotate import provenance
     from .engine import Predictor
     from .engine.live_rows import LiveRecording, live_rows
     from .engine.records import write_summary
@@ -609,7 +610,14 @@ def live(
                 status.update(frame, frames)
     status.print_summary(frames)
     if recording is not None and recording.frames:
-        annotation = recording.annotation(source, status.summary(frames))
+        made_by = {
+            **provenance(predictor.engine, predictor.face_backend),
+            "stride": stride,
+            "au_threshold": au_threshold,
+        }
+        info = {"source": source, "people": len(frames.people.people), "audio_lookahead": audio_lookahead, **made_by}
+        info |= status.summary(frames)
+        annotation = recording.annotation(spec.url if not spec.live else stream_name, info)
         annotation.save(out)
         write_summary(out)
         console.print(

@@ -233,13 +233,16 @@ class LivePipeline:
         yield from self._emit(final=False)
 
     def _keys(self, by_person: dict[int, Face]) -> dict[str, tuple[int, Face | None]]:
-        """The rows a frame gets: the main person's (``main``) or everyone's known so far (``all``)."""
+        """The rows a frame gets: the main person's (``main``), or (``all``) those of everyone seen
+        in the last 1.4 s."""
         if self.options.person == "main":
             main = self.people.main
             return {"main": (main if main in by_person else -1, by_person.get(main))}
-        if not self.people.people:
-            return {"main": (-1, None)}  # nobody yet: one face-less row, as annotate gives
-        return {f"person{p}": (p if p in by_person else -1, by_person.get(p)) for p in self.people.people}
+        # Everyone whose clip still holds a face (seen within the clip's 1.4 s).
+        recent = [p.id for p in self.people.people.values() if p.last_seen >= self.clip_frames.oldest]
+        if not recent:
+            return {"main": (-1, None)}  # nobody: one face-less row, as annotate gives without people
+        return {f"person{p}": (p if p in by_person else -1, by_person.get(p)) for p in recent}
 
     def _person_of_key(self, key: str) -> int | None:
         return self.people.main if key == "main" else int(key.removeprefix("person"))

@@ -157,8 +157,10 @@ class LiveSource:
             try:
                 item = self._queue.get(timeout=_POLL_S)
             except queue.Empty:
-                if not self._thread.is_alive() and self._queue.empty():
-                    return  # the reader died without a word (it always leaves one; a safety net)
+                # Asked to stop, with nothing left to hand over: the reader may still be blocked in
+                # FFmpeg (a listening socket, a silent stream) until its timeout; it need not be waited for.
+                if self._stop.is_set() or not self._thread.is_alive():
+                    return
                 continue
             if item is _END:
                 return
@@ -206,6 +208,8 @@ class LiveSource:
         video.thread_type = "AUTO" if not self.paced else "SLICE"  # frame threads add a frame of delay each
         audio = container.streams.audio[0] if container.streams.audio else None
         self.has_audio = audio is not None
+        if audio is None:
+            self.warnings.append(f"{self.spec.name}: has no audio track; the aural stream gets silence")
         clock = _FrameClock(1.0 / (_stream_rate(video) or 30.0))
         resampler, source_format = None, None
         signs = origin = started = None

@@ -9,7 +9,9 @@ import pathlib
 
 import numpy as np
 
+from .. import __version__
 from ..constants import ACTION_UNITS, EXPRESSIONS
+from ..frontend import video_duration
 from ..live import LiveEntry, LiveFrame
 from ..predictions import decode
 from ..results import PersonResult, VideoResult
@@ -67,7 +69,8 @@ class LiveRecording:
     def annotation(self, video: str, info: dict) -> Annotation:
         """The stream as one video: every frame that arrived (frames dropped while falling behind
         have no row), one person (main), or with ``--person all`` everyone seen, ``_person<id>``,
-        with the absent prediction on frames before they appeared."""
+        with the absent prediction on frames before they appeared. ``info`` goes into the summary
+        after what the frames say (frames, seconds, faces found)."""
         n = len(self.frames)
         keys: list[str] = []
         for frame in self.frames:
@@ -89,5 +92,11 @@ class LiveRecording:
             suffix = "" if key == "main" else f"_{key}"
             people.append(PersonResult(suffix, ids, found, boxes, scores, decode(logits, self.au_threshold)))
         times = np.array([f.time for f in self.frames], dtype=np.float64)
-        result = VideoResult(self.name, times, people, info)
-        return Annotation(pathlib.Path(video), result)
+        summary = {
+            "frames": n,
+            "seconds": round(video_duration(times), 3),
+            "faces_found": {p.suffix.lstrip("_") or "main": int(p.face_found.sum()) for p in people},
+            "tsav_version": __version__,
+            **info,
+        }
+        return Annotation(pathlib.Path(video), VideoResult(self.name, times, people, summary))
