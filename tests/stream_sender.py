@@ -1,5 +1,6 @@
 """Send a recording to a URL as MPEG-TS at its own pace, as a camera or encoder would (a test
-helper, run as a process of its own): ``python stream_sender.py VIDEO URL``.
+helper, run as a process of its own): ``python stream_sender.py VIDEO URL``; and :func:`repeat`,
+which makes longer recordings from the shared ones.
 
 Packets are copied untouched (no re-encode) and each is sent when its time comes, counted from the
 first packet. Connecting is retried for a while, so the receiver may start listening later.
@@ -47,6 +48,30 @@ def send(video: str, url: str) -> int:
                 out.mux(packet)
                 sent += 1
     return sent
+
+
+def repeat(video: str, out: str, copies: int, audio_copies: int | None = None) -> None:
+    """``video`` remuxed ``copies`` times back to back into ``out`` (no re-encode), its audio only
+    in the first ``audio_copies`` (default: all): a longer real recording, or one whose audio ends
+    well before its pictures."""
+    with av.open(video) as first:
+        media = [s for s in first.streams if s.type in ("video", "audio")]
+        length = max(float(s.duration * s.time_base) for s in media) + 0.1
+    with av.open(out, "w") as sink:
+        outputs = None
+        for copy in range(copies):
+            with av.open(video) as source:
+                streams = [s for s in source.streams if s.type in ("video", "audio")]
+                if outputs is None:
+                    outputs = {s.index: sink.add_stream_from_template(s) for s in streams}
+                for packet in source.demux(streams):
+                    if packet.dts is None or (packet.stream.type == "audio" and copy >= (audio_copies or copies)):
+                        continue
+                    shift = round(copy * length / packet.time_base)
+                    packet.pts += shift
+                    packet.dts += shift
+                    packet.stream = outputs[packet.stream.index]
+                    sink.mux(packet)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import av
 import numpy as np
+import pandas as pd
 import pytest
 from test_annotate import check_outputs, run_cli
 
@@ -49,35 +51,43 @@ def decoded_frames(path: pathlib.Path) -> int:
 
 
 def test_live_track_windows_equal_the_whole_tracks(media_dir):
-    """Windows cut from a LiveTrack fed in 0.37 s pieces, each as soon as its look-ahead arrived, with
-    old samples discarded on the way, equal those of the whole track read at once; with a 1 s
-    look-ahead, those of the whole track silenced after t + 1 s."""
-    wave, _ = read_audio(media_dir / "talking_head_vfr.mp4", pcm16=True)
+    """Windows cut from a LiveTrack fed in 0.37 s pieces, each as soon as its look-ahead arrived,
+    with old samples discarded on the way, equal those of the whole track read at once (24 s of
+    speech: four copies of a recording); with a 1 s look-ahead (horizon), those of the whole track
+    silenced from t + 1 s on."""
+    one, _ = read_audio(media_dir / "talking_head_vfr.mp4", pcm16=True)
+    wave = np.concatenate([one] * 4)
     whole = SpecWindows(wave)
-    times = np.arange(0.0, len(wave) / SAMPLE_RATE, 0.3)
+    times = list(np.arange(0.0, len(wave) / SAMPLE_RATE, 0.7))
     track = LiveTrack(0.0)
     live = SpecWindows(track)
+
+    def sample(t: float) -> int:
+        return int(np.floor(t * 1000 + 0.5) / 1000 * SAMPLE_RATE)
+
     piece = int(0.37 * SAMPLE_RATE)
-    pending, cut_at_one_second = list(times), {}
+    pending, short = list(times), list(times)
+    compared_short = 0
     for start in range(0, len(wave), piece):
         track.add(start / SAMPLE_RATE, wave[start : start + piece])
-        s = lambda t: int(np.floor(t * 1000 + 0.5) / 1000 * SAMPLE_RATE)  # noqa: E731
-        while pending and s(pending[0]) + 5 * SAMPLE_RATE <= track.final:
+        while pending and sample(pending[0]) + 5 * SAMPLE_RATE <= track.final:
             t = pending.pop(0)
             assert np.array_equal(live.frame_windows([t]), whole.frame_windows([t])), t
-        for t in times:
-            if t not in cut_at_one_second and s(t) + SAMPLE_RATE <= track.final and t > 1.5:
-                cut_at_one_second[t] = live.frame_windows([t])
-        if pending:
-            track.discard_before(live.first_sample(pending[0]))
+        while short and sample(short[0]) + SAMPLE_RATE <= track.final:
+            t = short.pop(0)
+            horizon = sample(t) + SAMPLE_RATE
+            silenced = np.concatenate([wave[:horizon], np.zeros(len(wave) - horizon + 5 * SAMPLE_RATE, np.int16)])
+            expected = SpecWindows(silenced).frame_windows([t])
+            assert np.array_equal(live.frame_windows([t], horizons=[horizon]), expected), t
+            assert live.frame_silent([t], [horizon])[0] == SpecWindows(silenced).frame_silent([t])[0]
+            compared_short += t >= 5
+        earliest = min(pending[:1] + short[:1], default=None)
+        if earliest is not None:
+            track.discard_before(live.first_sample(earliest))
+    assert track._base > 10 * SAMPLE_RATE  # old samples were let go
+    assert compared_short > 10
     track.finish()
     assert np.array_equal(live.frame_windows(pending), whole.frame_windows(pending))
-    assert len(cut_at_one_second) > 5
-    for t, window in cut_at_one_second.items():
-        silenced = wave.copy()
-        silenced[s(t) + SAMPLE_RATE :] = 0
-        silenced = np.concatenate([silenced, np.zeros(5 * SAMPLE_RATE, np.int16)])  # the track runs on
-        assert np.array_equal(window, SpecWindows(silenced).frame_windows([t])), t
 
 
 def face(tracklet: int, x: float, embedding=None) -> Face:
@@ -109,25 +119,39 @@ def test_online_people_join_by_identity_never_two_at_once():
 # --- against the offline pipeline -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stride", [1, 3])
-def test_file_stream_equals_annotate(media_dir, small_checkpoint, stride):
-    """A file read without --realtime gives `annotate --stride K`'s predictions (VA within 0.01,
-    expression and AUs on 99% of frames; here exactly), one row per frame, final in order."""
-    video = media_dir / "talking_head_vfr.mp4"  # 6.1 s of speech: windows wait for 5 s of audio
+@pytest.fixture(scope="module")
+def long_speech(media_dir, tmp_path_factory) -> pathlib.Path:
+    """24.8 s of a talking head whose audio ends at 12.2 s: windows wait for their whole look-ahead
+    mid-stream, and the audio's end is found while the pictures go on."""
+    from stream_sender import repeat
+
+    path = tmp_path_factory.mktemp("long") / "long_speech.mp4"
+    repeat(str(media_dir / "talking_head_vfr.mp4"), str(path), copies=4, audio_copies=2)
+    return path
+
+
+@pytest.mark.parametrize("clip, stride", [("webcam_man_mp3.mp4", 1), ("long_speech", 3)])
+def test_file_stream_equals_annotate(media_dir, long_speech, small_checkpoint, clip, stride):
+    """A file read without --realtime gives `annotate --stride K`'s rows: the issue asks for VA within
+    0.01 and expression and AUs on 99% of frames; every column is in fact equal."""
+    video = long_speech if clip == "long_speech" else media_dir / clip
     predictor = Predictor(weights=small_checkpoint, engine="torch", faces="dlib", detector="hog", stride=stride)
     offline = predictor.predict(video).to_pandas()
     rows = list(predictor.stream(video))
     assert [row["frame"] for row in rows] == list(range(len(offline)))
-    assert list(rows[0])[: len(TABLE_COLUMNS)] == TABLE_COLUMNS and {"latency_s", "stride"} <= set(rows[0])
+    assert list(rows[0]) == TABLE_COLUMNS + ["latency_s", "stride"]
     assert {row["stride"] for row in rows} == {stride}
-    live = {column: np.array([row[column] for row in rows]) for column in rows[0]}
+    assert all(row["latency_s"] >= 0 for row in rows)
+    live = pd.DataFrame(rows)
     for column in ("valence", "arousal"):
-        assert np.abs(live[column] - offline[column].to_numpy()).max() <= 0.01
-    assert np.mean(live["expression"] == offline["expression"].astype(str).to_numpy()) >= 0.99
+        assert np.abs(live[column] - offline[column]).max() <= 0.01
+    assert np.mean(live["expression"] == offline["expression"].astype(str)) >= 0.99
     for au in ACTION_UNITS:
-        assert np.mean(live[au] == offline[au].to_numpy()) >= 0.99
-    assert np.array_equal(live["face_found"], offline["face_found"].to_numpy())
-    assert np.all(live["latency_s"] >= 0)
+        assert np.mean(live[au] == offline[au]) >= 0.99
+    for column in TABLE_COLUMNS:
+        expected = offline[column].astype(object).where(offline[column].notna(), None).tolist()
+        expected = [str(v) if column in ("person", "expression") else v for v in expected]
+        assert live[column].astype(object).where(live[column].notna(), None).tolist() == expected, column
 
 
 # --- the command line -----------------------------------------------------------------------------
@@ -142,7 +166,7 @@ def test_file_stream_equals_annotate(media_dir, small_checkpoint, stride):
         (["/dev/video97", "--jsonl", "-"], "no such camera"),
         (["tcp://127.0.0.1:9?listen=1", "--jsonl", "-", "--audio-lookahead", "7"], "between 0 and 5"),
         (["tcp://127.0.0.1:9?listen=1"], "nothing to write"),
-        (["tcp://127.0.0.1:9?listen=1", "--overlay-out", "ftp://127.0.0.1/x.ts", "-w", "x.pt"], "no such"),
+        (["tcp://127.0.0.1:9?listen=1", "--overlay-out", "ftp://127.0.0.1/x.ts"], "cannot send an overlay"),
     ],
 )
 def test_bad_live_input_is_one_line(args, says):
@@ -169,10 +193,30 @@ def live_command(source: str, small_export: pathlib.Path, tmp_path: pathlib.Path
     ]
 
 
+def summary_of(out: pathlib.Path) -> dict:
+    (record,) = json.loads((out / "summary.json").read_text())["videos"].values()
+    return record
+
+
+def check_live_run(tmp_path: pathlib.Path, name: str, frames: int | None = None) -> list[dict]:
+    """The JSONL rows of a run with --out: in frame order, and with the frames the source dropped
+    (listed in the summary) one per frame of the source, as --out's files have them."""
+    rows = read_rows(tmp_path / "rows.jsonl")
+    indices = [row["frame"] for row in rows]
+    assert indices == sorted(set(indices)) and indices[0] == 0
+    dropped = summary_of(tmp_path / "out")["dropped_frames"]
+    total = len(rows) + dropped
+    if frames is not None:
+        assert total == frames
+    check_outputs(tmp_path / "out", name, total)
+    return rows
+
+
 def test_tcp_stream_one_row_per_frame(media_dir, small_export, tmp_path):
     """A sender process streams a recording as MPEG-TS over loopback TCP at its real pace into
-    `tsav live tcp://…?listen=1`: one row per frame, in order, each with its latency; the overlay
-    goes out over a second TCP connection and arrives whole; --out has one ABAW line per frame."""
+    `tsav live tcp://…?listen=1`: a row per frame (or the frame counted as dropped), in order, each
+    with its latency; the overlay goes out over a second TCP connection, read while it is sent, with
+    every row's frame; --out has one ABAW line per frame."""
     video = media_dir / "webcam_man_mp3.mp4"
     port, overlay_port = free_port(), free_port()
     command = live_command(
@@ -185,29 +229,45 @@ def test_tcp_stream_one_row_per_frame(media_dir, small_export, tmp_path):
         f"tcp://127.0.0.1:{overlay_port}?listen=1",
     )
     receiver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    overlay_frames: list[int] = []
+
+    def read_overlay() -> None:  # the overlay's receiver: connects once tsav listens
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with av.open(f"tcp://127.0.0.1:{overlay_port}", timeout=(5, 30)) as overlay:
+                    overlay_frames.append(sum(1 for _ in overlay.decode(video=0)))
+                return
+            except (av.FFmpegError, OSError):
+                time.sleep(0.1)
+
+    reader = threading.Thread(target=read_overlay, daemon=True)
+    reader.start()
     try:
         sender = subprocess.run([*SENDER, str(video), f"tcp://127.0.0.1:{port}"], capture_output=True, timeout=120)
         assert sender.returncode == 0, sender.stderr
-        # The overlay's listener is the receiving end here: connect and read it while tsav sends.
-        with av.open(f"tcp://127.0.0.1:{overlay_port}", timeout=(60, 30)) as overlay:
-            overlay_frames = sum(1 for _ in overlay.decode(video=0))
         stdout, stderr = receiver.communicate(timeout=120)
+        reader.join(timeout=60)
     finally:
         receiver.kill()
     assert receiver.returncode == 0, stderr
     assert "Traceback" not in stderr
-    rows = read_rows(tmp_path / "rows.jsonl")
-    n = decoded_frames(video)
-    assert [row["frame"] for row in rows] == list(range(n))
-    assert all(row["latency_s"] >= 0 and row["stride"] >= 1 for row in rows)  # it rises where the machine lags
-    assert sum(row["face_found"] for row in rows) > 0.9 * n
-    assert overlay_frames == n
-    check_outputs(tmp_path / "out", "cam", n)
+    rows = check_live_run(tmp_path, "cam", decoded_frames(video))
+    assert all(row["latency_s"] >= 0 and row["stride"] >= 1 for row in rows)
+    assert sum(row["face_found"] for row in rows) > 0.9 * len(rows)
+    assert overlay_frames == [len(rows)]
+
+
+def wait_for_rows(path: pathlib.Path, process: subprocess.Popen, rows: int) -> None:
+    deadline = time.monotonic() + 120
+    while not path.exists() or len(path.read_text().splitlines()) < rows:
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
 
 
 def test_sender_killed_ends_cleanly(media_dir, small_export, tmp_path):
-    """The sender dies 2 s into a 9 s stream: the run ends by itself, exit 0, with a row for every
-    frame that arrived, the files for them, and nothing half-written."""
+    """The sender dies in the middle of a 9 s stream: the run ends by itself, exit 0, with a row for
+    every frame that arrived, the files for them, and nothing half-written."""
     video = media_dir / "stage_and_audience.mp4"
     port = free_port()
     overlay = tmp_path / "overlay.mp4"
@@ -215,12 +275,7 @@ def test_sender_killed_ends_cleanly(media_dir, small_export, tmp_path):
     receiver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     sender = subprocess.Popen([*SENDER, str(video), f"tcp://127.0.0.1:{port}"], stdout=subprocess.DEVNULL)
     try:
-        time.sleep(0.5)
-        deadline = time.monotonic() + 60
-        while not (tmp_path / "rows.jsonl").exists() or not (tmp_path / "rows.jsonl").stat().st_size:
-            assert time.monotonic() < deadline and receiver.poll() is None
-            time.sleep(0.05)
-        time.sleep(1.5)
+        wait_for_rows(tmp_path / "rows.jsonl", receiver, 20)
         sender.kill()
         sender.wait()
         stdout, stderr = receiver.communicate(timeout=120)
@@ -228,11 +283,9 @@ def test_sender_killed_ends_cleanly(media_dir, small_export, tmp_path):
         sender.kill()
         receiver.kill()
     assert receiver.returncode == 0, stderr
-    rows = read_rows(tmp_path / "rows.jsonl")
-    assert 10 < len(rows) < decoded_frames(video)
-    assert [row["frame"] for row in rows] == list(range(len(rows)))
     name = next((tmp_path / "out" / "VA_Set").iterdir()).stem
-    check_outputs(tmp_path / "out", name, len(rows))
+    rows = check_live_run(tmp_path, name)
+    assert 20 <= len(rows) < decoded_frames(video)
     assert decoded_frames(overlay) == len(rows)
     assert not [p for p in tmp_path.rglob("*") if ".partial" in p.name]
 
@@ -245,21 +298,16 @@ def test_ctrl_c_flushes_pending_frames(media_dir, small_export, tmp_path):
     command = live_command(str(video), small_export, tmp_path, "--realtime", "--overlay-out", str(overlay))
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     try:
-        deadline = time.monotonic() + 60
-        while not (tmp_path / "rows.jsonl").exists() or not (tmp_path / "rows.jsonl").stat().st_size:
-            assert time.monotonic() < deadline and process.poll() is None
-            time.sleep(0.05)
-        time.sleep(1.0)
+        wait_for_rows(tmp_path / "rows.jsonl", process, 20)
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=120)
     finally:
         process.kill()
     assert process.returncode == 0, stderr
-    rows = read_rows(tmp_path / "rows.jsonl")
-    assert 0 < len(rows) < decoded_frames(video)
-    assert [row["frame"] for row in rows] == list(range(len(rows)))
+    assert "stopping" in stderr
+    rows = check_live_run(tmp_path, "talking_head_vfr")
+    assert 20 <= len(rows) < decoded_frames(video)
     assert decoded_frames(overlay) == len(rows)
-    check_outputs(tmp_path / "out", "talking_head_vfr", len(rows))
 
 
 def test_falling_behind_raises_the_stride(media_dir, tmp_path):
@@ -279,7 +327,38 @@ def test_falling_behind_raises_the_stride(media_dir, tmp_path):
     frames = list(stream)
     strides = [frame.stride for frame in frames]
     assert max(strides) >= 4
-    assert strides[0] == 1
     indices = [frame.index for frame in frames]
     assert indices == sorted(set(indices))
     assert len(frames) + stream.dropped == decoded_frames(video)
+
+
+def test_person_all_rows_and_files(media_dir, small_checkpoint, tmp_path):
+    """--person all on the stage recording (a performer, cuts to an audience): each frame has a row
+    for everyone seen in the last 1.4 s or one face-less row; --out has one ABAW line per frame for
+    every person, the face-less prediction where they have no row, and the table agrees with the rows."""
+    video = media_dir / "stage_and_audience.mp4"
+    rows_path, out = tmp_path / "rows.jsonl", tmp_path / "out"
+    result = run_cli(
+        "live", str(video), "-w", str(small_checkpoint), "--engine", "torch", "--faces", "dlib", "--detector", "hog",
+        "--person", "all", "--jsonl", str(rows_path), "--out", str(out),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = read_rows(rows_path)
+    n = decoded_frames(video)
+    by_frame: dict[int, list[dict]] = {}
+    for row in rows:
+        by_frame.setdefault(row["frame"], []).append(row)
+    assert sorted(by_frame) == list(range(n))
+    people = {row["person"] for row in rows} - {"main"}
+    assert len(people) >= 2
+    for frame_rows in by_frame.values():
+        names = [row["person"] for row in frame_rows]
+        assert len(names) == len(set(names)) and (names == ["main"] or "main" not in names)
+    for person in people:
+        for task in ("VA_Set", "EXPR_Set", "AU_Set"):
+            assert len((out / task / f"stage_and_audience_{person}.txt").read_text().splitlines()) == n + 1
+    table = pd.read_csv(out / "stage_and_audience.csv")
+    assert len(table) == n * len(people)
+    face_rows = {(r["frame"], r["person"]) for r in rows if r["face_found"]}
+    table_faces = {(int(f), p) for f, p, found in zip(table.frame, table.person, table.face_found) if found}
+    assert table_faces == face_rows

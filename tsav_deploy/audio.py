@@ -195,14 +195,20 @@ class SpecWindows:
         """``wave``: mono float32, or int16 PCM (e.g. a memory-mapped cache file: only the slices a
         window needs are read and converted), or a live source's growing :class:`LiveTrack`."""
         self.wave = wave if isinstance(wave, LiveTrack) else _mono(wave, sample_rate)
-        self._blocks: OrderedDict[tuple[int, int], tuple[np.ndarray, int]] = OrderedDict()
+        # (phase, block) -> (dB columns, first column, the sample its samples stop at)
+        self._blocks: OrderedDict[tuple[int, int], tuple[np.ndarray, int, int]] = OrderedDict()
+        self._horizon: int | None = None  # samples from here on read as silence (see ``windows``)
 
-    def windows(self, times) -> np.ndarray:
+    def windows(self, times, horizons=None) -> np.ndarray:
         """Normalized windows ``[N, 1, 64, 1001]`` float32 of frames at ``times`` (seconds on the
-        wave's clock, sample 0 at t = 0)."""
+        wave's clock, sample 0 at t = 0). ``horizons`` (one sample index per frame, or None): the
+        frame's window hears silence from that sample on, as if the wave had been silenced there
+        (a live stream's window that does not wait for all of its look-ahead)."""
         starts, stops = segment_bounds(np.atleast_1d(times), len(self.wave))
+        limits = [None] * len(starts) if horizons is None else [int(h) for h in horizons]
         out = np.full((len(starts), 1, N_MELS, WINDOW_COLUMNS), _SILENT_DB, dtype=np.float32)
-        for window, start, stop in zip(out[:, 0], starts.tolist(), stops.tolist()):
+        for window, start, stop, horizon in zip(out[:, 0], starts.tolist(), stops.tolist(), limits):
+            self._horizon = horizon
             self._segment_db(start, stop, window)
             # AmplitudeToDB('power', 80) over the whole window, then Normalize(-14.8, 19.895).
             np.maximum(window, window.max() - np.float32(TOP_DB), out=window)
@@ -210,17 +216,19 @@ class SpecWindows:
         out /= np.float32(SPEC_STD)
         return out
 
-    def frame_windows(self, frame_times) -> np.ndarray:
+    def frame_windows(self, frame_times, horizons=None) -> np.ndarray:
         """The windows of decoded frames at ``frame_times`` (seconds from the first frame): their
         times go on the authors' millisecond grid first (:func:`authors_timestamps`). Every part of
-        the pipeline (annotation, training, calibration, bench) takes its aural inputs from here."""
-        return self.windows(authors_timestamps(frame_times))
+        the pipeline (annotation, training, calibration, bench, live) takes its aural inputs from
+        here. ``horizons``: as for :meth:`windows`."""
+        return self.windows(authors_timestamps(frame_times), horizons)
 
-    def frame_silent(self, frame_times) -> np.ndarray:
+    def frame_silent(self, frame_times, horizons=None) -> np.ndarray:
         """``[N]`` bool: which frames' windows are digital silence (their segment holds only zeros,
-        or nothing), i.e. equal :func:`silent_window`."""
+        or nothing, before its horizon), i.e. equal :func:`silent_window`."""
         starts, stops = segment_bounds(authors_timestamps(np.atleast_1d(frame_times)), len(self.wave))
-        return np.array([not self.wave[a:b].any() for a, b in zip(starts.tolist(), stops.tolist())], dtype=bool)
+        limits = stops.tolist() if horizons is None else np.minimum(stops, np.asarray(horizons)).tolist()
+        return np.array([not self.wave[a:b].any() for a, b in zip(starts.tolist(), limits)], dtype=bool)
 
     def first_sample(self, frame_time: float) -> int:
         """The earliest sample that the window of a frame at ``frame_time`` (or later) reads: its
@@ -254,7 +262,11 @@ class SpecWindows:
         self._interior(phase, first_column + _EDGE_COLUMNS, first_column + last_inner + 1, inner)
 
     def _samples(self, start: int, stop: int) -> np.ndarray:
-        return np.ascontiguousarray(_as_float(self.wave[start:stop]))
+        samples = np.ascontiguousarray(_as_float(self.wave[start:stop]))
+        if self._horizon is not None and stop > self._horizon:
+            samples = samples.copy() if not samples.flags.writeable or samples.base is not None else samples
+            samples[max(0, self._horizon - start) :] = 0
+        return samples
 
     def _interior(self, phase: int, first: int, stop: int, out: np.ndarray) -> None:
         """Columns ``[first, stop)`` of the phase's track (column g centred on ``phase + 441·g``)."""
@@ -267,19 +279,21 @@ class SpecWindows:
         """One block of the phase's track in dB: its columns whose frames lie inside the wave, and
         the global index of its first column."""
         key = (phase, block)
-        if key in self._blocks:
+        if key in self._blocks and (self._horizon is None or self._blocks[key][2] <= self._horizon):
             self._blocks.move_to_end(key)
-            return self._blocks[key]
+            return self._blocks[key][:2]
         half = N_FFT // 2
         first = max(block * _BLOCK_COLUMNS, -(-(half - phase) // HOP_LENGTH))
         last = min((block + 1) * _BLOCK_COLUMNS, (len(self.wave) - half - phase) // HOP_LENGTH + 1)
         stop = phase + (last - 1) * HOP_LENGTH + half
         samples = self._samples(phase + first * HOP_LENGTH - half, stop)
         block_db = (_db(_power(torch.from_numpy(samples), center=False)), first)
-        # A live track's samples past ``final`` may still change (they read as silence until they
-        # arrive): a block reaching there is used once, not kept.
-        if stop <= getattr(self.wave, "final", stop):
-            self._blocks[key] = block_db
+        # A block is kept only where it is what every later window reads: a live track's samples past
+        # ``final`` may still change (they read as silence until they arrive), its end may move on
+        # (a block cut short by it is not whole), and a horizon silences what lies past it.
+        whole = not isinstance(self.wave, LiveTrack) or last == (block + 1) * _BLOCK_COLUMNS
+        if whole and stop <= getattr(self.wave, "final", stop) and (self._horizon is None or stop <= self._horizon):
+            self._blocks[key] = (*block_db, stop)
             if len(self._blocks) > _CACHED_BLOCKS:
                 self._blocks.popitem(last=False)
         return block_db

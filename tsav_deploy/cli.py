@@ -551,9 +551,10 @@ def live(
     """
     from .annotate import provenance
     from .engine import Predictor
-    from .engine.live_rows import LiveRecording, live_rows
-    from .engine.records import write_summary
+    from .engine.live_rows import LiveRecording, frame_result, live_rows
+    from .engine.records import check_output_folder, write_summary
     from .live import LiveOptions
+    from .overlay import OverlayStream, check_overlay_target
     from .sources import parse_source
 
     spec = parse_source(source)
@@ -562,6 +563,10 @@ def live(
         raise TsavError(
             "nothing to write: give --jsonl PATH (or - for stdout), --out DIR and/or --overlay-out FILE|URL"
         )
+    if overlay_out:
+        check_overlay_target(overlay_out)
+    if out is not None:
+        check_output_folder(out)
     predictor = Predictor(
         weights,
         model,
@@ -585,44 +590,62 @@ def live(
     recording = LiveRecording(stream_name, au_threshold) if out else None
     stop = threading.Event()
     status = LiveStatus()
-    with contextlib.ExitStack() as files, _graceful_interrupt(stop):
-        lines = files.enter_context(_jsonl_target(jsonl)) if jsonl else None
-        overlay = None
-        if overlay_out:
-            from .overlay import OverlayStream
-
-            overlay = files.enter_context(OverlayStream(overlay_out))
-        frames = predictor.stream_frames(
-            source, audio_lookahead=audio_lookahead, realtime=realtime, stop=stop, keep_pictures=bool(overlay)
-        )
-        with status:
+    frames = predictor.stream_frames(
+        source, audio_lookahead=audio_lookahead, realtime=realtime, stop=stop, keep_pictures=bool(overlay_out)
+    )
+    failed = False
+    try:
+        with contextlib.ExitStack() as files, _graceful_interrupt(stop), status:
+            lines = files.enter_context(_jsonl_target(jsonl)) if jsonl else None
+            overlay = files.enter_context(OverlayStream(overlay_out)) if overlay_out else None
             for frame in frames:
                 if lines is not None:
-                    for row in live_rows(frame, au_threshold):
-                        lines.write(json.dumps(row) + "\n")
-                    lines.flush()
+                    lines.writelines(json.dumps(row) + "\n" for row in live_rows(frame, au_threshold))
                 if recording is not None:
                     recording.add(frame)
                 if overlay is not None:
-                    picture = LiveRecording(stream_name, au_threshold)
-                    picture.add(frame)
-                    overlay.write(frame.rgb, frame.time, picture.annotation(source, {}).result)
+                    overlay.write(frame.rgb, frame.time, frame_result(frame, au_threshold))
                 status.update(frame, frames)
+    except (TsavError, KeyboardInterrupt):
+        raise  # a source that cannot be opened: one line, exit 2 (user_errors)
+    except Exception as exc:  # an output failed mid-stream (full disk, receiver gone): the rest is kept
+        failed = _live_failure(overlay_out or jsonl or source, exc)
     status.print_summary(frames)
     if recording is not None and recording.frames:
-        made_by = {
-            **provenance(predictor.engine, predictor.face_backend),
-            "stride": stride,
-            "au_threshold": au_threshold,
-        }
-        info = {"source": source, "people": len(frames.people.people), "audio_lookahead": audio_lookahead, **made_by}
-        info |= status.summary(frames)
-        annotation = recording.annotation(spec.url if not spec.live else stream_name, info)
-        annotation.save(out)
-        write_summary(out)
-        console.print(
-            f"results in {out}/ (VA_Set, EXPR_Set, AU_Set, {stream_name}.csv, {stream_name}.png)", highlight=False
-        )
+        made_by = {**provenance(predictor.engine, predictor.face_backend), "stride": stride}
+        info = {"source": source, "people": len(frames.people.people), "audio_lookahead": audio_lookahead}
+        info |= made_by | {"au_threshold": au_threshold} | status.summary(frames)
+        try:
+            video = spec.url if not spec.live else stream_name
+            recording.annotation(video, info, frames.source.dropped_frames).save(out)
+            write_summary(out)
+        except Exception as exc:
+            failed = _live_failure(out, exc)
+        else:
+            console.print(
+                f"results in {out}/ (VA_Set, EXPR_Set, AU_Set, {stream_name}.csv, {stream_name}.png)", highlight=False
+            )
+    if failed:
+        raise typer.Exit(1)
+
+
+def _live_failure(where, exc: Exception) -> bool:
+    """Print one error line for an output of a live run that failed (the traceback too where it
+    is a bug of ours); True, for the exit code."""
+    import av
+
+    from .engine.failures import describe_failure
+
+    if isinstance(exc, av.FFmpegError):  # an overlay stream whose receiver went away, a full disk
+        reason = " ".join(str(getattr(exc, "strerror", None) or exc).split())
+        line, trace = f"{where}: writing failed ({reason}); check the receiver, or the disk", None
+    else:
+        failure = describe_failure(str(where), exc)
+        line, trace = failure.line, failure.traceback
+    err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    if trace:
+        err_console.print(trace, highlight=False, markup=False)
+    return True
 
 
 def _live_name() -> str:
@@ -644,7 +667,13 @@ def _jsonl_target(path: str):
     except OSError as exc:
         raise TsavError(f"--jsonl {path}: cannot write ({exc.strerror})") from None
     with handle:
-        yield handle
+        try:
+            yield handle
+        except BaseException:
+            if handle.tell() == 0:  # the source never opened: no empty file left behind
+                handle.close()
+                pathlib.Path(path).unlink(missing_ok=True)
+            raise
 
 
 @contextlib.contextmanager

@@ -50,6 +50,9 @@ MAX_STRIDE = 32
 _BEHIND_S = 0.5
 _HOLD_S = 2.0
 _PENDING_AUDIO_S = 30.0  # audio that arrives before any video frame is kept this long at most
+_AUDIO_GRACE_S = 2.0  # how far (stream time) a live source's audio may lag the pictures before windows stop waiting
+_AUDIO_ENDED_S = 10.0  # audio this far behind the pictures has ended
+_POLL_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,7 @@ class _Target:
 
     number: int  # position in the pipeline's own count (no gaps)
     time: float
+    arrived: float  # when its frame arrived (time.monotonic())
     stride: int
     visual: dict[str, np.ndarray | None] = field(default_factory=dict)  # key -> features (None: black)
     logits: dict[str, np.ndarray] = field(default_factory=dict)
@@ -150,6 +154,9 @@ class LivePipeline:
         self._last_target = -math.inf
         self._stride_changed = 0.0
         self._black_features: np.ndarray | None = None
+        self._audio_late = False
+        self._newest_time = 0.0  # the latest frame's time
+        self._caught_up_since: float | None = None
 
     # --- driving ---------------------------------------------------------------------------------
 
@@ -166,8 +173,9 @@ class LivePipeline:
         waiting: deque[Arrival] = deque()
         with LiveSource(self.spec, realtime=self.live.realtime) as source:
             self.source = source
+            done = threading.Event()
             if self.stop is not None:
-                threading.Thread(target=_close_on, args=(self.stop, source), daemon=True).start()
+                threading.Thread(target=_close_on, args=(self.stop, done, source), daemon=True).start()
 
             def pictures() -> Iterator[np.ndarray]:
                 for item in source:
@@ -179,9 +187,12 @@ class LivePipeline:
                     waiting.append(item)
                     yield item.frame.rgb
 
-            for faces in detect_video(self.face_backend, pictures()):
-                yield from self._add_frame(waiting.popleft(), faces)
-            yield from self._finish()
+            try:
+                for faces in detect_video(self.face_backend, pictures()):
+                    yield from self._add_frame(waiting.popleft(), faces)
+                yield from self._finish()
+            finally:
+                done.set()
 
     # --- audio -----------------------------------------------------------------------------------
 
@@ -194,6 +205,7 @@ class LivePipeline:
 
     def _add_audio(self, piece: AudioPiece) -> None:
         if self.track is not None:
+            self.track.finished = False  # audio taken for ended comes back: the track goes on
             self.track.add(piece.seconds, piece.samples)
             return
         self._early_audio.append(piece)
@@ -201,20 +213,48 @@ class LivePipeline:
         while held > _PENDING_AUDIO_S * SAMPLE_RATE:
             held -= len(self._early_audio.pop(0).samples)
 
-    def _audio_ready(self, target: _Target) -> bool:
-        """Whether the target's window has all the audio it waits for."""
-        if self.track.finished:
-            return True
+    def _need(self, target: _Target) -> int:
+        """The sample the target's window waits for: its segment's end, or its look-ahead."""
         at = authors_timestamps([target.time])
         _, stop = segment_bounds(at, len(self.track))
-        s = int(np.trunc(at[0] * SAMPLE_RATE))
-        need = min(int(stop[0]), s + int(round(self.live.audio_lookahead * SAMPLE_RATE)))
-        return need <= self.track.final
+        return min(int(stop[0]), self._horizon(at[0]))
+
+    def _horizon(self, authors_time: float) -> int:
+        return int(np.trunc(authors_time * SAMPLE_RATE)) + int(round(self.live.audio_lookahead * SAMPLE_RATE))
+
+    def _audio_ready(self, target: _Target) -> bool:
+        """Whether the target's window has the audio it waits for. A source without audio waits for
+        none; a camera or stream whose audio lags the pictures by more than ``_AUDIO_GRACE_S`` (in
+        the stream's own time) waits no longer: the window hears silence where the audio has not
+        arrived (said once)."""
+        if self.track.finished or not self.source.has_audio:
+            return True
+        need = self._need(target)
+        if need <= self.track.final:
+            return True
+        if self.source.paced and self._newest_time > need / SAMPLE_RATE + _AUDIO_GRACE_S:
+            if not self._audio_late:
+                self._audio_late = True
+                self.source.warnings.append(
+                    f"{self.spec.name}: the audio lagged the pictures by more than {_AUDIO_GRACE_S:g} s; "
+                    "windows heard silence where it had not arrived"
+                )
+            return True
+        return False
+
+    def _check_audio_end(self) -> None:
+        """Audio that stopped ``_AUDIO_ENDED_S`` before the pictures has ended (a file whose audio is
+        shorter than its video): the track's end is known, and windows are cut there as offline."""
+        if self.source.has_audio and not self.track.finished:
+            if self._newest_time - self.track.end / SAMPLE_RATE > _AUDIO_ENDED_S:
+                self.track.finish()
 
     # --- frames ----------------------------------------------------------------------------------
 
     def _add_frame(self, arrival: Arrival, faces: list[Face]) -> Iterator[LiveFrame]:
         frame = arrival.frame
+        self._newest_time = frame.time
+        self._check_audio_end()
         number = self.clip_frames.count
         by_person = self.people.update(number, faces)
         for person, face in by_person.items():
@@ -248,7 +288,7 @@ class LivePipeline:
         return self.people.main if key == "main" else int(key.removeprefix("person"))
 
     def _add_target(self, record: _Frame, number: int, chosen: list[int | None]) -> None:
-        target = _Target(number, record.time, self.stride)
+        target = _Target(number, record.time, record.arrived, self.stride)
         for key in record.faces:
             person = self._person_of_key(key)
             tracklets = self.people.people[person].tracklets if person in self.people.people else set()
@@ -274,17 +314,20 @@ class LivePipeline:
         return self.source is None or self.source.backlog == 0
 
     def _adapt_stride(self) -> None:
-        """Live sources: double the stride while frames pile up, halve it back once they do not."""
+        """Live sources: double the stride while more than ``_BEHIND_S`` of frames wait, halve it
+        back once none have waited for ``_HOLD_S``; at most one change per ``_HOLD_S``."""
         if self.source is None or not self.source.paced:
             return
         now = time.monotonic()
+        backlog = self.source.backlog
+        self._caught_up_since = (self._caught_up_since or now) if backlog == 0 else None
         if now - self._stride_changed < _HOLD_S:
             return
-        rate = 1.0 / self._frame_interval()
-        if self.source.backlog > _BEHIND_S * rate and self.stride < MAX_STRIDE:
+        if backlog > _BEHIND_S / self._frame_interval() and self.stride < MAX_STRIDE:
             self.stride, self._stride_changed = min(MAX_STRIDE, 2 * self.stride), now
-        elif self.source.backlog == 0 and self.stride > self.options.stride:
-            self.stride, self._stride_changed = max(self.options.stride, self.stride // 2), now
+        elif self._caught_up_since is not None and now - self._caught_up_since >= _HOLD_S:
+            if self.stride > self.options.stride:
+                self.stride, self._stride_changed = max(self.options.stride, self.stride // 2), now
 
     def _frame_interval(self) -> float:
         """The recent frame interval in seconds (1/30 until two frames arrived)."""
@@ -312,22 +355,32 @@ class LivePipeline:
         return self._black_features
 
     def _run_aural(self, final: bool) -> None:
-        """Logits of the targets, in order, whose visual features and audio are there."""
-        waiting = {id(target) for target, _, _ in self._jobs}
-        ready: list[_Target] = []
-        for target in self._targets:
-            if id(target) in waiting or not self._audio_ready(target):
-                break
-            ready.append(target)
-        if not ready or (len(ready) < self.options.batch_size and not final and not self._caught_up()):
-            return
+        """Logits of the targets, in order, whose audio is there (their clips go through the visual
+        stream first where they still wait for it), ``batch_size`` at a time."""
+        while True:
+            ready: list[_Target] = []
+            for target in self._targets:
+                if len(ready) == self.options.batch_size or not self._audio_ready(target):
+                    break
+                ready.append(target)
+            if not ready or (len(ready) < self.options.batch_size and not final and not self._caught_up()):
+                return
+            if any(job[0] in ready for job in self._jobs):
+                self._run_visual()
+            self._fuse(ready)
+
+    def _fuse(self, ready: list[_Target]) -> None:
         times = [t.time for t in ready]
-        aural = self.engine.aural(self.windows.frame_windows(times), silent=self.windows.frame_silent(times))
+        horizons = None
+        if self.live.audio_lookahead < MAX_LOOKAHEAD_S:  # the window hears silence past its look-ahead
+            horizons = [self._horizon(t) for t in authors_timestamps(times)]
+        windows = self.windows.frame_windows(times, horizons)
+        aural = self.engine.aural(windows, silent=self.windows.frame_silent(times, horizons))
         # One fusion row per target and key, plus (--person all) one for someone absent.
         owners = [(i, key) for i, t in enumerate(ready) for key in t.visual]
         if self.options.person == "all":
             owners += [(i, None) for i in range(len(ready))]
-        visual = [self._black() if key is None else ready[i].visual[key] for i, key in owners]
+        visual = [None if key is None else ready[i].visual[key] for i, key in owners]
         visual = [self._black() if v is None else v for v in visual]
         logits = self.engine.fusion(aural[[i for i, _ in owners]], np.stack(visual))
         for (i, key), row in zip(owners, logits):
@@ -402,6 +455,9 @@ def _logits_of(target: _Target, key: str | None) -> np.ndarray:
     return target.logits[key]
 
 
-def _close_on(stop: threading.Event, source: LiveSource) -> None:
-    stop.wait()
-    source.close()
+def _close_on(stop: threading.Event, done: threading.Event, source: LiveSource) -> None:
+    """Close ``source`` once ``stop`` is set; end with the stream (``done``) otherwise."""
+    while not done.is_set():
+        if stop.wait(_POLL_S):
+            source.close()
+            return

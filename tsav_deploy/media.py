@@ -77,7 +77,7 @@ class VideoFrame:
 # --- opening and error translation ----------------------------------------------------------------
 
 
-def _open(path: str | os.PathLike) -> av.container.InputContainer:
+def open_media(path: str | os.PathLike) -> av.container.InputContainer:
     """Open a file for reading, turning every way it can fail into one actionable line."""
     name = os.fspath(path)
     if not os.path.exists(name):
@@ -92,18 +92,18 @@ def _open(path: str | os.PathLike) -> av.container.InputContainer:
         raise MediaError(f"{name}: cannot be read (permission denied)") from error
     except (av.FFmpegError, OSError, UnicodeDecodeError) as error:
         raise MediaError(
-            f"{name}: not a readable media file ({_reason(error)}); it may be truncated, "
+            f"{name}: not a readable media file ({ffmpeg_reason(error)}); it may be truncated, "
             "still downloading, or not a video"
         ) from error
 
 
-def _reason(error: BaseException) -> str:
+def ffmpeg_reason(error: BaseException) -> str:
     """FFmpeg's own short description of an error, without errno noise or file names."""
     text = getattr(error, "strerror", None) or str(error) or type(error).__name__
     return " ".join(str(text).split())
 
 
-def _video_stream(container: av.container.InputContainer, name: str) -> av.video.stream.VideoStream:
+def video_stream(container: av.container.InputContainer, name: str) -> av.video.stream.VideoStream:
     """The first real video stream; cover art in audio files (attached pictures) does not count."""
     for stream in container.streams.video:
         if not stream.disposition & av.stream.Disposition.attached_pic:
@@ -121,7 +121,7 @@ def _packets(container, stream, warnings: list[str], what: str):
             break
         except av.FFmpegError as error:
             warnings.append(
-                f"{what}: reading stopped early ({_reason(error)}); the file is truncated or "
+                f"{what}: reading stopped early ({ffmpeg_reason(error)}); the file is truncated or "
                 "damaged, the rest was skipped"
             )
             break
@@ -153,7 +153,7 @@ def _decode(container, stream, warnings: list[str], what: str):
 # --- orientation ----------------------------------------------------------------------------------
 
 
-def _orientation(frame: av.VideoFrame) -> tuple[int, int, int, int] | None:
+def orientation(frame: av.VideoFrame) -> tuple[int, int, int, int] | None:
     """Signs (a, b, c, d) of the display matrix's 2×2 part, or None when there is none.
 
     libavutil/display.h: a source pixel (p, q) is shown at (a·p + c·q, b·p + d·q). Phone cameras
@@ -192,7 +192,7 @@ def _signs_of_angle(frame: av.VideoFrame) -> tuple[int, int, int, int] | None:
     return cos, -sin, sin, cos
 
 
-def _orient(rgb: np.ndarray, signs: tuple[int, int, int, int] | None) -> np.ndarray:
+def orient(rgb: np.ndarray, signs: tuple[int, int, int, int] | None) -> np.ndarray:
     """Apply the display matrix (as numpy views) and return a C-contiguous array."""
     if signs is not None:
         a, b, c, d = signs
@@ -238,7 +238,7 @@ def _plausible(value: float | None, limit: float) -> float | None:
     return value if value is not None and math.isfinite(value) and 0 < value <= limit else None
 
 
-def _stream_rate(stream: av.video.stream.VideoStream) -> float | None:
+def stream_rate(stream: av.video.stream.VideoStream) -> float | None:
     """The stream's average (else guessed) frame rate, where the container gives a plausible one."""
     for rate in (stream.average_rate, stream.guessed_rate):
         if rate:
@@ -263,11 +263,11 @@ def _undecodable(name: str, warnings: list[str]) -> MediaError:
 def probe(path: str | os.PathLike) -> VideoInfo:
     """Describe a video file (decodes its first frame only, for the rotation and start time)."""
     name = os.fspath(path)
-    with _open(name) as container:
-        stream = _video_stream(container, name)
+    with open_media(name) as container:
+        stream = video_stream(container, name)
         audio = container.streams.audio[0] if container.streams.audio else None
         first = _first_frame(container, stream, name)
-        signs = _orientation(first)
+        signs = orientation(first)
         rotation, mirrored = _rotation_degrees(signs)
         width, height = first.width, first.height
         if not width or not height or width * height > _MAX_PIXELS:
@@ -280,7 +280,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         duration = _plausible(_seconds(stream.duration, stream.time_base), _MAX_SECONDS)
         if duration is None and container.duration is not None:
             duration = _plausible(container.duration / av.time_base, _MAX_SECONDS)
-        fps = _stream_rate(stream) or 0.0
+        fps = stream_rate(stream) or 0.0
         if not fps and stream.frames and duration:
             fps = _plausible(stream.frames / duration, _MAX_FPS) or 0.0
         if duration is None:
@@ -334,9 +334,9 @@ class FrameStream:
         self._frames = self._generate()
 
     def _open_stream(self) -> None:
-        self._container = _open(self.path)
+        self._container = open_media(self.path)
         try:
-            self._stream = _video_stream(self._container, self.path)
+            self._stream = video_stream(self._container, self.path)
         except MediaError:
             self._container.close()
             raise
@@ -376,7 +376,7 @@ class FrameStream:
             rgb = frame.to_ndarray(format="rgb24")
         else:
             rgb = frame.to_ndarray(format="rgb24", width=size[0], height=size[1], interpolation="AREA")
-        return _orient(rgb, signs)
+        return orient(rgb, signs)
 
     def _from_keyframe(self, wanted: int) -> Iterator[VideoFrame]:
         """Frames from ``wanted`` on, decoded from the last keyframe before it. Each frame's time
@@ -390,7 +390,7 @@ class FrameStream:
         if head is None or head.time is None:
             return wanted
         origin = head.time
-        signs, size = _orientation(head), _scaled_size(head.width, head.height, self._max_side)
+        signs, size = orientation(head), _scaled_size(head.width, head.height, self._max_side)
         try:
             target = math.floor((origin + float(times[wanted])) / stream.time_base)
             container.seek(target, stream=stream, backward=True, any_frame=False)
@@ -418,14 +418,14 @@ class FrameStream:
 
     def _from_start(self, first: int) -> Iterator[VideoFrame]:
         stream = self._stream
-        clock = _FrameClock(1.0 / (_stream_rate(stream) or 30.0))
+        clock = FrameClock(1.0 / (stream_rate(stream) or 30.0))
         signs = size = None
         index = 0
         try:
             for frame in _decode(self._container, stream, self.warnings, self.path):
                 self.frames_decoded += 1
                 if index == 0:
-                    signs = _orientation(frame)
+                    signs = orientation(frame)
                     size = _scaled_size(frame.width, frame.height, self._max_side)
                 time = clock.time_of(frame.time)
                 if index >= first:
@@ -444,7 +444,7 @@ class FrameStream:
             )
 
 
-class _FrameClock:
+class FrameClock:
     """Turns frames' presentation times (container seconds, or None) into strictly increasing
     times from 0, which clip selection by time relies on.
 
@@ -631,7 +631,7 @@ class LiveTrack(_AlignedTrack):
             self.end = max(self.end, stop)
 
 
-def _mono_resampler(sample_format: str = WAVE_FORMAT) -> av.AudioResampler:
+def mono_resampler(sample_format: str = WAVE_FORMAT) -> av.AudioResampler:
     # libswresample, as `ffmpeg -i VIDEO -ar 44100 -ac 1 out.wav` in the authors' create_database.py:
     # the same anti-aliasing filter and, with 16-bit output as the WAV they trained on, the same
     # downmix (stereo -> (L + R) / 2; libswresample only scales the 1/sqrt 2 matrix down to unit
@@ -639,29 +639,43 @@ def _mono_resampler(sample_format: str = WAVE_FORMAT) -> av.AudioResampler:
     return av.AudioResampler(format=sample_format, layout="mono", rate=SAMPLE_RATE)
 
 
-def _mono(frame: av.AudioFrame, pcm16: bool = False) -> np.ndarray:
+def mono_samples(frame: av.AudioFrame, pcm16: bool = False) -> np.ndarray:
     samples = frame.to_ndarray().reshape(-1)  # packed mono: shape (1, samples)
     if samples.dtype == np.int16 and not pcm16:
         return samples.astype(np.float32) / np.float32(32768)  # as torchaudio.load reads a 16-bit WAV
     return samples
 
 
-def _resampled(container, warnings: list[str], what: str) -> Iterator[av.AudioFrame]:
-    """The first audio stream decoded and resampled to mono 44.1 kHz, timestamps kept.
+class MonoResampling:
+    """Decoded audio frames -> mono 44.1 kHz frames, timestamps kept, as ``read_audio`` resamples.
 
     A resampler is set up for one input format; streams that change sample rate or channel layout
-    midway (spliced broadcasts, HE-AAC switching) get a fresh one from that frame on.
+    midway (spliced broadcasts, HE-AAC switching) get a fresh one from that frame on, after the old
+    one's buffered tail. Call :meth:`flush` after the last frame for the final tail.
     """
-    resampler, source = None, None
-    for frame in _decode(container, container.streams.audio[0], warnings, what):
+
+    def __init__(self) -> None:
+        self._resampler: av.AudioResampler | None = None
+        self._source: tuple | None = None
+
+    def resample(self, frame: av.AudioFrame) -> list[av.AudioFrame]:
+        out: list[av.AudioFrame] = []
         signature = (frame.format.name, frame.layout.name, frame.sample_rate)
-        if signature != source:
-            if resampler is not None:
-                yield from resampler.resample(None)
-            resampler, source = _mono_resampler(), signature
-        yield from resampler.resample(frame)
-    if resampler is not None:
-        yield from resampler.resample(None)
+        if signature != self._source:
+            out += self.flush()
+            self._resampler, self._source = mono_resampler(), signature
+        return out + self._resampler.resample(frame)
+
+    def flush(self) -> list[av.AudioFrame]:
+        return self._resampler.resample(None) if self._resampler is not None else []
+
+
+def _resampled(container, warnings: list[str], what: str) -> Iterator[av.AudioFrame]:
+    """The first audio stream decoded and resampled to mono 44.1 kHz (:class:`MonoResampling`)."""
+    resampling = MonoResampling()
+    for frame in _decode(container, container.streams.audio[0], warnings, what):
+        yield from resampling.resample(frame)
+    yield from resampling.flush()
 
 
 def read_audio(
@@ -686,10 +700,10 @@ def read_audio(
     if not info.has_audio:
         warnings.append(f"{name}: has no audio track; the aural stream gets silence")
         return _AlignedTrack(info.start_time_s, length, dtype=dtype).result(), warnings
-    with _open(name) as container:
+    with open_media(name) as container:
         track = _AlignedTrack(info.start_time_s, length, _declared_samples(container.streams.audio[0], info), dtype)
         for piece in _resampled(container, warnings, f"{name} (audio)"):
-            track.add(piece.time, _mono(piece, pcm16))
+            track.add(piece.time, mono_samples(piece, pcm16))
     warnings += _alignment_notes(name, track, length)
     return track.result(), warnings
 
@@ -733,7 +747,7 @@ def resample_audio(wave: np.ndarray, sample_rate: int) -> np.ndarray:
     wave = np.ascontiguousarray(wave, dtype=np.float32).reshape(-1)
     if sample_rate == SAMPLE_RATE:
         return wave
-    resampler = _mono_resampler("flt")  # a float wave stays float: only the rate changes
+    resampler = mono_resampler("flt")  # a float wave stays float: only the rate changes
     time_base = Fraction(1, sample_rate)
     pieces = []
     for start in range(0, len(wave), _RESAMPLE_CHUNK):
@@ -741,6 +755,6 @@ def resample_audio(wave: np.ndarray, sample_rate: int) -> np.ndarray:
         frame.sample_rate = sample_rate
         frame.pts = start
         frame.time_base = time_base
-        pieces += [_mono(piece) for piece in resampler.resample(frame)]
-    pieces += [_mono(piece) for piece in resampler.resample(None)]
+        pieces += [mono_samples(piece) for piece in resampler.resample(frame)]
+    pieces += [mono_samples(piece) for piece in resampler.resample(None)]
     return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import pathlib
+import sys
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -240,20 +241,18 @@ class OverlayStream:
 
     def __init__(self, target: str, *, crf: int = 23):
         self.target, self.crf = target, crf
+        scheme = check_overlay_target(target)
         self._files = contextlib.ExitStack()
-        scheme = target.partition("://")[0].lower() if "://" in target else ""
         try:
             if scheme:
-                if scheme not in STREAM_FORMATS:
-                    raise TsavError(
-                        f"{target}: cannot send an overlay to {scheme}://; give a file or a {', '.join(STREAM_FORMATS)} URL"
-                    )
-                self._out = self._files.enter_context(av.open(target, "w", format=STREAM_FORMATS[scheme]))
+                # A receiver that never answers fails the run after the timeout instead of hanging it.
+                out = av.open(target, "w", format=STREAM_FORMATS[scheme], timeout=(60.0, 10.0))
             else:
                 tmp = self._files.enter_context(atomic_path(pathlib.Path(target)))
-                self._out = self._files.enter_context(av.open(str(tmp), "w", format="mp4"))
+                out = av.open(str(tmp), "w", format="mp4")
+            self._out = self._files.enter_context(out)
         except BaseException:
-            self._files.close()
+            self._files.__exit__(*sys.exc_info())
             raise
         self._live = bool(scheme)
         self._stream = None
@@ -276,10 +275,26 @@ class OverlayStream:
         return self
 
     def __exit__(self, *exc) -> None:
-        """Drain the encoder and close: a file gets its final name here, or none after an error."""
+        """Drain the encoder and close: a file gets its final name here, or none after an error or
+        when no frame came."""
+        if exc[0] is None and self._stream is None:
+            exc = (_NoFrames, _NoFrames(), None)
         if exc[0] is not None:
-            self._files.__exit__(*exc)  # the temporary file goes with the error
+            self._files.__exit__(*exc)  # the temporary file goes with it
             return
         with self._files:
-            if self._stream is not None:
-                self._out.mux(self._stream.encode(None))
+            self._out.mux(self._stream.encode(None))
+
+
+class _NoFrames(Exception):
+    """The stream ended before its first frame: there is no overlay to keep."""
+
+
+def check_overlay_target(target: str) -> str:
+    """The scheme of an overlay stream URL ("" for a file), or a one-line ``TsavError``."""
+    scheme = target.partition("://")[0].lower() if "://" in target else ""
+    if scheme and scheme not in STREAM_FORMATS:
+        raise TsavError(
+            f"{target}: cannot send an overlay to {scheme}://; give a file or a {', '.join(STREAM_FORMATS)} URL"
+        )
+    return scheme

@@ -26,21 +26,21 @@ import numpy as np
 
 from .errors import MediaError, TsavError
 from .media import (
+    FrameClock,
+    MonoResampling,
     VideoFrame,
-    _FrameClock,
-    _mono,
-    _mono_resampler,
-    _open,
-    _orient,
-    _orientation,
-    _reason,
-    _stream_rate,
-    _video_stream,
+    ffmpeg_reason,
+    mono_samples,
+    open_media,
+    orient,
+    orientation,
+    stream_rate,
+    video_stream,
 )
 
 # Schemes PyAV (FFmpeg) opens as network input.
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "srt", "udp", "rtp", "tcp", "http", "https")
-# Platform -> (libavdevice input, how camera N is named there).
+# Platform -> (libavdevice input, how camera N is named there; DirectShow takes the camera's name).
 WEBCAM_INPUTS = {
     "linux": ("v4l2", "/dev/video{}"),
     "darwin": ("avfoundation", "{}:none"),
@@ -68,9 +68,9 @@ def parse_source(source: str | os.PathLike) -> SourceSpec:
     name = os.fspath(source)
     if name == "webcam" or name.startswith("webcam:"):
         number = name.partition(":")[2] or "0"
-        if not number.isdigit():
-            raise TsavError(f"{name}: a webcam is webcam or webcam:N with N a camera number (0, 1, …)")
         device, pattern = _webcam_input()
+        if not number.isdigit() and device != "dshow":  # DirectShow names cameras, not numbers
+            raise TsavError(f"{name}: a webcam is webcam or webcam:N with N a camera number (0, 1, …)")
         url = pattern.format(number)
         if device == "v4l2" and not os.path.exists(url):
             raise MediaError(f"{name}: no camera at {url}; list cameras with `ls /dev/video*`")
@@ -114,26 +114,36 @@ class AudioPiece:
 
 
 _END = object()
+# The queue between the reader and the pipeline holds at most this many bytes of pictures (and never
+# fewer than _MIN_QUEUED frames nor more than _MAX_QUEUED): about 8 s of 640x360, 1.3 s of 1080p at
+# 30 fps, enough to ride out a network burst or a slow stretch without dropping.
+_QUEUE_BYTES = 256 << 20
+_MIN_QUEUED, _MAX_QUEUED = 16, 256
 
 
 class LiveSource:
     """Reads a :class:`SourceSpec` in a thread; iterate over it for :class:`Arrival` and
     :class:`AudioPiece` items until the stream ends. ``realtime``: a file is played at its own
     rate (as a camera delivers), and like a live source it drops what the consumer cannot take.
-    Use as a context manager: leaving it stops the reader."""
+    ``dropped_frames`` lists ``(index, time)`` of the frames dropped. Use as a context manager:
+    leaving it stops the reader."""
 
-    def __init__(self, spec: SourceSpec, *, realtime: bool = False, queued_frames: int = 64):
+    def __init__(self, spec: SourceSpec, *, realtime: bool = False):
         self.spec = spec
         self.paced = spec.live or realtime
         self.realtime = realtime and not spec.live
-        self.dropped = 0  # video frames the consumer could not take in time
+        self.dropped_frames: list[tuple[int, float]] = []  # frames the consumer could not take in time
         self.received = 0  # video frames decoded
         self.warnings: list[str] = []
         self.has_audio = False
         self._queue: queue.Queue = queue.Queue()
-        self._slots = threading.Semaphore(queued_frames)  # bounds the video frames in the queue
+        self._slots: threading.Semaphore | None = None  # bounds the frames queued; sized at the first
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._read, name="tsav-live-source", daemon=True)
+
+    @property
+    def dropped(self) -> int:
+        return len(self.dropped_frames)
 
     def __enter__(self) -> LiveSource:
         self._thread.start()
@@ -143,9 +153,10 @@ class LiveSource:
         self.close()
 
     def close(self) -> None:
-        """Stop reading (an FFmpeg read in progress ends at its timeout at the latest)."""
+        """Stop reading. A reader blocked in FFmpeg (a socket waiting for its sender, a silent
+        stream) ends at its timeout; it is a daemon thread and is not waited for that long."""
         self._stop.set()
-        self._thread.join(timeout=READ_TIMEOUT_S + 1)
+        self._thread.join(timeout=1.0)
 
     @property
     def backlog(self) -> int:
@@ -157,11 +168,14 @@ class LiveSource:
             try:
                 item = self._queue.get(timeout=_POLL_S)
             except queue.Empty:
-                # Asked to stop, with nothing left to hand over: the reader may still be blocked in
-                # FFmpeg (a listening socket, a silent stream) until its timeout; it need not be waited for.
-                if self._stop.is_set() or not self._thread.is_alive():
+                if self._stop.is_set():
+                    return  # asked to stop, and nothing is left to hand over
+                if self._thread.is_alive():
+                    continue
+                try:  # the reader's last items (it always ends with _END) may have come just now
+                    item = self._queue.get_nowait()
+                except queue.Empty:
                     return
-                continue
             if item is _END:
                 return
             if isinstance(item, BaseException):
@@ -175,7 +189,7 @@ class LiveSource:
     def _open(self) -> av.container.InputContainer:
         spec = self.spec
         if not spec.live:
-            return _open(spec.url)
+            return open_media(spec.url)
         try:
             return av.open(
                 spec.url,
@@ -186,7 +200,7 @@ class LiveSource:
             )
         except (av.FFmpegError, OSError) as error:
             raise MediaError(
-                f"{spec.name}: cannot open ({_reason(error)}); check the address, that the sender or camera "
+                f"{spec.name}: cannot open ({ffmpeg_reason(error)}); check the address, that the sender or camera "
                 "is running, and for a listening URL that the port is free"
             ) from error
 
@@ -198,21 +212,23 @@ class LiveSource:
             self._queue.put(error)
         except av.FFmpegError as error:
             # Whatever arrived stays valid: a stream that breaks off ends the run as its end would.
-            self.warnings.append(f"{self.spec.name}: the stream broke off ({_reason(error)}); what arrived is kept")
+            self.warnings.append(
+                f"{self.spec.name}: the stream broke off ({ffmpeg_reason(error)}); what arrived is kept"
+            )
         except BaseException as error:  # a bug of ours: handed to the consumer, which raises it
             self._queue.put(error)
         self._queue.put(_END)
 
     def _demux(self, container: av.container.InputContainer) -> None:
-        video = _video_stream(container, self.spec.name)
+        video = video_stream(container, self.spec.name)
         video.thread_type = "AUTO" if not self.paced else "SLICE"  # frame threads add a frame of delay each
         audio = container.streams.audio[0] if container.streams.audio else None
         self.has_audio = audio is not None
         if audio is None:
             self.warnings.append(f"{self.spec.name}: has no audio track; the aural stream gets silence")
-        clock = _FrameClock(1.0 / (_stream_rate(video) or 30.0))
-        resampler, source_format = None, None
-        signs = origin = started = None
+        clock = FrameClock(1.0 / (stream_rate(video) or 30.0))
+        resampling = MonoResampling()
+        self._signs = self._origin = self._started = None
         streams = [video] + ([audio] if audio is not None else [])
         for packet in container.demux(streams):
             if self._stop.is_set():
@@ -223,39 +239,41 @@ class LiveSource:
                 continue  # a damaged packet costs its frames, as in a file
             for frame in frames:
                 if isinstance(frame, av.AudioFrame):
-                    signature = (frame.format.name, frame.layout.name, frame.sample_rate)
-                    if signature != source_format:
-                        resampler, source_format = _mono_resampler(), signature
-                    for piece in resampler.resample(frame):
-                        self._pace(started, piece.time, origin)
-                        self._queue.put(AudioPiece(piece.time, _mono(piece, pcm16=True)))
-                    continue
-                if started is None:
-                    signs = _orientation(frame)
-                    origin = frame.time if frame.time is not None else 0.0
-                    started = time.monotonic()
-                t = clock.time_of(frame.time)
-                self._pace(started, None if frame.time is None else frame.time, origin)
-                rgb = _orient(frame.to_ndarray(format="rgb24"), signs)
-                self._put_frame(Arrival(VideoFrame(self.received, t, rgb), time.monotonic(), origin))
-                self.received += 1
+                    self._put_audio(resampling.resample(frame))
+                else:
+                    self._put_picture(frame, clock)
+        self._put_audio(resampling.flush())
         self.warnings += clock.notes(self.spec.name)
 
-    def _pace(self, started: float | None, seconds: float | None, origin: float | None) -> None:
-        """``realtime``: wait until the item's time comes, counted from the first frame."""
-        if not self.realtime or started is None or seconds is None:
+    def _put_audio(self, pieces: list[av.AudioFrame]) -> None:
+        for piece in pieces:
+            self._pace(piece.time)
+            self._queue.put(AudioPiece(piece.time, mono_samples(piece, pcm16=True)))
+
+    def _put_picture(self, frame: av.VideoFrame, clock: FrameClock) -> None:
+        if self._started is None:  # the first frame: orientation, time 0, the queue's size
+            self._signs = orientation(frame)
+            self._origin = frame.time if frame.time is not None else 0.0
+            self._started = time.monotonic()
+            size = max(1, frame.width * frame.height * 3)
+            self._slots = threading.Semaphore(min(_MAX_QUEUED, max(_MIN_QUEUED, _QUEUE_BYTES // size)))
+        t = clock.time_of(frame.time)
+        self._pace(frame.time)
+        index = self.received
+        self.received += 1
+        if self.paced and not self._slots.acquire(blocking=False):
+            self.dropped_frames.append((index, t))
             return
-        delay = started + (seconds - origin) - time.monotonic()
+        while not self.paced and not self._slots.acquire(timeout=_POLL_S):
+            if self._stop.is_set():
+                return
+        rgb = orient(frame.to_ndarray(format="rgb24"), self._signs)
+        self._queue.put(Arrival(VideoFrame(index, t, rgb), time.monotonic(), self._origin))
+
+    def _pace(self, seconds: float | None) -> None:
+        """``realtime``: wait until an item's time comes, counted from the first frame."""
+        if not self.realtime or self._started is None or seconds is None:
+            return
+        delay = self._started + (seconds - self._origin) - time.monotonic()
         if delay > 0:
             self._stop.wait(delay)
-
-    def _put_frame(self, arrival: Arrival) -> None:
-        if self.paced:
-            if not self._slots.acquire(blocking=False):
-                self.dropped += 1
-                return
-        else:
-            while not self._slots.acquire(timeout=_POLL_S):
-                if self._stop.is_set():
-                    return
-        self._queue.put(arrival)

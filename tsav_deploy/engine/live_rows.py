@@ -66,14 +66,20 @@ class LiveRecording:
             LiveFrame(frame.index, frame.time, frame.latency_s, frame.stride, frame.entries, frame.absent)
         )
 
-    def annotation(self, video: str, info: dict) -> Annotation:
-        """The stream as one video: every frame that arrived (frames dropped while falling behind
-        have no row), one person (main), or with ``--person all`` everyone seen, ``_person<id>``,
-        with the absent prediction on frames before they appeared. ``info`` goes into the summary
-        after what the frames say (frames, seconds, faces found)."""
-        n = len(self.frames)
+    def annotation(self, video: str, info: dict, dropped: list[tuple[int, float]] = ()) -> Annotation:
+        """The stream as one :class:`Annotation` of ``video`` (see :meth:`result`)."""
+        return Annotation(pathlib.Path(video), self.result(info, dropped))
+
+    def result(self, info: dict | None = None, dropped: list[tuple[int, float]] = ()) -> VideoResult:
+        """The stream as one video, one row per frame of the source: one person (main), or with
+        ``--person all`` everyone seen, ``_person<id>``, with the absent prediction on frames
+        without their row. ``dropped`` (``(index, time)`` of the frames the source dropped while
+        falling behind): each repeats the prediction of the frame before it, without a face.
+        ``info`` goes into the summary after what the frames say (frames, seconds, faces found)."""
+        frames = _with_dropped(self.frames, dropped)
+        n = len(frames)
         keys: list[str] = []
-        for frame in self.frames:
+        for frame in frames:
             keys += [e.person for e in frame.entries if e.person not in keys]
         if len(keys) > 1:
             keys = [k for k in keys if k != "main"]  # the face-less row before anyone was seen
@@ -84,19 +90,46 @@ class LiveRecording:
             scores = np.full(n, np.nan, dtype=np.float32)
             ids = np.full(n, -1, dtype=np.int64)
             logits = np.empty((n, 17), dtype=np.float32)
-            for i, frame in enumerate(self.frames):
+            for i, frame in enumerate(frames):
                 entry = next((e for e in frame.entries if e.person == key), None)
                 logits[i] = entry.logits if entry is not None else frame.absent
                 if entry is not None and entry.face is not None:
                     found[i], boxes[i], scores[i], ids[i] = True, entry.face.box, entry.face.score, entry.track_id
             suffix = "" if key == "main" else f"_{key}"
             people.append(PersonResult(suffix, ids, found, boxes, scores, decode(logits, self.au_threshold)))
-        times = np.array([f.time for f in self.frames], dtype=np.float64)
+        times = np.array([f.time for f in frames], dtype=np.float64)
         summary = {
             "frames": n,
             "seconds": round(video_duration(times), 3),
             "faces_found": {p.suffix.lstrip("_") or "main": int(p.face_found.sum()) for p in people},
             "tsav_version": __version__,
-            **info,
+            **(info or {}),
         }
-        return Annotation(pathlib.Path(video), VideoResult(self.name, times, people, summary))
+        return VideoResult(self.name, times, people, summary)
+
+
+def _with_dropped(frames: list[LiveFrame], dropped: list[tuple[int, float]]) -> list[LiveFrame]:
+    """``frames`` with the dropped ones put back in order, each a face-less copy of its predecessor
+    (of its successor before the first frame that has a row)."""
+    if not dropped or not frames:
+        return frames
+    merged: list[LiveFrame] = []
+    pending = sorted(dropped)
+    for frame in frames:
+        while pending and pending[0][0] < frame.index:
+            merged.append(_stand_in(merged[-1] if merged else frame, *pending.pop(0)))
+        merged.append(frame)
+    merged += [_stand_in(merged[-1], index, time) for index, time in pending]
+    return merged
+
+
+def _stand_in(source: LiveFrame, index: int, time: float) -> LiveFrame:
+    entries = [LiveEntry(e.person, -1, None, e.logits) for e in source.entries]
+    return LiveFrame(index, time, 0.0, source.stride, entries, source.absent)
+
+
+def frame_result(frame: LiveFrame, au_threshold: float) -> VideoResult:
+    """One frame as a one-frame :class:`VideoResult` (what the overlay draws)."""
+    recording = LiveRecording("", au_threshold)
+    recording.add(frame)
+    return recording.result()

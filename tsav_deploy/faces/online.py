@@ -5,8 +5,15 @@ few roughly frontal detection frames, an identity embedding. Offline, tracklets 
 once the whole video is seen; here a tracklet is its own person until its mean embedding lies within
 the backend's identity threshold of a person's centroid (the mean of that person's tracklet means),
 checked whenever the tracklet gains an embedding while it is still alone. Two tracklets seen in one
-frame are never joined (one person is not in two places). The main person is the one with a face in
-the most frames so far, so it can change as the stream goes on.
+frame are never joined (one person is not in two places).
+
+The main person is the one with a face in the most frames so far; another takes over only once it
+leads by ``MAIN_LEAD`` frames, so two people seen about equally do not make it flicker.
+
+Memory stays bounded however long the stream: a tracklet not seen for ``TRACKLET_IDLE`` frames is
+folded into its person (its mean embedding kept, at most ``KEPT_MEANS`` per person), and a person not
+seen for ``PERSON_IDLE`` frames (other than the main person) is forgotten: should they come back,
+they are a new person.
 """
 
 from __future__ import annotations
@@ -17,13 +24,20 @@ import numpy as np
 
 from .face import Face
 
+MAIN_LEAD = 30  # frames (1 s at 30 fps)
+TRACKLET_IDLE = 300
+PERSON_IDLE = 18_000  # 10 minutes at 30 fps
+KEPT_MEANS = 16
+_PRUNE_EVERY = 256
+
 
 @dataclass
 class LivePerson:
-    id: int  # 0, 1, … by first appearance
-    tracklets: set[int] = field(default_factory=set)
+    id: int  # 0, 1, … by first appearance, never reused
+    tracklets: set[int] = field(default_factory=set)  # those still followed or recently seen
     frames: int = 0  # frames with a face
     last_seen: int = -1  # the last frame number with a face
+    means: list[np.ndarray] = field(default_factory=list)  # mean embeddings of tracklets folded in
 
 
 class OnlinePeople:
@@ -32,8 +46,10 @@ class OnlinePeople:
     def __init__(self, identity_threshold: float) -> None:
         self.threshold = identity_threshold
         self.people: dict[int, LivePerson] = {}
+        self.main: int | None = None  # the main person's id, None before anyone was seen
         self._person_of: dict[int, int] = {}  # tracklet -> person id
         self._first_frame: dict[int, int] = {}  # tracklet -> the frame it started on
+        self._last_frame: dict[int, int] = {}  # tracklet -> the last frame it was seen on
         self._embeddings: dict[int, list[np.ndarray]] = {}  # tracklet -> its embeddings
         self._last_id = -1
 
@@ -47,6 +63,7 @@ class OnlinePeople:
         for tracklet in tracklets:
             if tracklet not in self._person_of:
                 self._start(tracklet, number)
+            self._last_frame[tracklet] = number
         present = {self._person_of[t] for t in tracklets}
         for face, tracklet in zip(faces, tracklets):
             if face.embedding is not None:
@@ -60,14 +77,18 @@ class OnlinePeople:
         for person in by_person:
             self.people[person].frames += 1
             self.people[person].last_seen = number
+        self._choose_main()
+        if number % _PRUNE_EVERY == 0:
+            self._prune(number)
         return by_person
 
-    @property
-    def main(self) -> int | None:
-        """The person with a face in the most frames so far (ties: the earlier one), or None."""
+    def _choose_main(self) -> None:
         if not self.people:
-            return None
-        return max(self.people.values(), key=lambda p: (p.frames, -p.id)).id
+            return
+        leader = max(self.people.values(), key=lambda p: (p.frames, -p.id))
+        current = self.people.get(self.main)
+        if current is None or leader.frames >= current.frames + MAIN_LEAD:
+            self.main = leader.id
 
     def _start(self, tracklet: int, number: int) -> None:
         self._last_id += 1
@@ -81,14 +102,14 @@ class OnlinePeople:
         return np.mean(found, axis=0) if found else None
 
     def _centroid(self, person: LivePerson) -> np.ndarray | None:
-        means = [m for m in (self._mean(t) for t in person.tracklets) if m is not None]
+        means = person.means + [m for m in (self._mean(t) for t in person.tracklets) if m is not None]
         return np.mean(means, axis=0) if means else None
 
     def _identify(self, tracklet: int, present: set[int]) -> None:
         """Join a tracklet that is still a person of its own to the nearest earlier person within the
         threshold that had no face since the tracklet started (nor in this frame: ``present``)."""
         own = self.people[self._person_of[tracklet]]
-        if len(own.tracklets) > 1:
+        if len(own.tracklets) > 1 or own.means:
             return
         mean = self._mean(tracklet)
         best, best_distance = None, self.threshold
@@ -107,4 +128,24 @@ class OnlinePeople:
         best.frames += own.frames
         best.last_seen = max(best.last_seen, own.last_seen)
         self._person_of[tracklet] = best.id
+        present.discard(own.id)
+        present.add(best.id)  # a second tracklet of this frame cannot join the same person
         del self.people[own.id]
+        if self.main == own.id:
+            self.main = best.id
+
+    def _prune(self, number: int) -> None:
+        for tracklet, last in list(self._last_frame.items()):
+            if last >= number - TRACKLET_IDLE:
+                continue
+            person = self.people.get(self._person_of[tracklet])
+            if person is not None:
+                mean = self._mean(tracklet)
+                if mean is not None:
+                    person.means = (person.means + [mean])[-KEPT_MEANS:]
+                person.tracklets.discard(tracklet)
+            for table in (self._person_of, self._first_frame, self._last_frame, self._embeddings):
+                table.pop(tracklet, None)
+        for person in list(self.people.values()):
+            if person.last_seen < number - PERSON_IDLE and person.id != self.main:
+                del self.people[person.id]
