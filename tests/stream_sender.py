@@ -14,10 +14,11 @@ import time
 import av
 
 
-def connect(url: str, streams: list, attempts: int = 400) -> tuple[av.container.OutputContainer, dict]:
+def connect(url: str, streams: list, wait_s: float = 120.0) -> tuple[av.container.OutputContainer, dict]:
     """The output container, connected (PyAV connects when the header is written), and its streams
-    by input stream index."""
-    for _ in range(attempts):
+    by input stream index; the receiver may take ``wait_s`` to start listening (a loaded machine)."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
         out = av.open(url, "w", format="mpegts")
         outputs = {s.index: out.add_stream_from_template(s) for s in streams}
         try:
@@ -59,13 +60,15 @@ def repeat(video: str, out: str, copies: int, audio_copies: int | None = None) -
         length = max(float(s.duration * s.time_base) for s in media) + 0.1
     with av.open(out, "w") as sink:
         outputs = None
+        audio_copies = copies if audio_copies is None else audio_copies
+        kinds = ("video", "audio") if audio_copies else ("video",)  # no audio at all: no audio stream
         for copy in range(copies):
             with av.open(video) as source:
-                streams = [s for s in source.streams if s.type in ("video", "audio")]
+                streams = [s for s in source.streams if s.type in kinds]
                 if outputs is None:
                     outputs = {s.index: sink.add_stream_from_template(s) for s in streams}
                 for packet in source.demux(streams):
-                    if packet.dts is None or (packet.stream.type == "audio" and copy >= (audio_copies or copies)):
+                    if packet.dts is None or (packet.stream.type == "audio" and copy >= audio_copies):
                         continue
                     shift = round(copy * length / packet.time_base)
                     packet.pts += shift

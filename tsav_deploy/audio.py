@@ -230,6 +230,10 @@ class SpecWindows:
         limits = stops.tolist() if horizons is None else np.minimum(stops, np.asarray(horizons)).tolist()
         return np.array([not self.wave[a:b].any() for a, b in zip(starts.tolist(), limits)], dtype=bool)
 
+    def forget(self) -> None:
+        """Drop the cached blocks (a live track whose end moved back into the past)."""
+        self._blocks.clear()
+
     def first_sample(self, frame_time: float) -> int:
         """The earliest sample that the window of a frame at ``frame_time`` (or later) reads: its
         segment's start, less the block of the phase track the segment's interior may begin in."""

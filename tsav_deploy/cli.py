@@ -10,7 +10,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import pathlib
+import stat
+import sys
 import threading
 import time
 from collections import deque
@@ -593,27 +596,36 @@ def live(
     frames = predictor.stream_frames(
         source, audio_lookahead=audio_lookahead, realtime=realtime, stop=stop, keep_pictures=bool(overlay_out)
     )
-    failed = False
+    failed, where = False, source  # ``where``: what was being done when something failed
     try:
         with contextlib.ExitStack() as files, _graceful_interrupt(stop), status:
             lines = files.enter_context(_jsonl_target(jsonl)) if jsonl else None
             overlay = files.enter_context(OverlayStream(overlay_out)) if overlay_out else None
             for frame in frames:
                 if lines is not None:
+                    where = jsonl
                     lines.writelines(json.dumps(row) + "\n" for row in live_rows(frame, au_threshold))
+                    lines.flush()  # a reader of the file or pipe gets each frame at once
                 if recording is not None:
                     recording.add(frame)
                 if overlay is not None:
+                    where = overlay_out
                     overlay.write(frame.rgb, frame.time, frame_result(frame, au_threshold))
                 status.update(frame, frames)
-    except (TsavError, KeyboardInterrupt):
-        raise  # a source that cannot be opened: one line, exit 2 (user_errors)
-    except Exception as exc:  # an output failed mid-stream (full disk, receiver gone): the rest is kept
-        failed = _live_failure(overlay_out or jsonl or source, exc)
+                where = source
+            where = overlay_out or source  # closing: the overlay's last frames and its rename
+    except KeyboardInterrupt:
+        raise
+    except TsavError as exc:
+        if not status.frames:
+            raise  # the source could not be opened: one line, exit 2 (user_errors)
+        failed = _live_failure(where, exc)
+    except Exception as exc:  # an output or the source failed mid-stream: what was made is kept
+        failed = _live_failure(where, exc)
     status.print_summary(frames)
     if recording is not None and recording.frames:
         made_by = {**provenance(predictor.engine, predictor.face_backend), "stride": stride}
-        info = {"source": source, "people": len(frames.people.people), "audio_lookahead": audio_lookahead}
+        info = {"source": source, "people": frames.people.count, "audio_lookahead": audio_lookahead}
         info |= made_by | {"au_threshold": au_threshold} | status.summary(frames)
         try:
             video = spec.url if not spec.live else stream_name
@@ -622,7 +634,7 @@ def live(
         except Exception as exc:
             failed = _live_failure(out, exc)
         else:
-            console.print(
+            err_console.print(
                 f"results in {out}/ (VA_Set, EXPR_Set, AU_Set, {stream_name}.csv, {stream_name}.png)", highlight=False
             )
     if failed:
@@ -657,22 +669,25 @@ def _live_name() -> str:
 @contextlib.contextmanager
 def _jsonl_target(path: str):
     """stdout for ``-``, else the file, line-buffered: a reader sees each row as it is written."""
-    import sys
 
     if path == "-":
         yield sys.stdout
         return
+    created = not os.path.exists(path)
     try:
-        handle = open(path, "w", encoding="utf-8", buffering=1)
+        handle = open(path, "w", encoding="utf-8")
     except OSError as exc:
         raise TsavError(f"--jsonl {path}: cannot write ({exc.strerror})") from None
     with handle:
         try:
             yield handle
         except BaseException:
-            if handle.tell() == 0:  # the source never opened: no empty file left behind
-                handle.close()
-                pathlib.Path(path).unlink(missing_ok=True)
+            # The source never opened: a file this run created and left empty goes (never a pipe,
+            # a device or a file that was there before).
+            with contextlib.suppress(OSError):
+                if created and stat.S_ISREG(os.fstat(handle.fileno()).st_mode) and handle.tell() == 0:
+                    handle.close()
+                    os.unlink(path)
             raise
 
 
@@ -738,7 +753,7 @@ class LiveStatus:
     def summary(self, source) -> dict:
         latencies = np.asarray(self.latencies) if self.latencies else np.zeros(1)
         return {
-            "frames": self.frames,
+            "frames_predicted": self.frames,
             "dropped_frames": source.dropped,
             "latency_s": {
                 "median": round(float(np.median(latencies)), 3),
@@ -755,7 +770,7 @@ class LiveStatus:
             err_console.print(f"warning: {escape(warning)}", highlight=False)
         strides = ", ".join(f"{k} ({v} frames)" for k, v in info["strides"].items())
         err_console.print(
-            f"{info['frames']} frames in {info['wall_s']:.1f} s; latency median {info['latency_s']['median']:.2f} s, "
+            f"{info['frames_predicted']} frames in {info['wall_s']:.1f} s; latency median {info['latency_s']['median']:.2f} s, "
             f"95th percentile {info['latency_s']['p95']:.2f} s; stride {strides or '-'}"
             + (
                 f"; {info['dropped_frames']} frames dropped (the machine fell behind the source)"

@@ -111,7 +111,6 @@ class _Target:
 
     number: int  # position in the pipeline's own count (no gaps)
     time: float
-    arrived: float  # when its frame arrived (time.monotonic())
     stride: int
     visual: dict[str, np.ndarray | None] = field(default_factory=dict)  # key -> features (None: black)
     logits: dict[str, np.ndarray] = field(default_factory=dict)
@@ -205,7 +204,13 @@ class LivePipeline:
 
     def _add_audio(self, piece: AudioPiece) -> None:
         if self.track is not None:
-            self.track.finished = False  # audio taken for ended comes back: the track goes on
+            if self.track.finished:  # audio taken for ended comes back: the track goes on
+                self.track.finished = False
+                self.windows.forget()
+                self.source.warnings.append(
+                    f"{self.spec.name}: the audio stopped for over {_AUDIO_ENDED_S:g} s and came back; "
+                    "windows in between were cut where it had stopped"
+                )
             self.track.add(piece.seconds, piece.samples)
             return
         self._early_audio.append(piece)
@@ -288,7 +293,7 @@ class LivePipeline:
         return self.people.main if key == "main" else int(key.removeprefix("person"))
 
     def _add_target(self, record: _Frame, number: int, chosen: list[int | None]) -> None:
-        target = _Target(number, record.time, record.arrived, self.stride)
+        target = _Target(number, record.time, self.stride)
         for key in record.faces:
             person = self._person_of_key(key)
             tracklets = self.people.people[person].tracklets if person in self.people.people else set()

@@ -8,6 +8,7 @@ import pathlib
 import sys
 from dataclasses import dataclass
 from fractions import Fraction
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import av
 import cv2
@@ -245,8 +246,7 @@ class OverlayStream:
         self._files = contextlib.ExitStack()
         try:
             if scheme:
-                # A receiver that never answers fails the run after the timeout instead of hanging it.
-                out = av.open(target, "w", format=STREAM_FORMATS[scheme], timeout=(60.0, 10.0))
+                out = av.open(_with_timeouts(target), "w", format=STREAM_FORMATS[scheme])
             else:
                 tmp = self._files.enter_context(atomic_path(pathlib.Path(target)))
                 out = av.open(str(tmp), "w", format="mp4")
@@ -288,6 +288,20 @@ class OverlayStream:
 
 class _NoFrames(Exception):
     """The stream ended before its first frame: there is no overlay to keep."""
+
+
+def _with_timeouts(url: str) -> str:
+    """A ``tcp://`` target that waits for its receiver at most 60 s and for a stalled one at most
+    10 s (FFmpeg's defaults wait forever, holding Python's lock, so Ctrl-C could not end the run);
+    the URL's own values win. Other protocols keep FFmpeg's behaviour."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "tcp":
+        return url
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    query.setdefault("timeout", "10000000")  # microseconds, each socket read or write
+    if query.get("listen") not in (None, "0"):
+        query.setdefault("listen_timeout", "60000")  # milliseconds, waiting for the receiver
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def check_overlay_target(target: str) -> str:

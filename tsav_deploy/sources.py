@@ -69,7 +69,12 @@ def parse_source(source: str | os.PathLike) -> SourceSpec:
     if name == "webcam" or name.startswith("webcam:"):
         number = name.partition(":")[2] or "0"
         device, pattern = _webcam_input()
-        if not number.isdigit() and device != "dshow":  # DirectShow names cameras, not numbers
+        if device == "dshow" and (number.isdigit() or not name.startswith("webcam:")):
+            raise TsavError(
+                f"{name}: DirectShow names its cameras: give webcam:NAME "
+                "(`ffmpeg -list_devices true -f dshow -i dummy` lists them)"
+            )
+        if device != "dshow" and not number.isdigit():
             raise TsavError(f"{name}: a webcam is webcam or webcam:N with N a camera number (0, 1, …)")
         url = pattern.format(number)
         if device == "v4l2" and not os.path.exists(url):
@@ -230,20 +235,22 @@ class LiveSource:
         resampling = MonoResampling()
         self._signs = self._origin = self._started = None
         streams = [video] + ([audio] if audio is not None else [])
-        for packet in container.demux(streams):
-            if self._stop.is_set():
-                return
-            try:
-                frames = packet.decode()
-            except av.FFmpegError:
-                continue  # a damaged packet costs its frames, as in a file
-            for frame in frames:
-                if isinstance(frame, av.AudioFrame):
-                    self._put_audio(resampling.resample(frame))
-                else:
-                    self._put_picture(frame, clock)
-        self._put_audio(resampling.flush())
-        self.warnings += clock.notes(self.spec.name)
+        try:
+            for packet in container.demux(streams):
+                if self._stop.is_set():
+                    return
+                try:
+                    frames = packet.decode()
+                except av.FFmpegError:
+                    continue  # a damaged packet costs its frames, as in a file
+                for frame in frames:
+                    if isinstance(frame, av.AudioFrame):
+                        self._put_audio(resampling.resample(frame))
+                    else:
+                        self._put_picture(frame, clock)
+        finally:  # also where the stream broke off: the resampler's last samples belong to it
+            self._put_audio(resampling.flush())
+            self.warnings += clock.notes(self.spec.name)
 
     def _put_audio(self, pieces: list[av.AudioFrame]) -> None:
         for piece in pieces:

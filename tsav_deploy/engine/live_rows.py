@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import __version__
 from ..constants import ACTION_UNITS, EXPRESSIONS
+from ..faces import Face
 from ..frontend import video_duration
 from ..live import LiveEntry, LiveFrame
 from ..predictions import decode
@@ -62,9 +63,12 @@ class LiveRecording:
         self.frames: list[LiveFrame] = []
 
     def add(self, frame: LiveFrame) -> None:
-        self.frames.append(
-            LiveFrame(frame.index, frame.time, frame.latency_s, frame.stride, frame.entries, frame.absent)
-        )
+        """Keep the frame's logits, boxes and scores (not its picture, landmarks or embeddings)."""
+        entries = [
+            LiveEntry(e.person, e.track_id, None if e.face is None else _box_only(e.face), e.logits)
+            for e in frame.entries
+        ]
+        self.frames.append(LiveFrame(frame.index, frame.time, frame.latency_s, frame.stride, entries, frame.absent))
 
     def annotation(self, video: str, info: dict, dropped: list[tuple[int, float]] = ()) -> Annotation:
         """The stream as one :class:`Annotation` of ``video`` (see :meth:`result`)."""
@@ -75,7 +79,7 @@ class LiveRecording:
         ``--person all`` everyone seen, ``_person<id>``, with the absent prediction on frames
         without their row. ``dropped`` (``(index, time)`` of the frames the source dropped while
         falling behind): each repeats the prediction of the frame before it, without a face.
-        ``info`` goes into the summary after what the frames say (frames, seconds, faces found)."""
+        ``info`` goes into the summary before what the frames say (frames, seconds, faces found)."""
         frames = _with_dropped(self.frames, dropped)
         n = len(frames)
         keys: list[str] = []
@@ -99,11 +103,11 @@ class LiveRecording:
             people.append(PersonResult(suffix, ids, found, boxes, scores, decode(logits, self.au_threshold)))
         times = np.array([f.time for f in frames], dtype=np.float64)
         summary = {
+            **(info or {}),
             "frames": n,
             "seconds": round(video_duration(times), 3),
             "faces_found": {p.suffix.lstrip("_") or "main": int(p.face_found.sum()) for p in people},
             "tsav_version": __version__,
-            **(info or {}),
         }
         return VideoResult(self.name, times, people, summary)
 
@@ -115,12 +119,21 @@ def _with_dropped(frames: list[LiveFrame], dropped: list[tuple[int, float]]) -> 
         return frames
     merged: list[LiveFrame] = []
     pending = sorted(dropped)
+    k = 0
     for frame in frames:
-        while pending and pending[0][0] < frame.index:
-            merged.append(_stand_in(merged[-1] if merged else frame, *pending.pop(0)))
+        while k < len(pending) and pending[k][0] < frame.index:
+            merged.append(_stand_in(merged[-1] if merged else frame, *pending[k]))
+            k += 1
         merged.append(frame)
-    merged += [_stand_in(merged[-1], index, time) for index, time in pending]
+    merged += [_stand_in(merged[-1], index, time) for index, time in pending[k:]]
     return merged
+
+
+_NO_LANDMARKS = np.zeros((0, 2), dtype=np.float32)
+
+
+def _box_only(face: Face) -> Face:
+    return Face(face.box, face.score, _NO_LANDMARKS)
 
 
 def _stand_in(source: LiveFrame, index: int, time: float) -> LiveFrame:

@@ -52,6 +52,7 @@ class OnlinePeople:
         self._last_frame: dict[int, int] = {}  # tracklet -> the last frame it was seen on
         self._embeddings: dict[int, list[np.ndarray]] = {}  # tracklet -> its embeddings
         self._last_id = -1
+        self.count = 0  # people seen so far (a tracklet that joins someone is not a new person)
 
     def update(self, number: int, faces: list[Face]) -> dict[int, Face]:
         """The faces of frame ``number`` by person id (one face per person: the larger one should
@@ -92,6 +93,7 @@ class OnlinePeople:
 
     def _start(self, tracklet: int, number: int) -> None:
         self._last_id += 1
+        self.count += 1
         person = LivePerson(self._last_id, {tracklet})
         self.people[person.id] = person
         self._person_of[tracklet] = person.id
@@ -131,6 +133,7 @@ class OnlinePeople:
         present.discard(own.id)
         present.add(best.id)  # a second tracklet of this frame cannot join the same person
         del self.people[own.id]
+        self.count -= 1
         if self.main == own.id:
             self.main = best.id
 
