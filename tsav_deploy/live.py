@@ -35,6 +35,7 @@ from .annotate import AnnotateOptions, interpolate_logits
 from .audio import SpecWindows, authors_timestamps, segment_bounds
 from .clips import ClipFrames, fill_clip, normalized_crop
 from .constants import CLIP_SHAPE, SAMPLE_RATE, SEGMENT_LEAD_SAMPLES
+from .contract import constant_inputs
 from .errors import TsavError
 from .faces import Face, FaceBackend, detect_video
 from .faces.online import OnlinePeople
@@ -354,8 +355,7 @@ class LivePipeline:
     def _black(self) -> np.ndarray:
         """The visual features of the black clip (someone absent), computed once."""
         if self._black_features is None:
-            clip = np.empty((1,) + CLIP_SHAPE, dtype=np.float32)
-            fill_clip([None] * CLIP_SHAPE[1], lambda n: None, clip[0])
+            clip = constant_inputs()["clip"]
             self._black_features = self.engine.visual(clip, black=np.ones(1, dtype=bool))[0]
         return self._black_features
 
@@ -424,22 +424,17 @@ class LivePipeline:
         """The frames after ``left`` up to ``right``, their logits interpolated in time."""
         now = time.monotonic()
         keys = {key for frame in stretch for key in frame.faces}
-        values: dict[str, np.ndarray] = {}
-        times = np.array(([left.time] if left is not None else []) + [f.time for f in stretch])
-        for key in sorted(keys | ({None} if self.options.person == "all" else set()), key=str):
-            ends = [t for t in (left, right) if t is not None]
-            logits = np.stack([_logits_of(t, key) for t in ends])
-            targets = np.array([0, len(times) - 1]) if left is not None else np.array([len(times) - 1])
-            if left is None:
-                values[key] = np.repeat(logits, len(times), axis=0)
+        values: dict[str | None, np.ndarray] = {}
+        times = np.array([f.time for f in stretch] if left is None else [left.time] + [f.time for f in stretch])
+        for key in keys | ({None} if self.options.person == "all" else set()):
+            if left is None:  # the stream's first target: a stretch of its own frame only
+                values[key] = np.repeat(_logits_of(right, key)[None], len(stretch), axis=0)
             else:
-                values[key] = interpolate_logits(times, targets, logits)
-        offset = 1 if left is not None else 0
+                ends = np.stack([_logits_of(left, key), _logits_of(right, key)])
+                values[key] = interpolate_logits(times, np.array([0, len(stretch)]), ends)[1:]
         for i, frame in enumerate(stretch):
-            entries = [
-                LiveEntry(key, person, face, values[key][offset + i]) for key, (person, face) in frame.faces.items()
-            ]
-            absent = values[None][offset + i] if None in values else None
+            entries = [LiveEntry(key, person, face, values[key][i]) for key, (person, face) in frame.faces.items()]
+            absent = values[None][i] if None in values else None
             yield LiveFrame(frame.index, frame.time, now - frame.arrived, right.stride, entries, absent, frame.rgb)
 
     def _finish(self) -> Iterator[LiveFrame]:
