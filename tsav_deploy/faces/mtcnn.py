@@ -99,7 +99,10 @@ def _graph(arrays: list[np.ndarray], name: str, dense_blocks: int) -> bytes:
     def pool(x: str, kernel: int, ceil: int) -> str:
         return node("MaxPool", [x], kernel_shape=[kernel, kernel], strides=[2, 2], ceil_mode=ceil)
 
-    x = pool(conv_prelu("image"), 2 if dense_blocks == 0 else 3, 1)
+    # uint8 NHWC in; MTCNN's input is (x − 127.5) / 128, NCHW.
+    x = node("Transpose", [node("Cast", ["image"], to=TensorProto.FLOAT)], perm=[0, 3, 1, 2])
+    x = node("Mul", [node("Sub", [x, const(np.float32(127.5))]), const(np.float32(0.0078125))])
+    x = pool(conv_prelu(x), 2 if dense_blocks == 0 else 3, 1)
     if dense_blocks:
         x = pool(conv_prelu(x), 3, 0)
     if dense_blocks == 2:
@@ -119,7 +122,7 @@ def _graph(arrays: list[np.ndarray], name: str, dense_blocks: int) -> bytes:
     graph = helper.make_graph(
         nodes,
         name,
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("image", TensorProto.UINT8, ["n", "h", "w", 3])],
         [helper.make_tensor_value_info(h, TensorProto.FLOAT, None) for h in heads],
         inits,
     )
@@ -151,13 +154,6 @@ def _square(boxes: np.ndarray) -> np.ndarray:
 def _apply_regression(boxes: np.ndarray, regression: np.ndarray) -> np.ndarray:
     size = np.concatenate([boxes[:, 2:4] - boxes[:, :2]] * 2, axis=1)
     return boxes[:, :4] + regression * size
-
-
-def _normalise(image: np.ndarray) -> np.ndarray:
-    """uint8 HWC (or NHWC) to MTCNN's input: (x − 127.5) / 128, NCHW float32."""
-    array = np.asarray(image, dtype=np.float32)
-    array = array[None] if array.ndim == 3 else array
-    return np.ascontiguousarray(((array - 127.5) * 0.0078125).transpose(0, 3, 1, 2))
 
 
 def _patches(image: np.ndarray, boxes: np.ndarray, side: int) -> np.ndarray:
@@ -227,15 +223,15 @@ class Mtcnn:
         compiled once per pyramid level's size (a video's levels repeat; OpenVINO runs a static shape
         several times faster than a dynamic one), RNet and ONet once with a dynamic batch. Each thread
         has its own inference requests (the video tracker detects and rescues in two threads)."""
-        x = _normalise(images)
-        key = (net, *x.shape[2:]) if net == 0 else (net,)
+        x = np.ascontiguousarray(images[None] if images.ndim == 3 else images)
+        key = (net, *x.shape[1:3]) if net == 0 else (net,)
         requests = self._local.__dict__.setdefault("requests", {})
         request = requests.get(key)
         if request is None:
             with self._lock:
                 if key not in self._compiled:
                     model = self._models[net].clone()
-                    model.reshape({0: [1, 3, *x.shape[2:]] if net == 0 else [-1, 3, *x.shape[2:]]})
+                    model.reshape({0: [1, *x.shape[1:]] if net == 0 else [-1, *x.shape[1:]]})
                     config = {"INFERENCE_NUM_THREADS": 1, "PERFORMANCE_HINT": "LATENCY"}
                     self._compiled[key] = self._core.compile_model(model, "CPU", config)
                 request = requests[key] = self._compiled[key].create_infer_request()
@@ -243,13 +239,15 @@ class Mtcnn:
         return [*outputs[:-1], outputs[-1][:, 1]]
 
     def _propose(self, image: np.ndarray, min_face: float) -> np.ndarray:
-        """PNet over the pyramid whose first level shows a ``min_face`` face at 12 pixels."""
+        """PNet over the pyramid whose first level shows a ``min_face`` face at 12 pixels; each level is
+        resized from the one before (resizing a 4K frame to every level costs more than PNet)."""
         height, width = image.shape[:2]
-        scale = _CELL / min_face
+        scale, level = _CELL / min_face, image
         found = []
         while min(height, width) * scale >= _CELL:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            level = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+            upscale = size[0] > level.shape[1]
+            level = cv2.resize(level, size, interpolation=cv2.INTER_LINEAR if upscale else cv2.INTER_AREA)
             regression, score = self._run(0, level)
             ys, xs = np.nonzero(score[0] > self.thresholds[0])
             if len(ys):
