@@ -24,7 +24,7 @@ import dlib
 import numpy as np
 
 from .face import Face, FaceBackendError, error_summary, followable, iou_matrix, make_face
-from .mtcnn import Mtcnn
+from .mtcnn import CONFIRM_THRESHOLDS, Mtcnn
 
 DETECTORS = ("mtcnn", "hog", "cnn", "hog+cnn")
 DEFAULT_DETECTOR = "mtcnn"
@@ -171,7 +171,7 @@ class DlibBackend:
             return None
         image = np.ascontiguousarray(image_rgb)
         if self._mtcnn is not None:
-            return self._confirm(image, face, [*self._mtcnn.verify(image, face.box[None])[:2]])
+            return self._confirm(image, face, [*self._mtcnn.verify(image, face.box[None], CONFIRM_THRESHOLDS)[:2]])
         height, width = image.shape[:2]
         side = face.size
         cx, cy = (face.box[:2] + face.box[2:]) / 2
