@@ -66,7 +66,7 @@ def _load_arrays(path: Path) -> list[np.ndarray]:
     class Unpickler(_ArraysOnly, numpy_pickle.NumpyUnpickler):
         pass
 
-    # joblib 1.5 added this argument; the arrays in these files are little-endian already.
+    # Newer joblib versions take this argument; the arrays in these files are little-endian already.
     native = "ensure_native_byte_order" in inspect.signature(numpy_pickle.NumpyUnpickler).parameters
     try:
         with lz4.frame.open(path, "rb") as stream:
@@ -76,10 +76,11 @@ def _load_arrays(path: Path) -> list[np.ndarray]:
     return [np.asarray(a, dtype=np.float32) for a in arrays]
 
 
-def _graph(arrays: list[np.ndarray], name: str, dense_blocks: int) -> bytes:
-    """The ONNX graph of one network from its Keras-ordered weights: convolutions (kh, kw, in, out),
-    PReLU slopes, dense layers (in, out). PNet (``dense_blocks`` 0) is fully convolutional; RNet and ONet
-    flatten in Keras's (width, height, channel) order after its Permute, the original Caffe order."""
+def _graph(arrays: list[np.ndarray], name: str, stage: int) -> bytes:
+    """The ONNX graph of one network (``stage`` 0 PNet, 1 RNet, 2 ONet) from its Keras-ordered weights:
+    convolutions (kh, kw, in, out), PReLU slopes, dense layers (in, out). PNet is fully convolutional;
+    RNet and ONet flatten in Keras's (width, height, channel) order after its Permute, the original
+    Caffe order."""
     from onnx import TensorProto, helper, numpy_helper
 
     weights = iter(arrays)
@@ -106,19 +107,19 @@ def _graph(arrays: list[np.ndarray], name: str, dense_blocks: int) -> bytes:
     # uint8 NHWC in; MTCNN's input is (x − 127.5) / 128, NCHW.
     x = node("Transpose", [node("Cast", ["image"], to=TensorProto.FLOAT)], perm=[0, 3, 1, 2])
     x = node("Mul", [node("Sub", [x, const(np.float32(127.5))]), const(np.float32(0.0078125))])
-    x = pool(conv_prelu(x), 2 if dense_blocks == 0 else 3, 1)
-    if dense_blocks:
+    x = pool(conv_prelu(x), 2 if stage == 0 else 3, 1)
+    if stage > 0:
         x = pool(conv_prelu(x), 3, 0)
-    if dense_blocks == 2:
+    if stage == 2:
         x = pool(conv_prelu(x), 2, 1)
-    x = conv_prelu(x) if dense_blocks else conv_prelu(conv_prelu(x))
-    if dense_blocks:
+    x = conv_prelu(x) if stage > 0 else conv_prelu(conv_prelu(x))
+    if stage > 0:
         x = node("Flatten", [node("Transpose", [x], perm=[0, 3, 2, 1])], axis=1)
         x = node("PRelu", [node("Gemm", [x, const(next(weights)), const(next(weights))]), const(next(weights))])
     heads = []
     for kernel in weights:
         bias = const(next(weights))
-        if dense_blocks:
+        if stage > 0:
             heads.append(node("Gemm", [x, const(kernel), bias]))
         else:
             heads.append(node("Conv", [x, const(kernel.transpose(3, 2, 0, 1)), bias]))
@@ -186,8 +187,8 @@ class Mtcnn:
         folder = weights_dir()
         self._core = ov.Core()
         self._models = [
-            ov.convert_model(io.BytesIO(_graph(_load_arrays(folder / f"{name}.lz4"), name, blocks)))
-            for name, blocks in (("pnet", 0), ("rnet", 1), ("onet", 2))
+            ov.convert_model(io.BytesIO(_graph(_load_arrays(folder / f"{name}.lz4"), name, stage)))
+            for stage, name in enumerate(("pnet", "rnet", "onet"))
         ]
         self._compiled: dict[tuple[int, ...], object] = {}
         self._local = threading.local()  # each thread's inference requests, freed with the thread
