@@ -179,7 +179,8 @@ def _patches(image: np.ndarray, boxes: np.ndarray, side: int) -> np.ndarray:
 class Mtcnn:
     """The three-stage cascade. :meth:`detect` finds faces from ``min_face`` pixels up in a whole
     image; :meth:`verify` re-scores given candidate boxes with RNet and ONet only (cheap: no pyramid).
-    ``threads``: ONNX Runtime's intra-op threads per network."""
+    Each network runs on one core (the video tracker detects in one thread while it fits landmarks in
+    another)."""
 
     def __init__(self, thresholds: tuple[float, float, float] = THRESHOLDS) -> None:
         import openvino as ov
