@@ -168,7 +168,7 @@ def range_logits(
     in_range = targets[(targets >= a) & (targets < b)]
     is_target = np.zeros(timeline.frames, dtype=bool)
     is_target[in_range] = True
-    first = first_clip_frame(timeline.times, int(in_range[0])) if len(in_range) else a
+    first = first_clip_frame(int(in_range[0])) if len(in_range) else a
     on_cpu = engine.device.type == "cpu"
     # On the CPU each clip is assembled straight into its batch slot; a prefetching producer (GPU
     # engines) runs ahead of the batches, so it writes clips of its own that are copied in.

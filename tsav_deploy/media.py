@@ -314,6 +314,19 @@ def _scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, in
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
+def to_rgb(frame: av.VideoFrame, size: tuple[int, int] | None = None) -> np.ndarray:
+    """A decoded picture as RGB uint8, converted as the authors' decoder (OpenCV 4.x's
+    ``VideoCapture``) converts it: the BT.601 matrix whatever the stream's colour tags say, the
+    range implied by the pixel format. FFmpeg (and OpenCV from 4.13 on) follow a BT.709 tag
+    instead, which moves tagged HD pictures by up to 9 levels. ``size`` (width, height): shrunk with
+    area interpolation."""
+    if size is None:
+        return frame.to_ndarray(format="rgb24", src_colorspace="ITU601")
+    return frame.to_ndarray(
+        format="rgb24", src_colorspace="ITU601", width=size[0], height=size[1], interpolation="AREA"
+    )
+
+
 class FrameStream:
     """Iterator over :class:`VideoFrame` returned by :func:`iter_frames`.
 
@@ -372,11 +385,7 @@ class FrameStream:
         yield from self._from_start(first)
 
     def _rgb(self, frame: av.VideoFrame, signs, size) -> np.ndarray:
-        if size is None:
-            rgb = frame.to_ndarray(format="rgb24")
-        else:
-            rgb = frame.to_ndarray(format="rgb24", width=size[0], height=size[1], interpolation="AREA")
-        return orient(rgb, signs)
+        return orient(to_rgb(frame, size), signs)
 
     def _from_keyframe(self, wanted: int) -> Iterator[VideoFrame]:
         """Frames from ``wanted`` on, decoded from the last keyframe before it. Each frame's time

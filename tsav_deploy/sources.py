@@ -35,6 +35,7 @@ from .media import (
     orient,
     orientation,
     stream_rate,
+    to_rgb,
     video_stream,
 )
 
@@ -274,7 +275,7 @@ class LiveSource:
         while not self.paced and not self._slots.acquire(timeout=_POLL_S):
             if self._stop.is_set():
                 return
-        rgb = orient(frame.to_ndarray(format="rgb24"), self._signs)
+        rgb = orient(to_rgb(frame), self._signs)
         self._queue.put(Arrival(VideoFrame(index, t, rgb), time.monotonic(), self._origin))
 
     def _pace(self, seconds: float | None) -> None:

@@ -1,0 +1,127 @@
+"""Bicubic affine warp with OpenCV 4.x's fixed-point arithmetic, whatever OpenCV is installed.
+
+The authors cut every face with ``cv2.warpAffine(..., INTER_CUBIC, borderValue=0)`` of OpenCV 4.x.
+OpenCV 5 rewrote the warp kernels and its crops differ by up to 3 gray levels on about 0.5 % of
+values (and its ``remap`` with fixed-point maps differs too), while pip may install 5.x through
+another package's unpinned ``opencv-python``. So the warp is done here, step for step as 4.x does it
+(``WarpAffineInvoker`` + ``remapBicubic``), and is bit-identical to OpenCV 4.12 and 4.14
+(tests/test_faces_warp.py holds hashes of their crops):
+
+1. the inverse map's coordinates in 1/1024 px (``AB_BITS`` = 10), rounded half to even, then cut to
+   1/32 px (``INTER_BITS`` = 5): integer source pixel + one of 32×32 sub-pixel phases;
+2. per phase, 4×4 weights of the cubic kernel (A = −0.75) computed in float32, scaled to 2¹⁵ and
+   rounded, with the rounding error of their sum put on one of the four centre taps;
+3. per pixel, the weighted sum of the 16 source pixels (taps outside the image count as 0), then
+   ``(sum + 2¹⁴) >> 15`` saturated to uint8.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+_INTER_BITS = 5
+_TAB = 1 << _INTER_BITS  # sub-pixel phases per axis
+_AB_BITS = 10
+_AB_SCALE = 1 << _AB_BITS
+_ROUND_DELTA = _AB_SCALE // _TAB // 2
+_COEF_BITS = 15
+_TAPS = np.arange(4)
+
+
+def _cubic_weights_1d() -> np.ndarray:
+    """``[32, 4]`` float32: OpenCV's ``interpolateCubic`` at each phase, in float32 arithmetic."""
+    f = np.float32
+    a, one = f(-0.75), f(1)
+    x = np.arange(_TAB, dtype=np.float32) * (f(1) / f(_TAB))
+    c0 = ((a * (x + one) - f(5) * a) * (x + one) + f(8) * a) * (x + one) - f(4) * a
+    c1 = ((a + f(2)) * x - (a + f(3))) * x * x + one
+    c2 = ((a + f(2)) * (one - x) - (a + f(3))) * (one - x) * (one - x) + one
+    return np.stack([c0, c1, c2, one - c0 - c1 - c2], axis=1)
+
+
+def _fix_sum(weights: np.ndarray) -> None:
+    """Make 16 fixed-point weights sum to exactly 2¹⁵, as ``initInterTab2D`` does (in place)."""
+    diff = int(weights.sum()) - (1 << _COEF_BITS)
+    if diff == 0:
+        return
+    low = high = (2, 2)
+    for k1 in (2, 3):
+        for k2 in (2, 3):
+            if weights[k1, k2] < weights[low]:
+                low = (k1, k2)
+            elif weights[k1, k2] > weights[high]:
+                high = (k1, k2)
+    weights[high if diff < 0 else low] -= diff
+
+
+@functools.cache
+def _weights() -> np.ndarray:
+    """``[1024, 16]`` int32: the 4×4 fixed-point weights of each (y phase, x phase)."""
+    one_d = _cubic_weights_1d()
+    table = np.empty((_TAB * _TAB, 4, 4), dtype=np.int32)
+    for i in range(_TAB):
+        for j in range(_TAB):
+            product = (one_d[i][:, None] * one_d[j][None, :]).astype(np.float32)
+            weights = np.rint(product * np.float32(1 << _COEF_BITS)).astype(np.int32)
+            _fix_sum(weights)
+            table[i * _TAB + j] = weights
+    return table.reshape(_TAB * _TAB, 16)
+
+
+def _inverse(matrix: np.ndarray) -> np.ndarray:
+    """The destination→source map of a forward [2, 3] affine matrix, as ``warpAffine`` inverts it."""
+    m = np.asarray(matrix, dtype=np.float64).reshape(6).copy()
+    det = m[0] * m[4] - m[1] * m[3]
+    det = 1.0 / det if det != 0 else 0.0
+    a11, a22 = m[4] * det, m[0] * det
+    m[0], m[1], m[3], m[4] = a11, -m[1] * det, -m[3] * det, a22
+    m[2], m[5] = -m[0] * m[2] - m[1] * m[5], -m[3] * m[2] - m[4] * m[5]
+    return m
+
+
+def _source_positions(matrix: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per destination pixel (flattened): the top-left tap (x, y) of its 4×4 window and its phase."""
+    m = _inverse(matrix)
+    x = np.arange(width, dtype=np.float64)
+    y = np.arange(height, dtype=np.float64)
+    x_step = np.rint(m[0] * x * _AB_SCALE).astype(np.int64)
+    y_step = np.rint(m[3] * x * _AB_SCALE).astype(np.int64)
+    x_row = np.rint((m[1] * y + m[2]) * _AB_SCALE).astype(np.int64) + _ROUND_DELTA
+    y_row = np.rint((m[4] * y + m[5]) * _AB_SCALE).astype(np.int64) + _ROUND_DELTA
+    sx = (x_row[:, None] + x_step[None, :]) >> (_AB_BITS - _INTER_BITS)
+    sy = (y_row[:, None] + y_step[None, :]) >> (_AB_BITS - _INTER_BITS)
+    phase = (sy & (_TAB - 1)) * _TAB + (sx & (_TAB - 1))
+    # OpenCV keeps the integer part in int16.
+    left = np.clip(sx >> _INTER_BITS, -32768, 32767) - 1
+    top = np.clip(sy >> _INTER_BITS, -32768, 32767) - 1
+    return left.ravel(), top.ravel(), phase.ravel()
+
+
+def warp_affine_cubic(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``cv2.warpAffine(image, matrix, size, flags=INTER_CUBIC, borderMode=BORDER_CONSTANT,
+    borderValue=0)`` of OpenCV 4.x for a uint8 image ``[H, W, C]`` (C ≤ 4); ``size`` is (width, height)."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or not 1 <= image.shape[2] <= 4:
+        raise ValueError(f"expected a uint8 image [H, W, 1..4], got {image.dtype} {image.shape}")
+    width, height = size
+    left, top, phase = _source_positions(matrix, width, height)
+    rows, cols, channels = image.shape
+    # Only the source region the taps reach, with a zero border: every tap outside the image then
+    # reads a zero, as BORDER_CONSTANT with value 0 does. Pixels are gathered as packed 32-bit words.
+    r0, r1 = (int(np.clip(v, 0, rows)) for v in (top.min(), top.max() + 4))
+    c0, c1 = (int(np.clip(v, 0, cols)) for v in (left.min(), left.max() + 4))
+    region = np.zeros((r1 - r0 + 2, c1 - c0 + 2, 4), dtype=np.uint8)
+    region[1:-1, 1:-1, :channels] = image[r0:r1, c0:c1]
+    words = region.view(np.uint32)[..., 0]
+    ys = np.clip(top[:, None] + _TAPS - (r0 - 1), 0, words.shape[0] - 1)
+    xs = np.clip(left[:, None] + _TAPS - (c0 - 1), 0, words.shape[1] - 1)
+    taps = np.take(words.ravel(), (ys[:, :, None] * words.shape[1] + xs[:, None, :]).reshape(-1, 16))
+    pixels = taps.view(np.uint8).reshape(-1, 16, 4)
+    weights = _weights()[phase]
+    out = np.empty((len(phase), channels), dtype=np.int32)
+    for c in range(channels):
+        out[:, c] = np.einsum("nk,nk->n", pixels[:, :, c].astype(np.int32), weights)
+    out = np.clip((out + (1 << (_COEF_BITS - 1))) >> _COEF_BITS, 0, 255).astype(np.uint8)
+    return out.reshape(height, width, channels)
