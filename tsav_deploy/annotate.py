@@ -297,14 +297,14 @@ def video_result(
         boxes = np.full((timeline.frames, 4), np.nan, dtype=np.float32)
         scores = np.full(timeline.frames, np.nan, dtype=np.float32)
         found = np.zeros(timeline.frames, dtype=bool)
+        landmarks = np.full((timeline.frames, 68, 2), np.nan, dtype=np.float32)
         if track is not None:
             for index, face in track.faces.items():
                 boxes[index], scores[index], found[index] = face.box, face.score, True
-        result_people.append(
-            PersonResult(
-                suffix, -1 if track is None else track.id, found, boxes, scores, decode(logits[k], options.au_threshold)
-            )
-        )
+                landmarks[index] = face.landmarks68
+        predictions = decode(logits[k], options.au_threshold)
+        track_id = -1 if track is None else track.id
+        result_people.append(PersonResult(suffix, track_id, found, boxes, scores, predictions, landmarks))
     summary = {
         "frames": timeline.frames,
         "seconds": round(video_duration(timeline.times), 3),
