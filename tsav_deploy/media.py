@@ -455,7 +455,7 @@ class FrameStream:
 
 class FrameClock:
     """Turns frames' presentation times (container seconds, or None) into strictly increasing
-    times from 0, which clip selection by time relies on.
+    times from 0, which the aural windows and the outputs rely on.
 
     A frame without a timestamp is placed one nominal frame interval after the previous one. A
     timestamp that jumps backwards (a spliced or reset stream, a muxer bug) is placed likewise and
