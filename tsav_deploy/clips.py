@@ -84,14 +84,12 @@ class ClipFrames:
 
     def __init__(self) -> None:
         self.oldest = 0  # the first frame a later clip can still choose
-        self.count = 0  # frames pushed
         self._last: int | None = None
 
     def push(self, index: int) -> list[int | None]:
         if self._last is not None and index <= self._last:
             raise ValueError(f"frame indices must increase: {index} after {self._last}")
         self._last = index
-        self.count += 1
         self.oldest = first_clip_frame(index)
         return clip_frame_indices(index)
 

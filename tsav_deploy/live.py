@@ -110,7 +110,7 @@ class _Frame:
 class _Target:
     """A frame the network runs on."""
 
-    number: int  # position in the pipeline's own count (no gaps)
+    number: int  # the frame's index in the stream (dropped frames leave gaps)
     time: float
     stride: int
     visual: dict[str, np.ndarray | None] = field(default_factory=dict)  # key -> features (None: black)
@@ -446,7 +446,7 @@ class LivePipeline:
             return
         self.track.finish()
         if self._frames and self._frames[-1].target is None:
-            self._add_target(self._frames[-1], self.clip_frames.count - 1, self._last_chosen)
+            self._add_target(self._frames[-1], self._frames[-1].index, self._last_chosen)
         self._run_visual()
         yield from self._emit(final=True)
 
