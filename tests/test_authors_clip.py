@@ -104,11 +104,8 @@ def test_raw_crops_and_bt709_would_fail(predictor, media_dir, tmp_path, monkeypa
         raw_clips = our_clips(predictor, video, targets)
     assert all(np.abs(raw_clips[k] - theirs[k]).max() > 0.05 for k in range(len(targets)))
 
-    def bt709(frame, size=None):
-        return frame.to_ndarray(format="rgb24", src_colorspace="ITU709")
-
     with monkeypatch.context() as patch:
-        patch.setattr(media, "to_rgb", bt709)
+        patch.setattr(media.RgbConverter, "colorspace", "ITU709")
         tagged = our_clips(predictor, video, targets)
     assert all(not np.array_equal(tagged[k], theirs[k]) for k in range(len(targets)))
 

@@ -28,6 +28,7 @@ from typing import Iterator
 import av
 import av.stream
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from .constants import SAMPLE_RATE, WAVE_FORMAT
 from .errors import MediaError
@@ -314,17 +315,22 @@ def _scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, in
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def to_rgb(frame: av.VideoFrame, size: tuple[int, int] | None = None) -> np.ndarray:
-    """A decoded picture as RGB uint8, converted as the authors' decoder (OpenCV 4.x's
-    ``VideoCapture``) converts it: the BT.601 matrix whatever the stream's colour tags say, the
+class RgbConverter:
+    """Decoded pictures as RGB uint8, converted as the authors' decoder (OpenCV 4.x's
+    ``VideoCapture``) converts them: the BT.601 matrix whatever the stream's colour tags say, the
     range implied by the pixel format. FFmpeg (and OpenCV from 4.13 on) follow a BT.709 tag
-    instead, which moves tagged HD pictures by up to 9 levels. ``size`` (width, height): shrunk with
-    area interpolation."""
-    if size is None:
-        return frame.to_ndarray(format="rgb24", src_colorspace="ITU601")
-    return frame.to_ndarray(
-        format="rgb24", src_colorspace="ITU601", width=size[0], height=size[1], interpolation="AREA"
-    )
+    instead, which moves tagged HD pictures by up to 9 levels. One per stream: its swscale context
+    is kept from picture to picture (several times faster than a new one per picture)."""
+
+    colorspace = "ITU601"
+
+    def __init__(self) -> None:
+        self._reformatter = VideoReformatter()
+
+    def __call__(self, frame: av.VideoFrame, size: tuple[int, int] | None = None) -> np.ndarray:
+        """``size`` (width, height): shrunk with area interpolation."""
+        scale = {} if size is None else {"width": size[0], "height": size[1], "interpolation": "AREA"}
+        return self._reformatter.reformat(frame, format="rgb24", src_colorspace=self.colorspace, **scale).to_ndarray()
 
 
 class FrameStream:
@@ -344,6 +350,7 @@ class FrameStream:
         self.frames_decoded = 0  # the decoder's work, frames before ``first`` included
         self._open_stream()
         self._max_side = max_side
+        self._to_rgb = RgbConverter()
         self._frames = self._generate()
 
     def _open_stream(self) -> None:
@@ -385,7 +392,7 @@ class FrameStream:
         yield from self._from_start(first)
 
     def _rgb(self, frame: av.VideoFrame, signs, size) -> np.ndarray:
-        return orient(to_rgb(frame, size), signs)
+        return orient(self._to_rgb(frame, size), signs)
 
     def _from_keyframe(self, wanted: int) -> Iterator[VideoFrame]:
         """Frames from ``wanted`` on, decoded from the last keyframe before it. Each frame's time
