@@ -43,7 +43,7 @@ def test_matrix_and_crop_match_reference(face_ref, single_face):
 
 def assert_like_the_reference_crop(aligned: np.ndarray, reference: np.ndarray) -> None:
     """The shared reference crop was rendered by the authors' code with OpenCV 5.x, whose bicubic
-    warp differs from the 4.x arithmetic the authors had (and this project keeps, tests/test_faces_warp.py)
+    warp differs from 4.x's, which the authors had (and this project keeps, tests/test_faces_warp.py),
     by at most 2 levels on a few per cent of values: the same crop otherwise."""
     difference = np.abs(aligned.astype(int) - reference)
     assert difference.max() <= 2 and (difference > 0).mean() < 0.08

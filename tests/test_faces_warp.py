@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tsav_deploy.faces.warp import warp_affine_cubic
+from tsav_deploy.faces.warp import OPENCV_4, warp_affine_cubic, warp_like_opencv_4
 
 REFERENCE = json.loads((pathlib.Path(__file__).parent / "data" / "warp_opencv4.json").read_text())
 
@@ -26,17 +26,20 @@ def pattern() -> np.ndarray:
     return ((x * 37 + y * 91 + c * 53 + (x * y) % 97) % 256).astype(np.uint8)
 
 
+@pytest.mark.parametrize("warp", [warp_affine_cubic, warp_like_opencv_4], ids=["installed", "numpy"])
 @pytest.mark.parametrize("k", range(len(REFERENCE["crops"])))
-def test_equals_opencv_4(k):
+def test_equals_opencv_4(k, warp):
+    """Both the warp the pipeline calls (OpenCV's own where it is 4.x) and the step-by-step one
+    used with an OpenCV 5."""
     row = REFERENCE["crops"][k]
-    crop = warp_affine_cubic(pattern(), np.array(row["matrix"]), (112, 112))
+    crop = warp(pattern(), np.array(row["matrix"]), (112, 112))
     assert crop.shape == (112, 112, 3) and crop.dtype == np.uint8
     assert int(crop.astype(np.int64).sum()) == row["sum"]
     assert hashlib.sha256(crop.tobytes()).hexdigest() == row["sha256"]
 
 
-@pytest.mark.skipif(not cv2.__version__.startswith("4."), reason="the installed OpenCV is not 4.x")
-def test_equals_the_installed_opencv_4_on_random_images():
+@pytest.mark.skipif(not OPENCV_4, reason="the installed OpenCV is not 4.x")
+def test_step_by_step_equals_the_installed_opencv_4_on_random_images():
     rng = np.random.default_rng(0)
     for _ in range(30):
         image = rng.integers(0, 256, (rng.integers(50, 400), rng.integers(50, 400), 3), dtype=np.uint8)
@@ -44,16 +47,17 @@ def test_equals_the_installed_opencv_4_on_random_images():
         matrix = np.array([[scale * np.cos(angle), -scale * np.sin(angle), rng.uniform(-300, 100)],
                            [scale * np.sin(angle), scale * np.cos(angle), rng.uniform(-300, 100)]])  # fmt: skip
         expected = cv2.warpAffine(image, matrix, (112, 112), flags=cv2.INTER_CUBIC, borderValue=0)
-        np.testing.assert_array_equal(warp_affine_cubic(image, matrix, (112, 112)), expected)
+        np.testing.assert_array_equal(warp_like_opencv_4(image, matrix, (112, 112)), expected)
 
 
-def test_a_translation_by_whole_pixels_copies_pixels():
+@pytest.mark.parametrize("warp", [warp_affine_cubic, warp_like_opencv_4], ids=["installed", "numpy"])
+def test_a_translation_by_whole_pixels_copies_pixels(warp):
     """Phase 0 has the weights (0, 1, 0, 0) on both axes: an integer shift is a plain copy, with
     black where the source ends."""
     image = pattern()
-    crop = warp_affine_cubic(image, np.array([[1.0, 0, -30], [0, 1.0, -20]]), (112, 112))
+    crop = warp(image, np.array([[1.0, 0, -30], [0, 1.0, -20]]), (112, 112))
     np.testing.assert_array_equal(crop, image[20:132, 30:142])
-    edge = warp_affine_cubic(image, np.array([[1.0, 0, 10], [0, 1.0, 0]]), (112, 112))
+    edge = warp(image, np.array([[1.0, 0, 10], [0, 1.0, 0]]), (112, 112))
     assert not edge[:, :9].any()
     np.testing.assert_array_equal(edge[:, 10:], image[:112, :102])
 

@@ -2,9 +2,10 @@
 
 The authors cut every face with ``cv2.warpAffine(..., INTER_CUBIC, borderValue=0)`` of OpenCV 4.x.
 OpenCV 5 rewrote the warp kernels and its crops differ by up to 3 gray levels on about 0.5 % of
-values (and its ``remap`` with fixed-point maps differs too), while pip may install 5.x through
-another package's unpinned ``opencv-python``. So the warp is done here, step for step as 4.x does it
-(``WarpAffineInvoker`` + ``remapBicubic``), and is bit-identical to OpenCV 4.12 and 4.14
+values (its ``remap`` with fixed-point maps differs too). The project requires OpenCV 4.x and calls
+its ``warpAffine``; where an OpenCV 5 is installed all the same (pip installs what another package
+asks for), :func:`warp_like_opencv_4` does it step for step as 4.x does (``WarpAffineInvoker`` +
+``remapBicubic``), several times slower. Both are bit-identical to OpenCV 4.12 and 4.14
 (tests/test_faces_warp.py holds hashes of their crops):
 
 1. the inverse map's coordinates in 1/1024 px (``AB_BITS`` = 10), rounded half to even, then cut to
@@ -22,6 +23,7 @@ import functools
 import cv2
 import numpy as np
 
+OPENCV_4 = cv2.__version__.startswith("4.")
 _INTER_BITS = 5
 _TAB = 1 << _INTER_BITS  # sub-pixel phases per axis
 _AB_BITS = 10
@@ -115,6 +117,21 @@ def warp_affine_cubic(image: np.ndarray, matrix: np.ndarray, size: tuple[int, in
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or not 1 <= image.shape[2] <= 4:
         raise ValueError(f"expected a uint8 image [H, W, 1..4], got {image.dtype} {image.shape}")
+    if not OPENCV_4:
+        return warp_like_opencv_4(image, matrix, size)
+    warped = cv2.warpAffine(
+        image,
+        np.asarray(matrix, np.float64),
+        size,
+        flags=cv2.INTER_CUBIC,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
+    return warped.reshape(size[1], size[0], image.shape[2])
+
+
+def warp_like_opencv_4(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """:func:`warp_affine_cubic` in OpenCV 4.x's arithmetic, with any OpenCV (checked image)."""
     width, height = size
     left, top, phase = _source_positions(matrix, width, height)
     # The 16 taps of every pixel, gathered by a nearest-neighbour remap at integer positions (a plain
