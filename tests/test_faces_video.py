@@ -56,13 +56,15 @@ def test_stage_has_a_stable_main_person_and_several_tracks(processed):
     per_frame, tracks = processed("stage_and_audience.mp4")
     assert len(select_tracks(tracks, "all")) >= 3
     (main,) = select_tracks(tracks, "main")
-    # The performer's close shot (the longest one) is the main person's, and no one else's.
+    # The performer's close shot (frames 82-210, the longest) is the main person's, and no one else's;
+    # so is the opening wide shot (frames 0-19, his face about 40 px wide), joined by identity.
     in_main = np.array([i in main.faces for i in range(len(per_frame))])
-    close_shot = np.flatnonzero(in_main)
-    assert len(close_shot) >= 100
-    start, end = close_shot.min(), close_shot.max()
+    start, end = 82, 210
     assert in_main[start : end + 1].mean() >= 0.95
-    assert all(len(per_frame[i]) == 1 for i in range(start, end + 1) if in_main[i])
+    assert in_main[:20].mean() >= 0.9
+    # Anyone else there is a short-lived false positive (MTCNN takes the performer's hairline for a
+    # 24 px face for a few frames: docs/faces.md).
+    assert sum(len(per_frame[i]) > 1 for i in range(start, end + 1)) <= 0.05 * (end + 1 - start)
     others = [t for t in tracks if t is not main]
     assert all(len(t.faces) < len(main.faces) for t in others)
 

@@ -119,7 +119,7 @@ BAD_OPTIONS = {
     "person": ({"person": "left"}, "person must be one of main, all"),
     "engine": ({"engine": "tensorflow"}, "engine must be one of auto, torch"),
     "faces": ({"faces": "mtcnn"}, "faces must be one of auto, insightface, dlib"),
-    "detector": ({"detector": "yolo"}, "detector must be one of hog, cnn, hog+cnn"),
+    "detector": ({"detector": "yolo"}, "detector must be one of mtcnn, hog, cnn, hog+cnn"),
     "detector with insightface": ({"faces": "insightface", "detector": "hog"}, "the insightface backend has its own"),
     "device": ({"device": "tpu"}, "unknown device 'tpu'; use cpu, cuda or cuda:N"),
 }

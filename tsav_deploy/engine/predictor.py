@@ -43,7 +43,7 @@ class Predictor:
 
     Options, with the CLI's names and defaults: ``engine`` (auto, torch, torchscript, onnx, onnx-int8,
     openvino, openvino-int8, tensorrt), ``device`` (cpu, cuda[:N]), ``faces`` (auto, insightface,
-    dlib), ``detector`` (dlib: hog+cnn, hog, cnn), ``person`` (main, all), ``stride`` (network on
+    dlib), ``detector`` (dlib: mtcnn, hog+cnn, hog, cnn), ``person`` (main, all), ``stride`` (network on
     every K-th frame, interpolated between), ``batch_size``, ``au_threshold`` (AU probability, 0–1
     exclusive).
     """

@@ -1,12 +1,16 @@
 """The embedded offline face backend: dlib (PyPI ``dlib-bin``) with the models that PyPI
-``face_recognition_models`` ships: HOG and MMOD CNN detectors, the 68-point shape predictor and the ResNet
-face descriptor.
+``face_recognition_models`` ships (68-point shape predictor, ResNet face descriptor, HOG and MMOD CNN
+detectors), and the MTCNN detector whose weights PyPI ``mtcnn`` ships (:mod:`.mtcnn`), the default.
 
-Costs on one CPU core, 640×360 frames: HOG ~20 ms, MMOD CNN ~1.3 s, shape predictor ~1 ms, descriptor
+MTCNN finds faces from 24 px wide (``min_face``, in source pixels) at any resolution: its pyramid starts
+where such a face is 12 px, so a 640×360 frame costs ~20-40 ms and a 1080p one ~0.2-0.3 s on one core.
+dlib's detectors see faces from about 80 px only, so they run on a frame shrunk to ``detect_size``.
+Other costs on one core, 640×360: HOG ~20 ms, MMOD CNN ~1.3 s, shape predictor ~1 ms, descriptor
 ~80 ms. So the video tracker detects on some frames only, follows faces with the shape predictor, and
-computes descriptors only at the start of a tracklet. The CNN finds what HOG misses (profiles, dark or
-occluded faces); ``detector="hog+cnn"`` spends it where it pays most: on a shot's first frame and on a
-small region around a tracked face that HOG lost.
+computes descriptors only at the start of a tracklet. A followed face that full-frame detection missed
+gets a local second opinion (:meth:`DlibBackend.rescue`): MTCNN's two refining networks on its box, or
+(``hog+cnn``) the MMOD CNN on a small region around it; ``hog+cnn`` also runs the CNN on a shot's first
+frame.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ import dlib
 import numpy as np
 
 from .face import Face, FaceBackendError, error_summary, followable, iou_matrix, make_face
+from .mtcnn import CONFIRM_THRESHOLDS, Mtcnn
 
-DETECTORS = ("hog", "cnn", "hog+cnn")
-DEFAULT_DETECTOR = "hog+cnn"
+DETECTORS = ("mtcnn", "hog", "cnn", "hog+cnn")
+DEFAULT_DETECTOR = "mtcnn"
+MIN_FACE_PX = 24
 
 # The shape predictor was trained on HOG detector boxes, so a face is followed by giving it the box HOG
 # would have found. Fitted over HOG detections on the shared recordings (n=90): the box is square, its
@@ -55,6 +61,12 @@ def box_from_landmarks(landmarks68: np.ndarray) -> np.ndarray:
     return np.array([cx - half, cy - half, cx + half, cy + half])
 
 
+def _resized(box: np.ndarray, side: float) -> np.ndarray:
+    """A square box of ``side`` with the centre of ``box``."""
+    centre = (box[:2] + box[2:]) / 2
+    return np.concatenate([centre - side / 2, centre + side / 2])
+
+
 def _to_rect(box: np.ndarray) -> dlib.rectangle:
     """xyxy (right/bottom exclusive) to dlib's inclusive integer rectangle."""
     x0, y0, x1, y1 = (round(float(v)) for v in box)
@@ -79,20 +91,29 @@ def _downscale(image: np.ndarray, longest_side: int | None) -> tuple[np.ndarray,
 class DlibBackend:
     """dlib detectors, 68-point landmarks and ResNet identity descriptors (offline).
 
-    ``detector``: ``"hog+cnn"`` (the default: HOG, plus the CNN on a shot's first frame and to rescue
-    faces HOG lost; on a single-shot video this costs one CNN pass), ``"hog"`` (fastest, frontal faces
-    only) or ``"cnn"`` (MMOD for every detection: slow, best recall).
-    ``detect_size``: longest side of the image the detector sees (None: full resolution); landmarks are
-    always fitted at full resolution. ``upsample``: dlib's pyramid upsampling for small faces.
+    ``detector``: ``"mtcnn"`` (the default: faces from ``min_face`` source pixels up at any
+    resolution), ``"hog+cnn"`` (HOG, plus the CNN on a shot's first frame and to rescue faces HOG lost;
+    on a single-shot video this costs one CNN pass), ``"hog"`` (fastest, frontal faces from ~80 px of
+    the ``detect_size`` image) or ``"cnn"`` (MMOD for every detection: slow).
+    ``detect_size``: longest side of the image dlib's detectors see (None: full resolution; MTCNN's
+    scale follows from ``min_face`` instead); landmarks are always fitted at full resolution.
+    ``upsample``: dlib's pyramid upsampling for small faces.
     """
 
     name = "dlib"
     identity_threshold = 0.6  # dlib's documented same-person distance for its ResNet descriptor
 
-    def __init__(self, detector: str = DEFAULT_DETECTOR, detect_size: int | None = 640, upsample: int = 0) -> None:
+    def __init__(
+        self,
+        detector: str = DEFAULT_DETECTOR,
+        detect_size: int | None = 640,
+        upsample: int = 0,
+        min_face: float = MIN_FACE_PX,
+    ) -> None:
         if detector not in DETECTORS:
             raise FaceBackendError(f"unknown dlib detector {detector!r}: choose one of {', '.join(DETECTORS)}")
         folder = models_dir()
+        self._mtcnn = Mtcnn() if detector == "mtcnn" else None
         try:
             self._hog = dlib.get_frontal_face_detector() if "hog" in detector else None
             self._cnn = (
@@ -107,6 +128,7 @@ class DlibBackend:
         self.detector = detector
         self.detect_size = detect_size
         self.upsample = upsample
+        self.min_face = min_face
         # The video tracker detects in one thread while it fits landmarks and embeds in another. dlib's
         # detectors and descriptor net keep per-call state (scanner pyramids, layer outputs), so each is
         # used by one thread at a time; the shape predictor is stateless and runs in both at once.
@@ -116,6 +138,9 @@ class DlibBackend:
 
     def detect(self, image_rgb: np.ndarray, *, thorough: bool = False) -> list[Face]:
         image = np.ascontiguousarray(image_rgb)
+        if self._mtcnn is not None:
+            boxes, scores, _ = self._mtcnn.detect(image, self.min_face)
+            return [self._fit_cnn(image, box, score) for box, score in zip(boxes, scores, strict=True)]
         small, scale = _downscale(image, self.detect_size)
         faces: list[Face] = []
         if self._hog is not None:
@@ -131,15 +156,22 @@ class DlibBackend:
         return faces
 
     def refit(self, image_rgb: np.ndarray, previous: Face) -> Face | None:
-        box = box_from_landmarks(previous.landmarks68)
+        """Landmarks fitted in the box of the previous ones, keeping the box's side: fitting again and
+        again from the box of the last fit shrinks it by a few per cent a frame on small or laughing
+        faces (the predictor's mean shape pulls the points inwards); detections reset the side."""
+        side = float(previous.box[2] - previous.box[0])
+        box = _resized(box_from_landmarks(previous.landmarks68), side)
         if not followable(box, image_rgb.shape):
             return None
-        return self._fit(np.ascontiguousarray(image_rgb), box, previous.score)
+        landmarks = self._landmarks(np.ascontiguousarray(image_rgb), box)
+        return make_face(_resized(box_from_landmarks(landmarks), side), previous.score, landmarks)
 
     def rescue(self, image_rgb: np.ndarray, face: Face) -> Face | None:
-        if self.detector != "hog+cnn" or not followable(face.box, image_rgb.shape):
+        if self.detector not in ("mtcnn", "hog+cnn") or not followable(face.box, image_rgb.shape):
             return None
         image = np.ascontiguousarray(image_rgb)
+        if self._mtcnn is not None:
+            return self._confirm(image, face, [*self._mtcnn.verify(image, face.box[None], CONFIRM_THRESHOLDS)[:2]])
         height, width = image.shape[:2]
         side = face.size
         cx, cy = (face.box[:2] + face.box[2:]) / 2
@@ -155,13 +187,19 @@ class DlibBackend:
         )
         with self._cnn_lock:
             found = [(_from_rect(d.rect, scale, (x0, y0)), d.confidence) for d in self._cnn(region, 0)]
-        if not found:
+        boxes = np.stack([box for box, _ in found]) if found else np.zeros((0, 4))
+        return self._confirm(image, face, [boxes, np.array([score for _, score in found])])
+
+    def _confirm(self, image: np.ndarray, face: Face, found: list[np.ndarray]) -> Face | None:
+        """The face refitted from the detection among ``found`` (boxes, scores) that overlaps it most, if any."""
+        boxes, scores = found
+        if not len(boxes):
             return None
-        iou = iou_matrix(face.box[None], np.stack([box for box, _ in found]))[0]
+        iou = iou_matrix(face.box[None], boxes)[0]
         best = int(iou.argmax())
         if iou[best] < _SAME_FACE_IOU:
             return None
-        return self._fit_cnn(image, *found[best])
+        return self._fit_cnn(image, boxes[best], float(scores[best]))
 
     def embed(self, image_rgb: np.ndarray, face: Face) -> np.ndarray:
         points = dlib.points([dlib.point(round(float(x)), round(float(y))) for x, y in face.landmarks68])
@@ -183,7 +221,7 @@ class DlibBackend:
         return make_face(box_from_landmarks(landmarks), score, landmarks)
 
     def _fit_cnn(self, image: np.ndarray, box: np.ndarray, score: float) -> Face:
-        """MMOD boxes sit lower and vary more than HOG's: fit once from the CNN box, then again from the
+        """MMOD and MTCNN boxes sit lower and vary more than HOG's: fit once from the CNN box, then again from the
         HOG-like box of that fit, which is what the predictor was trained on."""
         return self._fit(image, box_from_landmarks(self._landmarks(image, box)), score)
 

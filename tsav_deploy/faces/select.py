@@ -43,8 +43,9 @@ def get_backend(
     """A ready face backend; its ``name`` says which one ``auto`` chose (for the caller to report).
 
     ``root`` and ``download`` concern insightface's pack (``auto`` never downloads); ``detector``
-    (hog, cnn, hog+cnn; None: hog+cnn) concerns dlib and is refused for insightface;
-    ``detect_size`` is the detector's input side for both.
+    (mtcnn, hog, cnn, hog+cnn; None: mtcnn) concerns dlib and is refused for insightface;
+    ``detect_size`` is the input side of insightface's detector and of dlib's HOG and CNN (dlib's
+    default MTCNN detector takes its scale from the smallest face to find, 24 px, instead).
     """
     resolved = check_detector(name, detector, root)
     if resolved == "insightface":
