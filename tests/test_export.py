@@ -340,7 +340,7 @@ def test_export_refuses_a_folder_of_other_files(small_checkpoint, tmp_path):
     out = tmp_path / "mine"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
-    with pytest.raises(TsavError, match="not a tsav export"):
+    with pytest.raises(TsavError, match="holds notes.txt, which no tsav export made"):
         Exporter(["onnx"])(small_checkpoint, out)
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
 

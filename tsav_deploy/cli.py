@@ -555,12 +555,14 @@ def live(
     from .annotate import provenance
     from .engine import Predictor
     from .engine.live_rows import LiveRecording, frame_result, live_rows
-    from .engine.records import check_output_folder, write_summary
+    from .engine.records import check_output_folder, output_name, write_summary
     from .live import LiveOptions
     from .overlay import OverlayStream, check_overlay_target
     from .sources import parse_source
 
     spec = parse_source(source)
+    if name is not None:
+        output_name(name, "--name")
     LiveOptions(audio_lookahead=audio_lookahead)  # checked before the model loads
     if not (jsonl or out or overlay_out):
         raise TsavError(

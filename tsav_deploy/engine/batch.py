@@ -17,6 +17,8 @@ import pathlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from ..atomic import append_text
+from ..errors import TsavError
 from .failures import Failure, describe_failure
 from .records import (
     OutputOptions,
@@ -131,12 +133,11 @@ class Batch:
         line = failure.line
         if failure.traceback:
             log = self.out / ERROR_LOG
-            try:  # file names need not be valid UTF-8
-                with open(log, "a", encoding="utf-8", errors="backslashreplace") as file:
-                    file.write(f"=== {datetime.datetime.now().isoformat(timespec='seconds')} {video}\n")
-                    file.write(failure.traceback)
+            try:
+                stamp = datetime.datetime.now().isoformat(timespec="seconds")
+                append_text(log, f"=== {stamp} {video}\n{failure.traceback}")
                 line += f"; traceback in {log}"
-            except (OSError, ValueError):
+            except (OSError, ValueError, TsavError):
                 pass
         if recorded:
             try:

@@ -10,17 +10,28 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
+import os
 import pathlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..atomic import PARTIAL_SUFFIX, locked, partial_path, try_lock, unlock, write_text, writer_alive
+from ..atomic import (
+    PARTIAL_SUFFIX,
+    create_new,
+    is_stale_partial,
+    locked,
+    partial_path,
+    plain_name,
+    try_lock,
+    unlock,
+    write_text,
+)
 from ..errors import TsavError
 from ..overlay import write_overlay
 from ..plot import write_plot
 from ..report import report_video, write_report
 from ..stages import stage
-from ..writers import write_abaw, write_table
+from ..writers import ABAW_TASKS, write_abaw, write_table
 
 if TYPE_CHECKING:
     from .results import Annotation
@@ -50,14 +61,28 @@ class OutputOptions:
 
 
 def check_output_folder(out: pathlib.Path) -> None:
-    """Fail early, in one line, when results could not be written at all."""
+    """Fail early, in one line, when results could not be written at all, or where a folder of the
+    tool's own in ``out`` (records, ABAW folders) is a link that would send them elsewhere."""
+    for folder in (RECORDS, *ABAW_TASKS):
+        if (out / folder).is_symlink():
+            raise TsavError(
+                f"{out / folder}: a symbolic link where tsav-deploy keeps a folder of its own; remove it or choose another --out"
+            )
     try:
         (out / RECORDS).mkdir(parents=True, exist_ok=True)
         probe = partial_path(out / RECORDS / ".write-test")  # one per process: runs may share the folder
-        probe.write_text("ok")
+        os.close(create_new(probe, os.O_WRONLY))
         probe.unlink()
     except OSError as exc:
         raise TsavError(f"{out}: cannot write results there ({exc.strerror or exc}); choose another --out") from None
+
+
+def output_name(name: str, what: str = "the name") -> str:
+    """``name`` when it can name a video's files in an output folder (one plain file name, so that
+    nothing is written beside or outside the folder), else a one-line error."""
+    if plain_name(name) is None:
+        raise TsavError(f"{what} {name!r} is not a plain file name (no folders, not '.' or '..'); choose another")
+    return name
 
 
 def record_path(out: pathlib.Path, name: str) -> pathlib.Path:
@@ -118,13 +143,17 @@ _OWN_FILES = ("{}.*", "{}_left.*", "{}_right.*", "{}_person[0-9]*.*")
 
 
 def remove_partials(out: pathlib.Path, name: str) -> None:
-    """Temporary files a hard-killed run (SIGKILL, power loss) left for this video; one whose writer
-    still runs (its process id is in the name) is left alone."""
+    """Temporary files a hard-killed run (SIGKILL, power loss) left for this video, in the folders
+    the tool writes (``out``, its ABAW folders, its records) and nowhere else; one whose writer still
+    runs (its process id is in the name) is left alone."""
     stem = glob.escape(name)
-    for pattern in _OWN_FILES:
-        for path in out.rglob(f"{pattern.format(stem)}{PARTIAL_SUFFIX}-*"):
-            if path.is_file() and not writer_alive(path):
-                path.unlink(missing_ok=True)
+    for folder in (out, *(out / task for task in ABAW_TASKS), out / RECORDS):
+        if folder.is_symlink() or not folder.is_dir():
+            continue
+        for pattern in _OWN_FILES:
+            for path in folder.glob(f"{pattern.format(stem)}{PARTIAL_SUFFIX}-*"):
+                if is_stale_partial(path):
+                    path.unlink(missing_ok=True)
 
 
 def save_outputs(out: pathlib.Path, annotation: Annotation, options: OutputOptions) -> list[pathlib.Path]:
@@ -135,6 +164,7 @@ def save_outputs(out: pathlib.Path, annotation: Annotation, options: OutputOptio
 
 def _save(out: pathlib.Path, annotation: Annotation, options: OutputOptions) -> list[pathlib.Path]:
     result = annotation._require()
+    output_name(result.name)
     out.mkdir(parents=True, exist_ok=True)
     # Until the new record is written the video is incomplete: a redo that fails halfway must not
     # leave the old record vouching for a mix of two runs' files.

@@ -1,0 +1,300 @@
+"""Nothing outside its folders is touched, no user file is lost, records and caches are data: what a
+hostile review of the released commands tried, each class of failure with more than its example.
+Real files, real links, real processes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import zipfile
+
+import pytest
+from hostile_media import SOURCE
+from typer.testing import CliRunner
+
+from tsav_deploy import atomic
+from tsav_deploy.atomic import partial_path, try_lock, unlock, write_text
+from tsav_deploy.cli import app
+from tsav_deploy.contract import read_manifest
+from tsav_deploy.engine import Predictor
+from tsav_deploy.engine.records import OutputOptions, check_output_folder, save_outputs
+from tsav_deploy.errors import ArtifactError, TsavError
+from tsav_deploy.export import Exporter
+from tsav_deploy.weights import REGISTRY, verify
+
+
+def run_cli(*args: str, input: str | None = None):
+    result = CliRunner().invoke(app, list(args), input=input)
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+def error_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("error:")]
+
+
+def tree(folder: pathlib.Path) -> dict[str, str]:
+    """Every entry under ``folder`` (links as where they point) and its content's hash."""
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        key = str(path.relative_to(folder))
+        if path.is_symlink():
+            found[key] = "-> " + os.readlink(path)
+        elif path.is_file():
+            found[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            found[key] = "dir"
+    return found
+
+
+def one_line(error: pytest.ExceptionInfo) -> str:
+    message = str(error.value)
+    assert isinstance(error.value, TsavError) and "\n" not in message, message
+    return message
+
+
+@pytest.fixture(scope="module")
+def annotation(media_dir, small_export):
+    """One real annotation of a short recording (72 frames), saved again by each test."""
+    return Predictor(model=small_export, detector="hog").predict(media_dir / SOURCE)
+
+
+ALL_OUTPUTS = OutputOptions(overlay=True, plot=True, table="both", report=True)
+
+
+# --- 1. deleting what is not ours -----------------------------------------------------------------
+
+
+def _foreign_manifest(out: pathlib.Path) -> None:
+    (out / "manifest.json").write_text('{"name": "my project", "version": 3}')
+    (out / "main.py").write_text("print('mine')")
+
+
+def _extra_file(out: pathlib.Path) -> None:
+    (out / "notes.txt").write_text("keep me")
+
+
+def _changed_artifact(out: pathlib.Path) -> None:
+    (out / "fusion.onnx").write_bytes(b"my own graph")
+
+
+def _subfolder(out: pathlib.Path) -> None:
+    (out / "data").mkdir()
+    (out / "data" / "x.bin").write_bytes(b"1")
+
+
+def _linked_artifact(out: pathlib.Path) -> None:
+    victim = out.parent / "elsewhere.onnx"
+    shutil.move(out / "fusion.onnx", victim)
+    (out / "fusion.onnx").symlink_to(victim)
+
+
+def _not_json(out: pathlib.Path) -> None:
+    (out / "manifest.json").write_text("not json {")
+
+
+@pytest.mark.parametrize(
+    "plant", [_foreign_manifest, _extra_file, _changed_artifact, _subfolder, _linked_artifact, _not_json]
+)
+def test_export_replaces_only_a_folder_its_manifest_proves_to_be_an_export(
+    plant, small_checkpoint, small_export, tmp_path
+):
+    out = pathlib.Path(shutil.copytree(small_export, tmp_path / "export", symlinks=True))
+    plant(out)
+    before = tree(tmp_path)
+    with pytest.raises(TsavError) as error:
+        Exporter(["onnx"])(small_checkpoint, out)
+    assert "which no tsav export made" in one_line(error)
+    assert tree(tmp_path) == before
+
+
+def test_export_still_replaces_an_earlier_export_whole(small_checkpoint, small_export, tmp_path):
+    out = pathlib.Path(shutil.copytree(small_export, tmp_path / "export"))
+    Exporter(["onnx"])(small_checkpoint, out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["manifest.json", "visual.onnx", "aural.onnx", "fusion.onnx", "parity_reference.npz"]
+    )
+
+
+def _cache_with_record(home: pathlib.Path, checkpoint: pathlib.Path, recorded_name) -> pathlib.Path:
+    """The real registry's tnt-sub1 folder: its archive (holding ``checkpoint``) and a record that
+    names ``recorded_name`` as the extracted checkpoint (with a hash nothing matches)."""
+    entry = REGISTRY["tnt-sub1"]
+    folder = home / entry.name
+    folder.mkdir(parents=True, exist_ok=True)
+    archive = folder / entry.url.rsplit("/", 1)[1]
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(checkpoint, "aff2model_tnt/TSAV416k.pth.tar")
+    record = {
+        "url": entry.url,
+        "sha256": hashlib.sha256(archive.read_bytes()).hexdigest(),
+        "checkpoint": {"name": recorded_name, "sha256": "0" * 64},
+    }
+    (folder / "sha256.json").write_text(json.dumps(record))
+    return folder
+
+
+@pytest.mark.parametrize("name", ["{absolute}", "{relative}", "sub/../{relative}", "./{relative}", "../{beside}"])
+def test_a_cache_record_never_points_a_removal_outside_its_folder(name, tmp_path, monkeypatch, small_checkpoint):
+    home = tmp_path / "cache" / "home"
+    victim = tmp_path / "victim.pth.tar"
+    victim.write_bytes(b"the user's own checkpoint")
+    beside = home / "victim.pth.tar"  # in the cache, but not in the entry's own folder
+    beside.parent.mkdir(parents=True)
+    beside.write_bytes(b"another entry's file")
+    monkeypatch.setenv("TSAV_HOME", str(home))
+    monkeypatch.setenv("INSIGHTFACE_HOME", str(tmp_path / "insightface"))
+    relative = os.path.relpath(victim, home / "tnt-sub1")
+    _cache_with_record(home, small_checkpoint, name.format(absolute=victim, relative=relative, beside=beside.name))
+    result = run_cli("weights", "verify")
+    assert result.exit_code == 0, result.output
+    assert victim.read_bytes() == b"the user's own checkpoint" and beside.read_bytes() == b"another entry's file"
+    assert "TSAV416k.pth.tar verified" in result.output  # the archive is extracted as if no record named one
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"checkpoint": ["TSAV416k.pth.tar"]},
+        {"checkpoint": {"name": 7, "sha256": "0" * 64}},
+        {"checkpoint": {"name": "TSAV416k.pth.tar", "sha256": 12}},
+        {"checkpoint": {"name": "aff2model_tnt.zip", "sha256": "0" * 64}},  # the archive itself
+        {"sha256": ["not", "a", "hash"]},
+        {"sha256": "zz" * 32},
+    ],
+)
+def test_a_cache_record_with_a_field_of_the_wrong_form_is_not_trusted(record, tmp_path, small_checkpoint):
+    home = tmp_path / "home"
+    folder = _cache_with_record(home, small_checkpoint, "TSAV416k.pth.tar")
+    stored = json.loads((folder / "sha256.json").read_text())
+    (folder / "sha256.json").write_text(json.dumps({**stored, **record}))
+    archive = folder / "aff2model_tnt.zip"
+    kept = archive.read_bytes()
+    lines = verify(home)
+    assert lines[0].startswith("tnt-sub1:") and lines[0].endswith("TSAV416k.pth.tar verified"), lines
+    assert archive.read_bytes() == kept
+
+
+# --- 2. writing through links and out of folders --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, plain",
+    [
+        ("clip.mp4", True),
+        ("a b.mp4", True),
+        ("..", False),
+        (".", False),
+        ("", False),
+        ("../x", False),
+        ("/etc/passwd", False),
+        ("a/b", False),
+        ("x\0y", False),
+        (7, False),
+        (None, False),
+    ],
+)
+def test_plain_names(name, plain):
+    assert (atomic.plain_name(name) is not None) is plain
+
+
+def test_confined_paths_stay_in_their_folder_also_through_links(tmp_path):
+    out = tmp_path / "out"
+    (out / "VA_Set").mkdir(parents=True)
+    (out / "elsewhere").symlink_to(tmp_path)
+    assert atomic.confined(out, "VA_Set/x.txt") == out / "VA_Set" / "x.txt"
+    assert atomic.confined(out, "x.csv") == out / "x.csv"
+    for bad in ("../x", "/abs/x", "VA_Set/../../x", "elsewhere/x", "", 3, ["x"], "a//b", "VA_Set/"):
+        assert atomic.confined(out, bad) is None, bad
+
+
+def test_temporary_and_lock_files_are_never_written_through_a_link(tmp_path):
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    out.mkdir()
+    target = out / "summary.json"
+    partial_path(target).symlink_to(outside / "written")  # dangling: the link's target does not exist
+    outside.mkdir()
+    with pytest.raises(TsavError) as error:
+        write_text(target, "{}")
+    assert "symbolic link" in one_line(error)
+    lock = out / "x.lock"
+    lock.symlink_to(outside / "lock")
+    with pytest.raises(TsavError):
+        try_lock(lock, wait=False)
+    log = out / "tsav-errors.log"
+    log.symlink_to(outside / "log")
+    with pytest.raises(TsavError):
+        atomic.append_text(log, "x")
+    assert list(outside.iterdir()) == []
+    # Without a planted link all three work, and a stale regular file at our temporary name goes.
+    partial_path(target).unlink()
+    partial_path(target).write_text("stale")
+    assert write_text(target, "{}").read_text() == "{}" and not partial_path(target).exists()
+    lock.unlink()
+    unlock(lock, try_lock(lock, wait=False))
+
+
+WRITTEN = [
+    "VA_Set/{}.txt",
+    "EXPR_Set/{}.txt",
+    "AU_Set/{}.txt",
+    "{}.csv",
+    "{}.parquet",
+    "{}.png",
+    "{}.overlay.mp4",
+    "{}.html",
+    ".tsav/{}.json",
+]
+
+
+@pytest.mark.parametrize("written", WRITTEN)
+def test_a_link_planted_at_any_temporary_name_of_a_video_gets_nothing_written_outside(written, annotation, tmp_path):
+    """A dangling link at the temporary name (``<name>.partial-<pid>.<ext>``) of each file a video
+    writes, for this process's id (the one it writes under)."""
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    outside.mkdir()
+    (out / "VA_Set").mkdir(parents=True)
+    (out / ".tsav").mkdir()
+    for task in ("EXPR_Set", "AU_Set"):
+        (out / task).mkdir()
+    planted = partial_path(out / written.format(annotation.name))
+    planted.symlink_to(outside / "planted")
+    written = save_outputs(out, annotation, ALL_OUTPUTS)  # the link is removed, never written through
+    assert list(outside.iterdir()) == [] and not planted.is_symlink()
+    assert len(written) == 8 and all(p.is_file() and not p.is_symlink() for p in written)
+    assert (out / ".tsav" / f"{annotation.name}.json").is_file()
+
+
+@pytest.mark.parametrize("folder", [".tsav", "VA_Set", "EXPR_Set", "AU_Set"])
+def test_a_folder_of_the_tool_linked_elsewhere_is_refused(folder, tmp_path):
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    out.mkdir()
+    outside.mkdir()
+    (out / folder).symlink_to(outside)
+    with pytest.raises(TsavError) as error:
+        check_output_folder(out)
+    assert "symbolic link" in one_line(error)
+    assert list(outside.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["../x", "/tmp/abs", "a/b", "..", "."])
+def test_live_name_must_be_a_plain_file_name(name, media_dir, small_export, tmp_path):
+    out = tmp_path / "sub" / "out"
+    result = run_cli("live", str(media_dir / SOURCE), "--model", str(small_export), "--out", str(out), "--name", name)
+    assert result.exit_code == 2
+    assert len(error_lines(result.output)) == 1 and "--name" in result.output
+    assert not (tmp_path / "sub").exists() and not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("name", ["../outside.onnx", "/tmp/outside.onnx", "sub/x.onnx", ".."])
+def test_a_manifest_naming_a_file_outside_its_folder_is_refused(name, small_export, tmp_path):
+    out = pathlib.Path(shutil.copytree(small_export, tmp_path / "export"))
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["artifacts"][name] = dict(manifest["artifacts"]["fusion.onnx"])
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError) as error:
+        read_manifest(out)
+    assert "not a file of the export folder" in one_line(error)
