@@ -5,12 +5,18 @@ Real files, real links, real processes."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import pathlib
 import shutil
+import socket
+import subprocess
+import sys
+import time
 import zipfile
 
+import av
 import pytest
 from hostile_media import SOURCE
 from typer.testing import CliRunner
@@ -62,6 +68,8 @@ def annotation(media_dir, small_export):
     return Predictor(model=small_export, detector="hog").predict(media_dir / SOURCE)
 
 
+TSAV = [sys.executable, "-m", "tsav_deploy.cli"]
+ENV = {**os.environ, "COLUMNS": "400"}
 ALL_OUTPUTS = OutputOptions(overlay=True, plot=True, table="both", report=True)
 
 
@@ -298,3 +306,106 @@ def test_a_manifest_naming_a_file_outside_its_folder_is_refused(name, small_expo
     with pytest.raises(ArtifactError) as error:
         read_manifest(out)
     assert "not a file of the export folder" in one_line(error)
+
+
+# --- 4. losing a user's file ----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _nobody_listening(tmp_path: pathlib.Path) -> str:
+    return f"tcp://127.0.0.1:{free_port()}"
+
+
+def _not_a_video(tmp_path: pathlib.Path) -> str:
+    path = tmp_path / "notes.mp4"
+    path.write_text("not a video")
+    return str(path)
+
+
+def _missing_file(tmp_path: pathlib.Path) -> str:
+    return str(tmp_path / "missing.mp4")
+
+
+@pytest.mark.parametrize("source", [_nobody_listening, _not_a_video, _missing_file])
+def test_a_source_that_fails_to_open_costs_no_existing_output(source, small_export, tmp_path):
+    """Every output of ``tsav live`` already there (the JSONL, the overlay, an --out folder of an
+    earlier run), and a source that fails: each is left byte for byte as it was."""
+    mine = tmp_path / "mine"
+    (mine / "out" / "VA_Set").mkdir(parents=True)
+    (mine / "rows.jsonl").write_text('{"frame": 0}\n')
+    (mine / "overlay.mp4").write_bytes(b"an earlier overlay")
+    (mine / "out" / "VA_Set" / "cam.txt").write_text("valence,arousal\n0.1,0.2\n")
+    before = tree(mine)
+    result = run_cli(
+        "live", source(tmp_path), "--model", str(small_export), "--name", "cam",
+        "--jsonl", str(mine / "rows.jsonl"), "--overlay-out", str(mine / "overlay.mp4"), "--out", str(mine / "out"),
+    )  # fmt: skip
+    assert result.exit_code == 2 and len(error_lines(result.output)) == 1, result.output
+    after = tree(mine)
+    assert {k: v for k, v in after.items() if not k.startswith("out/.tsav")} == before
+
+
+def test_a_live_run_replaces_an_existing_jsonl_whole(media_dir, small_export, tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("an earlier run's rows, longer than one frame's row would be " * 200 + "\n")
+    result = run_cli("live", str(media_dir / SOURCE), "--model", str(small_export), "--jsonl", str(rows))
+    assert result.exit_code == 0, result.output
+    lines = rows.read_text().splitlines()
+    assert len(lines) == 72 and all(json.loads(line)["person"] == "main" for line in lines)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.jsonl"]
+
+
+# --- 10. quiet endings ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mpegts_bytes(media_dir) -> bytes:
+    """The recording as MPEG-TS, as a sender would put it on the wire."""
+    buffer = io.BytesIO()
+    with av.open(str(media_dir / SOURCE)) as source, av.open(buffer, "w", format="mpegts") as out:
+        streams = [s for s in source.streams if s.type in ("video", "audio")]
+        outputs = {s.index: out.add_stream_from_template(s) for s in streams}
+        for packet in source.demux(streams):
+            if packet.dts is not None:
+                packet.stream = outputs[packet.stream.index]
+                out.mux(packet)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("sent", [0, 188, 940])
+def test_a_sender_that_ends_before_its_first_picture_is_one_line_and_a_failure(
+    sent, mpegts_bytes, small_export, tmp_path
+):
+    """A real ``tsav live`` process listening; a sender that connects, sends the first bytes of a
+    stream (no whole picture) and hangs up."""
+    port = free_port()
+    command = [*TSAV, "live", f"tcp://127.0.0.1:{port}?listen=1", "--model", str(small_export)]
+    process = subprocess.Popen(
+        [*command, "--jsonl", str(tmp_path / "rows.jsonl")], stderr=subprocess.PIPE, text=True, env=ENV
+    )
+    try:
+        assert "engine:" in process.stderr.readline()
+        sender = _connect(port)
+        sender.sendall(mpegts_bytes[:sent])
+        sender.close()
+        stderr = process.communicate(timeout=120)[1]
+    finally:
+        process.kill()
+    assert process.returncode in (1, 2), stderr
+    assert len(error_lines(stderr)) == 1 and "Traceback" not in stderr, stderr
+    assert not (tmp_path / "rows.jsonl").exists()
+
+
+def _connect(port: int) -> socket.socket:
+    """A connection to the listening ``tsav live`` (it listens once the model is loaded)."""
+    for _ in range(600):
+        try:
+            return socket.create_connection(("127.0.0.1", port))
+        except ConnectionRefusedError:
+            time.sleep(0.1)
+    raise AssertionError("tsav live never listened")

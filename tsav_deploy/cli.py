@@ -10,10 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import os
 import pathlib
-import stat
-import sys
 import threading
 import time
 from collections import deque
@@ -559,6 +556,7 @@ def live(
     from .live import LiveOptions
     from .overlay import OverlayStream, check_overlay_target
     from .sources import parse_source
+    from .writers import JsonLines
 
     spec = parse_source(source)
     if name is not None:
@@ -572,6 +570,7 @@ def live(
         check_overlay_target(overlay_out)
     if out is not None:
         check_output_folder(out)
+    lines = JsonLines(jsonl) if jsonl else None  # its file is made at the first row
     predictor = Predictor(
         weights,
         model,
@@ -601,13 +600,13 @@ def live(
     failed, where = False, source  # ``where``: what was being done when something failed
     try:
         with contextlib.ExitStack() as files, _graceful_interrupt(stop), status:
-            lines = files.enter_context(_jsonl_target(jsonl)) if jsonl else None
+            if lines is not None:
+                files.enter_context(contextlib.closing(lines))
             overlay = files.enter_context(OverlayStream(overlay_out)) if overlay_out else None
             for frame in frames:
                 if lines is not None:
                     where = jsonl
-                    lines.writelines(json.dumps(row) + "\n" for row in live_rows(frame, au_threshold))
-                    lines.flush()  # a reader of the file or pipe gets each frame at once
+                    lines.write(live_rows(frame, au_threshold))
                 if recording is not None:
                     recording.add(frame)
                 if overlay is not None:
@@ -625,6 +624,9 @@ def live(
     except Exception as exc:  # an output or the source failed mid-stream: what was made is kept
         failed = _live_failure(where, exc)
     status.print_summary(frames)
+    if not (status.frames or failed or stop.is_set()):  # ended by itself before its first picture
+        line = f"{source}: the source ended without a frame to annotate (it sent no decodable picture); check the sender or the file"
+        failed = _live_failure(source, TsavError(line))
     if recording is not None and recording.frames:
         made_by = {**provenance(predictor.engine, predictor.face_backend), "stride": stride}
         info = {"source": source, "people": frames.people.count, "audio_lookahead": audio_lookahead}
@@ -666,31 +668,6 @@ def _live_name() -> str:
     import datetime
 
     return "live-" + datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
-
-
-@contextlib.contextmanager
-def _jsonl_target(path: str):
-    """stdout for ``-``, else the file, line-buffered: a reader sees each row as it is written."""
-
-    if path == "-":
-        yield sys.stdout
-        return
-    created = not os.path.exists(path)
-    try:
-        handle = open(path, "w", encoding="utf-8")
-    except OSError as exc:
-        raise TsavError(f"--jsonl {path}: cannot write ({exc.strerror})") from None
-    with handle:
-        try:
-            yield handle
-        except BaseException:
-            # The source never opened: a file this run created and left empty goes (never a pipe,
-            # a device or a file that was there before).
-            with contextlib.suppress(OSError):
-                if created and stat.S_ISREG(os.fstat(handle.fileno()).st_mode) and handle.tell() == 0:
-                    handle.close()
-                    os.unlink(path)
-            raise
 
 
 @contextlib.contextmanager
