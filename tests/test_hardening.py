@@ -17,15 +17,17 @@ import time
 import zipfile
 
 import av
+import numpy as np
 import pytest
 from hostile_media import SOURCE
+from synthetic_annotation import synthetic_result
 from typer.testing import CliRunner
 
 from tsav_deploy import atomic
 from tsav_deploy.atomic import partial_path, try_lock, unlock, write_text
 from tsav_deploy.cli import app
 from tsav_deploy.contract import read_manifest
-from tsav_deploy.engine import Predictor
+from tsav_deploy.engine import Annotation, Predictor
 from tsav_deploy.engine.records import OutputOptions, check_output_folder, save_outputs
 from tsav_deploy.errors import ArtifactError, TsavError
 from tsav_deploy.export import Exporter
@@ -409,3 +411,110 @@ def _connect(port: int) -> socket.socket:
         except ConnectionRefusedError:
             time.sleep(0.1)
     raise AssertionError("tsav live never listened")
+
+
+# --- 3. trusting records and caches ---------------------------------------------------------------
+
+
+def _saved_pair(media_dir: pathlib.Path, folder: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+    """Two videos (copies of a recording) with synthetic predictions saved into ``folder / "out"``."""
+    out = folder / "out"
+    videos = []
+    for name in ("good", "bad"):
+        video = folder / f"{name}.mp4"
+        shutil.copyfile(media_dir / SOURCE, video)
+        Annotation(video, synthetic_result(name, np.arange(72) / 30)).save(out, plot=False)
+        videos.append(video)
+    return out, videos[1]
+
+
+def _edit_record(out: pathlib.Path, change) -> None:
+    path = out / ".tsav" / "bad.json"
+    record = json.loads(path.read_text())
+    change(record)
+    path.write_text(json.dumps(record))
+
+
+RECORD_EDITS = {
+    "frames as text": lambda r: r.update(frames="many"),
+    "frames as a list": lambda r: r.update(frames=[72]),
+    "video as a number": lambda r: r.update(video=5),
+    "outputs as text": lambda r: r.update(outputs="bad.csv"),
+    "outputs of numbers": lambda r: r.update(outputs=[1, 2]),
+    "outputs outside": lambda r: r.update(outputs=[*r["outputs"], "../../etc/passwd"]),
+    "outputs absolute": lambda r: r.update(outputs=[*r["outputs"], "/etc/passwd"]),
+    "stride as a dict": lambda r: r.update(stride={"k": 1}),
+    "seconds as a bool": lambda r: r.update(seconds=True),
+    "input hash as a list": lambda r: r.update(input_sha256=["x"]),
+    "warnings as text": lambda r: r.update(warnings="none"),
+    "neither outputs nor error": lambda r: r.pop("outputs"),
+}
+
+
+@pytest.mark.parametrize("edit", list(RECORD_EDITS))
+def test_a_record_with_a_field_of_the_wrong_form_costs_its_video_one_line(edit, media_dir, tmp_path):
+    out, _ = _saved_pair(media_dir, tmp_path)
+    _edit_record(out, RECORD_EDITS[edit])
+    result = run_cli("report", str(out))
+    assert result.exit_code == 1, result.output
+    errors = error_lines(result.output)
+    assert len(errors) == 1 and "bad" in errors[0], result.output
+    assert (out / "good.html").is_file() and (out / "index.html").is_file() and not (out / "bad.html").exists()
+    summary = json.loads((out / "summary.json").read_text())["videos"]
+    assert "outputs" in summary["good"] and "unreadable record" in summary["bad"]["error"]
+
+
+TABLE_EDITS = {
+    "a word for a number": lambda rows: rows[3].__setitem__(10, "abc"),
+    "a list for a number": lambda rows: rows[5].__setitem__(11, "[1, 2]"),
+    "an unknown expression": lambda rows: rows[2].__setitem__(19, "Boredom"),
+    "a column missing": lambda rows: [row.pop(10) for row in rows],
+    "a track id as text": lambda rows: rows[1].__setitem__(4, "first"),
+}
+
+
+@pytest.mark.parametrize("edit", list(TABLE_EDITS))
+def test_a_table_edited_to_hold_what_the_writer_never_writes_costs_its_video_one_line(edit, media_dir, tmp_path):
+    out, _ = _saved_pair(media_dir, tmp_path)
+    path = out / "bad.csv"
+    rows = [line.split(",") for line in path.read_text().splitlines()]
+    TABLE_EDITS[edit](rows)
+    path.write_text("\n".join(",".join(row) for row in rows) + "\n")
+    result = run_cli("report", str(out))
+    assert result.exit_code == 1, result.output
+    errors = error_lines(result.output)
+    assert len(errors) == 1 and "bad" in errors[0] and "annotate the video again" in errors[0], result.output
+    assert (out / "good.html").is_file() and (out / "index.html").is_file()
+
+
+def _any_other_file(tmp_path: pathlib.Path, video: pathlib.Path) -> pathlib.Path:
+    secret = tmp_path / "private" / "id_rsa"
+    secret.parent.mkdir()
+    secret.write_text("-----BEGIN PRIVATE KEY-----")
+    return secret
+
+
+def _another_video(tmp_path: pathlib.Path, video: pathlib.Path) -> pathlib.Path:
+    other = tmp_path / "private" / "holiday.mp4"
+    other.parent.mkdir()
+    shutil.copyfile(pathlib.Path(video).with_name("good.mp4"), other)
+    with open(other, "ab") as file:
+        file.write(b"\0")  # a different file that decodes alike
+    return other
+
+
+def _input_replaced(tmp_path: pathlib.Path, video: pathlib.Path) -> pathlib.Path:
+    video.write_text("no longer a video")
+    return video
+
+
+@pytest.mark.parametrize("named", [_any_other_file, _another_video, _input_replaced])
+def test_a_record_naming_another_file_never_brings_it_into_the_folder(named, media_dir, tmp_path):
+    out, video = _saved_pair(media_dir, tmp_path)
+    target = named(tmp_path, video)
+    _edit_record(out, lambda r: r.update(video=str(target)))
+    result = run_cli("report", str(out))
+    assert result.exit_code == 0, result.output
+    assert all(not os.path.samefile(p, target) for p in out.rglob("*") if p.is_file())
+    assert not (out / "bad.input.mp4").exists() and not (out / "bad.input").exists()
+    assert "<video" not in (out / "bad.html").read_text() and "<video" in (out / "good.html").read_text()

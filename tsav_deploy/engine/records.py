@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..atomic import (
     PARTIAL_SUFFIX,
+    confined,
     create_new,
     is_stale_partial,
     locked,
@@ -26,6 +27,7 @@ from ..atomic import (
     unlock,
     write_text,
 )
+from ..download import file_sha256
 from ..errors import TsavError
 from ..overlay import write_overlay
 from ..plot import write_plot
@@ -97,11 +99,51 @@ def _load(path: pathlib.Path) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
-def read_record(out: pathlib.Path, name: str) -> dict | None:
-    """A finished video's record, or None when there is none, it cannot be read or it records a
-    failure (then the video is redone)."""
+# A record is data anyone with write access to the folder can edit: the form of each field the tool
+# reads or shows (None allowed where a run may not know it), and every file it lists, are checked.
+_NUMBER = (int, float)
+_FIELDS: dict[str, tuple[type, ...]] = {
+    "video": (str,),
+    "error": (str,),
+    "input_sha256": (str, type(None)),
+    "frames": (int,),
+    "seconds": (*_NUMBER, type(None)),
+    "stride": (int, type(None)),
+    "au_threshold": (*_NUMBER, type(None)),
+    "checkpoint_sha256": (str, type(None)),
+    "engine": (str, type(None)),
+    "face_backend": (str, type(None)),
+    "tsav_version": (str, type(None)),
+    "outputs": (list,),
+    "warnings": (list,),
+}
+
+
+def record_problem(out: pathlib.Path, record: dict) -> str | None:
+    """Why ``record`` cannot be trusted (a field of the wrong form, a listed file that is not a
+    file of ``out``), or None."""
+    for key, kinds in _FIELDS.items():
+        value = record.get(key)
+        if key in record and (not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)):
+            return f"its {key!r} is {type(value).__name__}, not {' or '.join(k.__name__ for k in kinds)}"
+    outside = next((f for f in record.get("outputs", []) if confined(out, f) is None), None)
+    if outside is not None:
+        return f"it lists {outside!r}, which is not a file of {out}"
+    if "outputs" not in record and "error" not in record:
+        return "it has neither 'outputs' nor 'error'"
+    return None
+
+
+def _trusted(out: pathlib.Path, name: str) -> dict | None:
     record = _load(record_path(out, name))
-    return record if record is not None and isinstance(record.get("outputs"), list) else None
+    return record if record is not None and record_problem(out, record) is None else None
+
+
+def read_record(out: pathlib.Path, name: str) -> dict | None:
+    """A finished video's record, or None when there is none, it cannot be read or trusted, or it
+    records a failure (then the video is redone)."""
+    record = _trusted(out, name)
+    return record if record is not None and "outputs" in record else None
 
 
 def write_failure(out: pathlib.Path, video: pathlib.Path, line: str) -> None:
@@ -196,7 +238,7 @@ def _write_files(
         written.append(write_plot(out / f"{result.name}.png", result))
     if options.overlay:
         written.append(write_overlay(out / f"{result.name}.overlay.mp4", annotation.video, result))
-    record = annotation.summary()
+    record = annotation.summary() | {"input_sha256": input_sha256(annotation.video)}
     if options.report:
         start_s = result.video_info.start_time_s if result.video_info else None
         video = report_video(out, result.name, options.overlay, annotation.video, start_s)
@@ -204,6 +246,12 @@ def _write_files(
         written.append(write_report(out / f"{result.name}.html", annotation.to_pandas(), record, video))
     record["outputs"] = [str(p.relative_to(out)) for p in written]
     write_text(record_path(out, result.name), json.dumps(record, indent=1))
+
+
+def input_sha256(video: pathlib.Path) -> str | None:
+    """The SHA-256 of an input file (None for a stream): what lets a later ``tsav report`` tell the
+    file a record names from any other file put under that name."""
+    return file_sha256(video) if video.is_file() else None
 
 
 SUMMARY_LOCK = ".summary"  # not a video name: record names are video stems, lock names too
@@ -217,9 +265,10 @@ def write_summary(out: pathlib.Path) -> pathlib.Path:
         records = {}
         for path in sorted((out / RECORDS).glob("*.json")):
             record = _load(path)
+            problem = "not a JSON object" if record is None else record_problem(out, record)
             records[path.stem] = (
                 record
-                if record is not None and (isinstance(record.get("outputs"), list) or "error" in record)
-                else {"error": f"{path}: unreadable record; the video is redone on the next run"}
+                if problem is None
+                else {"error": f"{path}: unreadable record ({problem}); the video is redone on the next run"}
             )
         return write_text(out / "summary.json", json.dumps({"videos": records}, indent=1))
