@@ -518,3 +518,67 @@ def test_a_record_naming_another_file_never_brings_it_into_the_folder(named, med
     assert all(not os.path.samefile(p, target) for p in out.rglob("*") if p.is_file())
     assert not (out / "bad.input.mp4").exists() and not (out / "bad.input").exists()
     assert "<video" not in (out / "bad.html").read_text() and "<video" in (out / "good.html").read_text()
+
+
+# --- 5. two videos, one file ----------------------------------------------------------------------
+
+
+def _synthetic(folder: pathlib.Path, name: str, suffixes: tuple[str, ...] = ("",)) -> Annotation:
+    return Annotation(folder / f"{name}.mp4", synthetic_result(name, np.arange(24) / 30, suffixes))
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        (("two", ("_left", "_right")), ("two_left", ("",))),
+        (("two_left", ("",)), ("two", ("_left", "_right"))),
+        (("two", ("_left", "_right")), ("two_right", ("",))),
+        (("crowd", ("_person1", "_person2", "_person3")), ("crowd_person2", ("",))),
+        (("crowd_person3", ("",)), ("crowd", ("_person1", "_person2", "_person3"))),
+    ],
+)
+def test_two_videos_never_write_one_file(first, second, tmp_path):
+    out = tmp_path / "out"
+    _synthetic(tmp_path, *first).save(out)
+    before = tree(out)
+    with pytest.raises(TsavError) as error:
+        _synthetic(tmp_path, *second).save(out)
+    assert "output names must differ" in one_line(error) and first[0] in str(error.value)
+    assert tree(out) == before  # nothing of the second video was written
+
+
+def test_names_that_only_look_alike_do_not_clash(tmp_path):
+    out = tmp_path / "out"
+    for name, suffixes in (("two", ("_left", "_right")), ("two_leftover", ("",)), ("two_person", ("",))):
+        _synthetic(tmp_path, name, suffixes).save(out)
+    _synthetic(tmp_path, "two", ("_left", "_right")).save(out)  # a video redone replaces its own files
+
+
+@pytest.mark.parametrize("report", [True, False])
+def test_a_video_named_like_a_file_of_the_folder(report, tmp_path):
+    out = tmp_path / "out"
+    if not report:
+        assert "index.html" not in [p.name for p in _synthetic(tmp_path, "index").save(out, report=False)]
+        return
+    with pytest.raises(TsavError) as error:
+        _synthetic(tmp_path, "index").save(out, report=True)
+    assert "output folder's own index.html" in one_line(error)
+    assert not (out / "index.csv").exists()
+
+
+@pytest.mark.parametrize("spelling", [".", "**/*.mp4", "*"])
+def test_annotating_a_folder_twice_never_takes_its_own_outputs_for_videos(
+    spelling, media_dir, small_export, tmp_path, monkeypatch
+):
+    """The default ``tsav_out/`` inside the folder annotated: the second run finds its overlay, the
+    linked input and every file it wrote, and annotates none of them."""
+    shutil.copyfile(media_dir / SOURCE, tmp_path / "clip.mp4")
+    monkeypatch.chdir(tmp_path)
+    first = run_cli("annotate", ".", "--model", str(small_export), "--detector", "hog", "--overlay", "--report")
+    assert first.exit_code == 0, first.output
+    (tmp_path / "tsav_out" / "clip.overlay.mp4.partial-1.mp4").write_bytes(b"another run's temporary file")
+    second = run_cli("annotate", spelling, "--model", str(small_export), "--detector", "hog", "--overlay", "--report")
+    assert second.exit_code == 0, second.output
+    records = sorted(p.name for p in (tmp_path / "tsav_out" / ".tsav").iterdir())
+    assert records == ["clip.json"], records
+    assert "skipped" in second.output

@@ -50,10 +50,15 @@ def confined(folder: pathlib.Path, relative: object) -> pathlib.Path | None:
     return path if parent == root or root in parent.parents else None
 
 
+def is_partial(path: pathlib.Path) -> bool:
+    """Whether ``path`` is named as a temporary file of the tool (:func:`partial_path`)."""
+    return _PARTIAL_NAME.search(path.name) is not None and not path.is_dir()
+
+
 def is_stale_partial(path: pathlib.Path) -> bool:
-    """Whether ``path`` is a temporary file (:func:`partial_path`) whose writer is gone: the only
-    temporary files a run removes."""
-    return _PARTIAL_NAME.search(path.name) is not None and not path.is_dir() and not writer_alive(path)
+    """Whether ``path`` is a temporary file whose writer is gone: the only temporary files a run
+    removes."""
+    return is_partial(path) and not writer_alive(path)
 
 
 def writer_alive(partial: pathlib.Path) -> bool:

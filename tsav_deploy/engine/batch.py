@@ -21,6 +21,7 @@ from ..atomic import append_text
 from ..errors import TsavError
 from .failures import Failure, describe_failure
 from .records import (
+    ERROR_LOG,
     OutputOptions,
     check_output_folder,
     claim,
@@ -31,8 +32,6 @@ from .records import (
     write_failure,
 )
 from .results import Annotation
-
-ERROR_LOG = "tsav-errors.log"
 
 AnnotateMany = Callable[[Iterable[pathlib.Path]], Iterable[Annotation]]
 

@@ -12,6 +12,7 @@ import glob
 import json
 import os
 import pathlib
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -39,6 +40,10 @@ if TYPE_CHECKING:
     from .results import Annotation
 
 RECORDS = ".tsav"
+ERROR_LOG = "tsav-errors.log"
+# Files of the folder itself, never a video's.
+FOLDER_FILES = ("summary.json", "index.html", ERROR_LOG)
+_PERSON_SUFFIX = re.compile(r"_(left|right|person[0-9]+)$")
 
 
 @dataclass(frozen=True)
@@ -198,6 +203,37 @@ def remove_partials(out: pathlib.Path, name: str) -> None:
                     path.unlink(missing_ok=True)
 
 
+def planned_files(annotation: Annotation, options: OutputOptions) -> dict[str, list[str]]:
+    """What saving ``annotation`` writes, relative to the output folder (the record aside), by the
+    name each file carries: the video's own and each person's (``<name>_left``…)."""
+    result = annotation._require()
+    files = {result.name + person.suffix: [] for person in result.persons}
+    for person in files:
+        files[person] += [f"{task}/{person}.txt" for task in ABAW_TASKS]
+    files.setdefault(result.name, []).extend(options.wanted(result.name))
+    return files
+
+
+def check_unclaimed(out: pathlib.Path, name: str, files: dict[str, list[str]]) -> None:
+    """One line, before anything is written, where a file the video ``name`` is to write is a file
+    of the folder itself or is vouched for by another video's record: a second person's
+    ``two_left.txt`` and a video named ``two_left``, a video named ``index`` and the folder's index.
+    A file named ``<stem>`` can belong to the video ``<stem>`` or, through a person's suffix
+    (``_left``, ``_right``, ``_personK``), to the video without it: those records are read."""
+    planned = [file for group in files.values() for file in group]
+    shared = next((file for file in planned if file in FOLDER_FILES), None)
+    if shared is not None:
+        raise TsavError(f"{name}: its {shared} would be the output folder's own {shared}; rename the video")
+    for owner in {stem for person in files for stem in (person, _PERSON_SUFFIX.sub("", person))} - {name}:
+        record = read_record(out, owner)
+        clash = next((file for file in planned if record is not None and file in record["outputs"]), None)
+        if clash is not None:
+            raise TsavError(
+                f"{name}: its {clash} would replace the file of {record.get('video', owner)} (annotated into "
+                f"{out}); output names must differ: annotate one of the two into another --out"
+            )
+
+
 def save_outputs(out: pathlib.Path, annotation: Annotation, options: OutputOptions) -> list[pathlib.Path]:
     """Write the video's files, then its record (which marks it complete); returns the files."""
     with stage("writers"):
@@ -207,6 +243,7 @@ def save_outputs(out: pathlib.Path, annotation: Annotation, options: OutputOptio
 def _save(out: pathlib.Path, annotation: Annotation, options: OutputOptions) -> list[pathlib.Path]:
     result = annotation._require()
     output_name(result.name)
+    check_unclaimed(out, result.name, planned_files(annotation, options))
     out.mkdir(parents=True, exist_ok=True)
     # Until the new record is written the video is incomplete: a redo that fails halfway must not
     # leave the old record vouching for a mix of two runs' files.
