@@ -582,3 +582,88 @@ def test_annotating_a_folder_twice_never_takes_its_own_outputs_for_videos(
     records = sorted(p.name for p in (tmp_path / "tsav_out" / ".tsav").iterdir())
     assert records == ["clip.json"], records
     assert "skipped" in second.output
+
+
+# --- 7. weights that are not numbers --------------------------------------------------------------
+
+
+def _poisoned_checkpoint(small_checkpoint: pathlib.Path, folder: pathlib.Path, key: str, value: float) -> pathlib.Path:
+    import torch
+
+    from tsav_deploy.checkpoint import load_checkpoint, save_checkpoint
+
+    model = load_checkpoint(small_checkpoint).build_model()
+    with torch.no_grad():
+        model.state_dict()[key].view(-1)[3] = value
+    return save_checkpoint(folder / f"poisoned-{key}-{value}.pt", model)
+
+
+POISONS = [
+    ("fc.1.weight", float("nan")),
+    ("fc.1.bias", float("inf")),
+    ("audio_model.resnet.conv1.weight", float("-inf")),
+    ("audio_model.resnet.bn1.running_var", float("nan")),
+]
+
+
+@pytest.mark.parametrize("key, value", POISONS)
+def test_a_checkpoint_with_weights_that_are_not_numbers_is_refused_in_one_line(
+    key, value, small_checkpoint, media_dir, tmp_path
+):
+    path = _poisoned_checkpoint(small_checkpoint, tmp_path, key, value)
+    for command in (
+        ["annotate", str(media_dir / SOURCE), "--weights", str(path), "--overlay", "-o", str(tmp_path / "out")],
+        ["export", str(path), "--out", str(tmp_path / "export")],
+    ):
+        result = run_cli(*command)
+        assert result.exit_code == 2, result.output
+        [line] = error_lines(result.output)
+        assert key in line and "not numbers" in line
+    assert not (tmp_path / "out" / "VA_Set").exists() and not (tmp_path / "export").exists()
+
+
+def test_an_export_whose_network_answers_nan_costs_each_video_one_line(small_export, media_dir, tmp_path):
+    """A TorchScript file with a NaN weight, re-hashed into the manifest (so only its outputs can
+    tell): every video gets one line, no file says ``nan``; verification fails it."""
+    import torch
+
+    from tsav_deploy.contract import file_entry, write_json_atomic
+    from tsav_deploy.export import verify_export
+    from tsav_deploy.export.torchscript_export import export_torchscript
+    from tsav_deploy.model import TSAV
+
+    folder = pathlib.Path(shutil.copytree(small_export, tmp_path / "export"))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    model = TSAV(read_manifest(folder).config).eval()
+    with torch.no_grad():
+        model.fc[1].weight[0, 0] = float("nan")
+    path = export_torchscript(model, folder)
+    entry = manifest["artifacts"][path.name]
+    manifest["artifacts"][path.name] = file_entry(
+        path, **{k: v for k, v in entry.items() if k not in ("sha256", "bytes")}
+    )
+    write_json_atomic(folder / "manifest.json", manifest)
+    out = tmp_path / "out"
+    video = media_dir / SOURCE
+    result = run_cli(
+        "annotate", str(video), "--model", str(folder), "--engine", "torchscript", "--overlay", "-o", str(out)
+    )
+    assert result.exit_code == 1, result.output
+    [line] = error_lines(result.output)
+    assert "not numbers" in line and "bug" not in line
+    assert not (out / "VA_Set" / f"{video.stem}.txt").exists()
+    report = verify_export(folder)
+    assert not report.ok and any(row.artifact == path.name for row in report.failures)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_parity_counts_a_value_that_is_not_a_number_as_a_failure(bad):
+    from tsav_deploy.export.verify import probability_error, relative_error
+
+    expected = np.linspace(-1, 1, 34, dtype=np.float32).reshape(2, 17)
+    for actual, reference in ((expected.copy(), expected.copy()), (expected.copy(), expected.copy())[::-1]):
+        actual[1, 5] = bad
+        assert relative_error(actual, reference) == float("inf")
+        assert relative_error(reference, actual) == float("inf")
+        assert probability_error(actual, reference) > 1e-3
+    assert relative_error(expected, expected) == 0.0
