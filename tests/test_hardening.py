@@ -667,3 +667,78 @@ def test_parity_counts_a_value_that_is_not_a_number_as_a_failure(bad):
         assert relative_error(reference, actual) == float("inf")
         assert probability_error(actual, reference) > 1e-3
     assert relative_error(expected, expected) == 0.0
+
+
+# --- 8. an optional output failing costs the video -------------------------------------------------
+
+
+def _encode_clip(path: pathlib.Path, media_dir: pathlib.Path, *, gap_s: float = 0.0, audio_rate: int = 48000) -> None:
+    """24 frames of a recording (the second half ``gap_s`` later) with a tone at ``audio_rate``
+    (PCM in a .mov for 192 kHz, AAC otherwise)."""
+    from fractions import Fraction
+
+    from hostile_media import source_frames
+
+    frames = source_frames(media_dir, 24, 3)
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        video.codec_context.time_base = Fraction(1, 1000)
+        audio = out.add_stream("pcm_s16le" if audio_rate > 96000 else "aac", rate=audio_rate, layout="mono")
+        for i, picture in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame.pts, frame.time_base = round((i * 0.04 + (gap_s if i >= 12 else 0)) * 1000), Fraction(1, 1000)
+            out.mux(video.encode(frame))
+        n = audio_rate // 25
+        for i in range(24):
+            tone = np.sin(2 * np.pi * 440 * (np.arange(n) + i * n) / audio_rate)
+            s16 = audio_rate > 96000
+            samples = (tone * 8000).astype(np.int16) if s16 else tone.astype(np.float32) * 0.2
+            frame = av.AudioFrame.from_ndarray(samples[None], format="s16" if s16 else "fltp", layout="mono")
+            frame.sample_rate, frame.pts = audio_rate, i * n
+            out.mux(audio.encode(frame))
+        out.mux(video.encode(None))
+        out.mux(audio.encode(None))
+
+
+@pytest.mark.parametrize("case", ["192 kHz PCM", "40-hour gap"])
+def test_valid_media_the_overlay_writer_cannot_mux_keeps_its_predictions(case, media_dir, small_export, tmp_path):
+    video = tmp_path / ("pcm192.mov" if case == "192 kHz PCM" else "gap.mkv")
+    _encode_clip(video, media_dir, **({"audio_rate": 192000} if case == "192 kHz PCM" else {"gap_s": 40 * 3600}))
+    out = tmp_path / "out"
+    result = run_cli(
+        "annotate",
+        str(video),
+        "--model",
+        str(small_export),
+        "--detector",
+        "hog",
+        "--overlay",
+        "--report",
+        "-o",
+        str(out),
+    )
+    assert result.exit_code == 0, result.output
+    assert error_lines(result.output) == []
+    [warning] = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert f"{video.stem}.overlay.mp4: the overlay could not be written" in warning and "bug" not in warning
+    assert len((out / "VA_Set" / f"{video.stem}.txt").read_text().splitlines()) == 25
+    assert (out / f"{video.stem}.html").is_file() and not (out / f"{video.stem}.overlay.mp4").exists()
+    record = json.loads((out / ".tsav" / f"{video.stem}.json").read_text())
+    assert record["output_failures"] == [warning.removeprefix("warning: ")]
+    assert not [p for p in out.rglob("*") if ".partial" in p.name]
+
+
+@pytest.mark.parametrize("blocked", ["{}.png", "{}.overlay.mp4", "{}.html"])
+def test_each_optional_output_that_fails_costs_only_itself(blocked, annotation, tmp_path):
+    """A folder where the output's final name is (the rename onto it fails): that output is one
+    line, every other file and the record are written."""
+    out = tmp_path / "out"
+    (out / blocked.format(annotation.name)).mkdir(parents=True)
+    written = save_outputs(out, annotation, ALL_OUTPUTS)
+    [line] = annotation.info.pop("output_failures")
+    assert line.startswith(str(out / blocked.format(annotation.name))) and "predictions are kept" in line
+    assert {str(p.relative_to(out)) for p in written} == {
+        w.format(annotation.name) for w in WRITTEN if w not in (blocked, ".tsav/{}.json")
+    } | ({f"{annotation.name}.input.mp4"} if blocked == "{}.overlay.mp4" else set())
+    assert json.loads((out / ".tsav" / f"{annotation.name}.json").read_text())["output_failures"] == [line]

@@ -423,6 +423,7 @@ class BatchReport:
             return
         annotation = outcome.annotation
         info = {**annotation.result.info, **annotation.info}
+        _warn_output_failures(info)
         frames, wall = info.get("frames", 0), info.get("wall_s", 0)
         found = ", ".join(str(v) for v in info.get("faces_found", {}).values())
         self.table.add_row(
@@ -434,6 +435,12 @@ class BatchReport:
             f"{frames / wall:.1f}" if wall else "",
             "; ".join(info.get("warnings", []))[:60],
         )
+
+
+def _warn_output_failures(info: dict) -> None:
+    """One warning line per optional output (plot, overlay, report) that could not be written."""
+    for line in info.get("output_failures", []):
+        err_console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
 
 
 class VideoBars:
@@ -633,7 +640,9 @@ def live(
         info |= made_by | {"au_threshold": au_threshold} | status.summary(frames)
         try:
             video = spec.url if not spec.live else stream_name
-            recording.annotation(video, info, frames.source.dropped_frames).save(out)
+            annotation = recording.annotation(video, info, frames.source.dropped_frames)
+            annotation.save(out)
+            _warn_output_failures(annotation.info)
             write_summary(out)
         except Exception as exc:
             failed = _live_failure(out, exc)

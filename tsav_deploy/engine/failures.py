@@ -49,6 +49,12 @@ def describe_failure(video: str | os.PathLike, exc: BaseException) -> Failure:
     )
 
 
+def machine_limit(exc: BaseException) -> bool:
+    """Whether ``exc`` is one of the machine's own limits (a full disk, permissions, a file that
+    disappeared), which no output can step around."""
+    return isinstance(exc, OSError) and _machine_line("", exc) is not None
+
+
 def _where(name: str, exc: OSError) -> str:
     return f" ({exc.filename})" if exc.filename and os.fspath(exc.filename) != name else ""
 

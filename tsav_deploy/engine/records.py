@@ -13,8 +13,11 @@ import json
 import os
 import pathlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import av
 
 from ..atomic import (
     PARTIAL_SUFFIX,
@@ -35,6 +38,7 @@ from ..plot import write_plot
 from ..report import report_video, write_report
 from ..stages import stage
 from ..writers import ABAW_TASKS, write_abaw, write_table
+from .failures import machine_limit
 
 if TYPE_CHECKING:
     from .results import Annotation
@@ -264,25 +268,60 @@ def _save(out: pathlib.Path, annotation: Annotation, options: OutputOptions) -> 
 def _write_files(
     out: pathlib.Path, annotation: Annotation, options: OutputOptions, written: list[pathlib.Path]
 ) -> None:
-    """Each file, then the record; ``written`` grows as they are written."""
+    """Each file, then the record; ``written`` grows as they are written. The predictions (ABAW
+    files, tables) are the video; an optional output (plot, overlay, report) that fails costs only
+    itself, as one line in the record's and the annotation's ``output_failures``."""
     result = annotation._require()
     written += write_abaw(out, result)
     if options.table in ("csv", "both"):
         written.append(write_table(out / f"{result.name}.csv", result))
     if options.table in ("parquet", "both"):
         written.append(annotation.to_parquet(out / f"{result.name}.parquet"))
+    failures: list[str] = []
+    plot, overlay, page = (out / f"{result.name}{ext}" for ext in (".png", ".overlay.mp4", ".html"))
     if options.plot:
-        written.append(write_plot(out / f"{result.name}.png", result))
+        written += _optional(plot, "plot", failures, lambda: [write_plot(plot, result)])
     if options.overlay:
-        written.append(write_overlay(out / f"{result.name}.overlay.mp4", annotation.video, result))
+        written += _optional(overlay, "overlay", failures, lambda: [write_overlay(overlay, annotation.video, result)])
     record = annotation.summary() | {"input_sha256": input_sha256(annotation.video)}
     if options.report:
-        start_s = result.video_info.start_time_s if result.video_info else None
-        video = report_video(out, result.name, options.overlay, annotation.video, start_s)
-        written += [video.made] if video.made else []
-        written.append(write_report(out / f"{result.name}.html", annotation.to_pandas(), record, video))
+        with_overlay = overlay in written
+        written += _optional(page, "report", failures, lambda: _write_report(out, annotation, with_overlay, record))
+    if failures:
+        record["output_failures"] = annotation.info["output_failures"] = failures
     record["outputs"] = [str(p.relative_to(out)) for p in written]
     write_text(record_path(out, result.name), json.dumps(record, indent=1))
+
+
+def _write_report(out: pathlib.Path, annotation: Annotation, with_overlay: bool, record: dict) -> list[pathlib.Path]:
+    """The report page, playing the overlay written this time or else the input."""
+    result = annotation._require()
+    start_s = result.video_info.start_time_s if result.video_info else None
+    video = report_video(out, result.name, with_overlay, annotation.video, start_s)
+    made = [video.made] if video.made else []
+    try:
+        return [*made, write_report(out / f"{result.name}.html", annotation.to_pandas(), record, video)]
+    except BaseException:
+        for path in made:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def _optional(
+    target: pathlib.Path, kind: str, failures: list[str], write: Callable[[], list[pathlib.Path]]
+) -> list[pathlib.Path]:
+    """The files ``write`` made, or none and one line in ``failures`` where it failed for any reason
+    but the machine's own limits (a full disk stays the video's failure)."""
+    try:
+        return write()
+    except Exception as exc:
+        if machine_limit(exc):
+            raise
+        reason = " ".join(str(getattr(exc, "strerror", None) or exc).split())[:200]
+        if not isinstance(exc, (TsavError, OSError, ValueError, av.FFmpegError)):  # not the data's doing
+            reason = f"{type(exc).__name__}: {reason}; a bug in tsav-deploy, please report it"
+        failures.append(f"{target}: the {kind} could not be written ({reason}); the predictions are kept")
+        return []
 
 
 def input_sha256(video: pathlib.Path) -> str | None:
