@@ -742,3 +742,73 @@ def test_each_optional_output_that_fails_costs_only_itself(blocked, annotation, 
         w.format(annotation.name) for w in WRITTEN if w not in (blocked, ".tsav/{}.json")
     } | ({f"{annotation.name}.input.mp4"} if blocked == "{}.overlay.mp4" else set())
     assert json.loads((out / ".tsav" / f"{annotation.name}.json").read_text())["output_failures"] == [line]
+
+
+# --- 9. names that speak to the terminal ----------------------------------------------------------
+
+HOSTILE_NAMES = {
+    "osc52": b"clip\x1b]52;c;aGVsbG8=\x07",  # a clipboard write
+    "clear": b"clip\x1b[2J\x1b[H",  # a screen clear
+    "newline": b"clip\nerror: forged line",
+    "c1": "clip\x9b31m".encode(),
+    "bidi": "clip\u202eevil".encode(),
+    "latin1": b"caf\xe9",  # not UTF-8
+    "markup": b"clip[bold red]x",
+}
+UNSHOWN = (b"\x1b", b"\x07", b"\xc2\x9b", "\u202e".encode())
+
+
+def _name_of(raw: bytes) -> str:
+    return os.fsdecode(raw)
+
+
+def test_hostile_names_reach_no_terminal_log_summary_or_page_raw(media_dir, small_export, tmp_path):
+    """A real ``tsav annotate`` process over videos whose names carry escape sequences, newlines,
+    reordering marks and undecodable bytes, one of them not a video and one too long: every name is
+    shown escaped, every file is written, the failures are one line each and in summary.json."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _encode_clip(folder / "base.mp4", media_dir)
+    for raw in HOSTILE_NAMES.values():
+        shutil.copyfile(folder / "base.mp4", folder / _name_of(raw + b".mp4"))
+    (folder / "base.mp4").unlink()
+    (folder / _name_of(b"bad\x1b[2J\nerror: forged.mp4")).write_text("not a video")
+    long_name = "x" * 246 + ".mp4"
+    shutil.copyfile(folder / _name_of(HOSTILE_NAMES["latin1"] + b".mp4"), folder / long_name)
+    out = tmp_path / "out"
+    process = subprocess.run(
+        [*TSAV, "annotate", str(folder), "--model", str(small_export), "--detector", "hog", "--report", "-o", str(out)],
+        capture_output=True,
+        env=ENV,
+        timeout=600,
+    )
+    console = process.stdout + process.stderr
+    assert process.returncode == 1, console
+    assert not any(code in console for code in UNSHOWN), console
+    text = console.decode("utf-8")  # strictly: no undecodable byte either
+    errors = [line for line in text.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2 and not any(line.startswith("error: forged") for line in text.splitlines()), text
+    assert any("bad\\x1b[2J\\nerror: forged.mp4" in line for line in errors)
+    assert any("246 bytes" in line or "250 bytes" in line for line in errors) and "caf\\xe9" in text
+    for raw in HOSTILE_NAMES.values():
+        name = _name_of(raw)
+        for file in (f"VA_Set/{name}.txt", f"{name}.csv", f"{name}.png", f"{name}.html"):
+            assert (out / file).is_file(), file
+        page = (out / f"{name}.html").read_bytes()
+        assert not any(code in page for code in UNSHOWN) and page.decode("utf-8")
+    summary = (out / "summary.json").read_bytes()
+    videos = json.loads(summary)["videos"]
+    assert len(videos) == len(HOSTILE_NAMES) + 2
+    failures = [v["error"] for v in videos.values() if "error" in v]
+    assert len(failures) == 2 and all("\n" not in line and "\x1b" not in line for line in failures)
+    index = (out / "index.html").read_bytes()
+    assert not any(code in index for code in UNSHOWN) and index.decode("utf-8")
+
+
+@pytest.mark.parametrize("raw", list(HOSTILE_NAMES.values()))
+def test_shown_escapes_every_unshown_character_once(raw):
+    from tsav_deploy.errors import shown
+
+    text = shown(_name_of(raw))
+    assert not any(code in text.encode("utf-8") for code in UNSHOWN) and "\n" not in text
+    assert shown(text) == text

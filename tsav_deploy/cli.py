@@ -23,7 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .errors import TsavError
+from .errors import TsavError, shown
 
 app = typer.Typer(
     name="tsav",
@@ -77,7 +77,7 @@ def user_errors(func):
         try:
             return func(*args, **kwargs)
         except TsavError as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(shown(str(exc)))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -158,7 +158,7 @@ def weights_verify() -> None:
 
     lines = [*verify(), *filter(None, [insightface_pack.verify()])]
     for line in lines:
-        console.print(line, highlight=False, soft_wrap=True)
+        console.print(escape(shown(line)), highlight=False, soft_wrap=True)
     if not lines:
         console.print(f"nothing cached in {cache_dir()} or {insightface_pack.pack_dir().parent}")
 
@@ -374,7 +374,7 @@ def annotate(
             report.failed(out / "index.html", describe_failure(out / "index.html", exc).line)
     console.print(report.table)
     console.print(
-        f"results in {out}/ (VA_Set, EXPR_Set, AU_Set, {TABLE_FILES[table_format]}"
+        f"results in {escape(shown(str(out)))}/ (VA_Set, EXPR_Set, AU_Set, {TABLE_FILES[table_format]}"
         + (", <name>.html, index.html" if html_report else "")
         + ", summary.json)"
         + (f"; {report.failures} of {report.count} failed" if report.failures else ""),
@@ -395,14 +395,15 @@ class BatchReport:
     def failed(self, video: pathlib.Path, message: str) -> None:
         self.count += 1
         self.failures += 1
-        self.table.add_row(video.name, "[red]failed", "", "", "", "", "see error above")
-        err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        self.table.add_row(escape(shown(video.name)), "[red]failed", "", "", "", "", "see error above")
+        err_console.print(f"[bold red]error:[/] {escape(shown(message))}", highlight=False, soft_wrap=True)
 
     def show(self, outcome) -> None:
         try:
             self._show(outcome)
         except Exception as exc:
-            err_console.print(f"[bold red]error:[/] {outcome.video}: cannot show its row ({exc!r})", highlight=False)
+            line = shown(f"{outcome.video}: cannot show its row ({exc!r})")
+            err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False)
 
     def _show(self, outcome) -> None:
         if outcome.status == "failed":
@@ -412,7 +413,7 @@ class BatchReport:
         if outcome.status == "skipped":
             frames = (outcome.record or {}).get("frames", "")
             self.table.add_row(
-                outcome.video.name,
+                escape(shown(outcome.video.name)),
                 "[cyan]skipped",
                 str(frames),
                 "",
@@ -427,20 +428,20 @@ class BatchReport:
         frames, wall = info.get("frames", 0), info.get("wall_s", 0)
         found = ", ".join(str(v) for v in info.get("faces_found", {}).values())
         self.table.add_row(
-            annotation.video.name,
+            escape(shown(annotation.video.name)),
             "[green]done",
             str(frames),
             found,
             str(wall),
             f"{frames / wall:.1f}" if wall else "",
-            "; ".join(info.get("warnings", []))[:60],
+            escape(shown("; ".join(info.get("warnings", []))[:60])),
         )
 
 
 def _warn_output_failures(info: dict) -> None:
     """One warning line per optional output (plot, overlay, report) that could not be written."""
     for line in info.get("output_failures", []):
-        err_console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]warning:[/] {escape(shown(line))}", highlight=False, soft_wrap=True)
 
 
 class VideoBars:
@@ -472,7 +473,8 @@ class VideoBars:
         for task in self.tasks.values():
             self.bar.remove_task(task)
         self.tasks = {
-            stage: self.bar.add_task(f"{video.name} {stage}", total=None, rate="") for stage in ("faces", "network")
+            stage: self.bar.add_task(f"{escape(shown(video.name))} {stage}", total=None, rate="")
+            for stage in ("faces", "network")
         }
 
     def advance(self, stage: str, n: int) -> None:
@@ -648,7 +650,8 @@ def live(
             failed = _live_failure(out, exc)
         else:
             err_console.print(
-                f"results in {out}/ (VA_Set, EXPR_Set, AU_Set, {stream_name}.csv, {stream_name}.png)", highlight=False
+                escape(shown(f"results in {out}/ (VA_Set, EXPR_Set, AU_Set, {stream_name}.csv, {stream_name}.png)")),
+                highlight=False,
             )
     if failed:
         raise typer.Exit(1)
@@ -667,7 +670,7 @@ def _live_failure(where, exc: Exception) -> bool:
     else:
         failure = describe_failure(str(where), exc)
         line, trace = failure.line, failure.traceback
-    err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(shown(line))}", highlight=False, soft_wrap=True)
     if trace:
         err_console.print(trace, highlight=False, markup=False)
     return True
@@ -755,7 +758,7 @@ class LiveStatus:
     def print_summary(self, source) -> None:
         info = self.summary(source)
         for warning in info["warnings"]:
-            err_console.print(f"warning: {escape(warning)}", highlight=False)
+            err_console.print(f"warning: {escape(shown(warning))}", highlight=False)
         strides = ", ".join(f"{k} ({v} frames)" for k, v in info["strides"].items())
         err_console.print(
             f"{info['frames_predicted']} frames in {info['wall_s']:.1f} s; latency median {info['latency_s']['median']:.2f} s, "
@@ -783,11 +786,12 @@ def report(
 
     pages, problems = write_reports(out_dir)
     for problem in problems:
-        err_console.print(f"[bold red]error:[/] {problem}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(shown(problem))}", highlight=False, soft_wrap=True)
     if not pages:
         raise TsavError(f"{out_dir}: no report could be made (see above)")
     console.print(
-        f"wrote {len(pages)} report(s) and index.html to {out_dir}/; open {out_dir / 'index.html'}", highlight=False
+        escape(shown(f"wrote {len(pages)} report(s) and index.html to {out_dir}/; open {out_dir / 'index.html'}")),
+        highlight=False,
     )
     if problems:
         raise typer.Exit(1)

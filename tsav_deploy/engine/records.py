@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import json
 import os
 import pathlib
@@ -32,7 +33,7 @@ from ..atomic import (
     write_text,
 )
 from ..download import file_sha256
-from ..errors import TsavError
+from ..errors import TsavError, shown
 from ..overlay import write_overlay
 from ..plot import write_plot
 from ..report import report_video, write_report
@@ -88,16 +89,37 @@ def check_output_folder(out: pathlib.Path) -> None:
         raise TsavError(f"{out}: cannot write results there ({exc.strerror or exc}); choose another --out") from None
 
 
+# The longest name a video's files can carry: a file name has 255 bytes, and the longest derived
+# one (a person's ABAW file or the overlay, under its temporary name) adds 40 to the video's name.
+MAX_NAME_BYTES = 215
+
+
 def output_name(name: str, what: str = "the name") -> str:
     """``name`` when it can name a video's files in an output folder (one plain file name, so that
-    nothing is written beside or outside the folder), else a one-line error."""
+    nothing is written beside or outside the folder, short enough for every file derived from it),
+    else a one-line error."""
     if plain_name(name) is None:
-        raise TsavError(f"{what} {name!r} is not a plain file name (no folders, not '.' or '..'); choose another")
+        raise TsavError(
+            f"{what} '{shown(name)}' is not a plain file name (no folders, not '.' or '..'); choose another"
+        )
+    size = len(os.fsencode(name))
+    if size > MAX_NAME_BYTES:
+        raise TsavError(
+            f"{what} '{shown(name)}' has {size} bytes; the files named after it need names of at most "
+            f"{MAX_NAME_BYTES} bytes: rename it"
+        )
     return name
 
 
 def record_path(out: pathlib.Path, name: str) -> pathlib.Path:
-    return out / RECORDS / f"{name}.json"
+    return out / RECORDS / f"{_record_stem(name)}.json"
+
+
+def _record_stem(name: str) -> str:
+    """The name of a video's record and lock: its own, or for a name too long to carry them (which
+    is refused, and its failure recorded) one made from its hash."""
+    encoded = os.fsencode(name)
+    return name if len(encoded) <= MAX_NAME_BYTES else f"long-name-{hashlib.sha256(encoded).hexdigest()[:16]}"
 
 
 def _load(path: pathlib.Path) -> dict | None:
@@ -161,7 +183,7 @@ def write_failure(out: pathlib.Path, video: pathlib.Path, line: str) -> None:
 
 
 def _lock_path(out: pathlib.Path, name: str) -> pathlib.Path:
-    return out / RECORDS / f"{name}.lock"
+    return out / RECORDS / f"{_record_stem(name)}.lock"
 
 
 def claim(out: pathlib.Path, name: str, *, wait: bool) -> int | None:
