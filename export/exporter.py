@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..bounds import MAX_BATCH, check_whole
 from ..checkpoint import Checkpoint, file_sha256, load_checkpoint
 from ..constants import preprocessing_dict
 from ..contract import (
@@ -90,8 +91,7 @@ class Exporter:
             raise TsavError("--int8 needs real recordings to calibrate on: add --calibrate VIDEO (repeat for several)")
         if fp16 and "tensorrt" not in formats:
             raise TsavError("--fp16 applies to TensorRT engines; add --trt")
-        if max_batch < 1:
-            raise TsavError(f"--max-batch must be at least 1 (got {max_batch})")
+        check_whole("--max-batch", max_batch, MAX_BATCH)
         check_opset(opset)
         self.formats = tuple(f for f in FORMATS if f in formats)
         self.opset = opset

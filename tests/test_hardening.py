@@ -10,6 +10,7 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -812,3 +813,109 @@ def test_shown_escapes_every_unshown_character_once(raw):
     text = shown(_name_of(raw))
     assert not any(code in text.encode("utf-8") for code in UNSHOWN) and "\n" not in text
     assert shown(text) == text
+
+
+# --- 11. bounds and network exposure ---------------------------------------------------------------
+
+PAST_BOUNDS = [
+    ("--batch-size", "0"),
+    ("--batch-size", "257"),
+    ("--batch-size", "1000000"),
+    ("--stride", "0"),
+    ("--stride", "-3"),
+    ("--stride", "301"),
+    ("--workers", "0"),
+    ("--workers", "5000"),
+    ("--cpus-per-worker", "0"),
+    ("--cpus-per-worker", "inf"),
+    ("--cpus-per-worker", "nan"),
+    ("--gpus-per-worker", "-1"),
+    ("--gpus-per-worker", "65"),
+    ("--split-seconds", "0.5"),
+    ("--split-seconds", "1e9"),
+]
+
+
+@pytest.mark.parametrize("option, value", PAST_BOUNDS)
+def test_each_option_past_its_bound_is_one_line_before_any_work(option, value, media_dir, small_export, tmp_path):
+    ray = (
+        ["--ray", "local"]
+        if option in ("--workers", "--cpus-per-worker", "--gpus-per-worker", "--split-seconds")
+        else []
+    )
+    out = tmp_path / "out"
+    result = run_cli(
+        "annotate", str(media_dir / SOURCE), "--model", str(small_export), option, value, *ray, "-o", str(out)
+    )
+    assert result.exit_code == 2, result.output
+    [line] = result.output.strip().splitlines()
+    assert line.startswith("error:") and option.lstrip("-").replace("-", "_") in line.replace("-", "_"), line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("max_batch", ["0", "4097"])
+def test_export_max_batch_past_its_bound(max_batch, small_checkpoint, tmp_path):
+    result = run_cli("export", str(small_checkpoint), "--out", str(tmp_path / "e"), "--max-batch", max_batch)
+    assert result.exit_code == 2 and "--max-batch must be a whole number from 1 to 4096" in result.output
+
+
+def test_options_at_their_bounds_are_accepted():
+    from tsav_deploy.annotate import AnnotateOptions
+    from tsav_deploy.engine.cluster import ClusterOptions
+
+    for stride, batch_size in ((1, 1), (300, 256), (np.int64(300), np.int32(256))):
+        AnnotateOptions(stride=stride, batch_size=batch_size)
+    ClusterOptions("local", workers=1, cpus_per_worker=0.25, gpus_per_worker=0.0, split_seconds=1.0)
+    ClusterOptions("local", workers=4096, cpus_per_worker=1024, gpus_per_worker=64, split_seconds=86400)
+    for bad in (True, 2.0, "2"):
+        with pytest.raises(TsavError):
+            AnnotateOptions(stride=bad)
+
+
+def test_joining_a_cluster_without_its_token_says_how_to_pass_it(media_dir, small_export, tmp_path):
+    """The README's sequence where a token exists (``ray get-auth-token --generate``, as any earlier
+    ``--ray local`` leaves one in ``~/.ray``; this test's HOME is its own): ``ray start --head`` then
+    protects the cluster, and ``--ray HEAD:PORT`` without RAY_AUTH_MODE=token is one line saying how
+    to pass the token; with it, the video is annotated."""
+    pytest.importorskip("ray")
+    port = free_port()
+    ray_cli = str(pathlib.Path(sys.executable).parent / "ray")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    env |= {"HOME": str(tmp_path / "home"), "RAY_memory_monitor_refresh_ms": "0", "COLUMNS": "400"}
+    (tmp_path / "home").mkdir()
+    subprocess.run([ray_cli, "get-auth-token", "--generate"], env=env, check=True, capture_output=True, timeout=120)
+    head = subprocess.Popen(
+        [ray_cli, "start", "--head", "--port", str(port), "--block", "--node-ip-address", "127.0.0.1",
+         "--num-cpus", "1", "--include-dashboard", "false", "--disable-usage-stats", "--object-store-memory", "100000000"],
+        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        video = tmp_path / "clip.mp4"
+        _encode_clip(video, media_dir)
+        command = [*TSAV, "annotate", str(video), "--model", str(small_export), "--detector", "hog"]
+        command += ["--ray", f"127.0.0.1:{port}", "--workers", "1", "-o", str(tmp_path / "out")]
+        _wait_for_head(port, head)
+        refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert refused.returncode == 2, refused.stderr
+        [line] = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+        assert "RAY_AUTH_MODE=token" in line and "~/.ray/auth_token" in line
+        joined = subprocess.run(
+            command, env={**env, "RAY_AUTH_MODE": "token"}, capture_output=True, text=True, timeout=300
+        )
+        assert joined.returncode == 0, joined.stderr
+        assert len((tmp_path / "out" / "VA_Set" / "clip.txt").read_text().splitlines()) == 25
+    finally:
+        os.killpg(head.pid, signal.SIGKILL)  # the head's process group, by its id
+        head.wait()
+
+
+def _wait_for_head(port: int, head: subprocess.Popen) -> None:
+    """Until the head's GCS accepts connections on ``port``."""
+    for _ in range(900):
+        assert head.poll() is None, "the Ray head ended"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("the Ray head never listened")

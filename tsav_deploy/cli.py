@@ -55,9 +55,10 @@ Detector = Annotated[
 ]
 Person = Annotated[str, typer.Option("--person", help="main (the person seen in most frames) | all.")]
 Stride = Annotated[
-    int, typer.Option("--stride", min=1, help="Run the network every K-th frame, interpolate between (1 = exact).")
+    int,
+    typer.Option("--stride", help="Run the network every K-th frame, interpolate between (1 = exact; at most 300)."),
 ]
-BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Frames per network batch.")]
+BatchSize = Annotated[int, typer.Option("--batch-size", help="Frames per network batch (1-256).")]
 AuThreshold = Annotated[
     float,
     typer.Option(
