@@ -919,3 +919,76 @@ def _wait_for_head(port: int, head: subprocess.Popen) -> None:
         except OSError:
             time.sleep(0.1)
     raise AssertionError("the Ray head never listened")
+
+
+# --- 6. memory sized by the input -----------------------------------------------------------------
+
+MEMORY_LIMIT = 4 << 30  # address space of the annotating process (a plain run of a recording fits)
+
+
+def _png_frames(path: pathlib.Path, sizes: list[tuple[int, int]]) -> None:
+    """A .mov of black PNG frames of the given sizes (each PNG carries its own size: one stream
+    that switches sizes mid-file, as a damaged or hostile file can)."""
+    from fractions import Fraction
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("png", rate=25)
+        stream.width, stream.height, stream.pix_fmt = sizes[0][0], sizes[0][1], "gray"
+        for i, (width, height) in enumerate(sizes):
+            codec = av.CodecContext.create("png", "w")
+            codec.width, codec.height, codec.pix_fmt, codec.time_base = width, height, "gray", Fraction(1, 25)
+            frame = av.VideoFrame(width, height, "gray")
+            frame.planes[0].update(bytes(frame.planes[0].buffer_size))
+            for packet in codec.encode(frame):
+                packet.stream, packet.pts, packet.dts, packet.time_base = stream, i, i, Fraction(1, 25)
+                out.mux(packet)
+
+
+def _limited(command: list[str]) -> tuple[int, str, int]:
+    """Run ``command`` with its address space capped at MEMORY_LIMIT: exit code, stderr and its
+    peak resident memory in bytes (the kernel's count for this process, by its id)."""
+    import resource
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV, preexec_fn=cap)
+    stderr = process.stderr.read().decode("utf-8", "replace")
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return process.returncode, stderr, usage.ru_maxrss * 1024
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [[(16384, 16000)] * 3, [(64, 48)] * 5 + [(16384, 16000)] * 2, [(64, 48)] * 5 + [(8200, 8200)]],
+    ids=["three 16384x16000 frames", "64x48 then 16384x16000", "64x48 then just above the limit"],
+)
+def test_frames_above_the_pixel_limit_are_refused_in_one_line_under_a_memory_limit(sizes, small_export, tmp_path):
+    video = tmp_path / "huge.mov"
+    _png_frames(video, sizes)
+    assert video.stat().st_size < 2 << 20  # a small file that declares enormous pictures
+    command = [*TSAV, "annotate", str(video), "--model", str(small_export), "--detector", "hog", "--overlay"]
+    code, stderr, peak = _limited([*command, "-o", str(tmp_path / "out")])
+    assert code == 1, stderr
+    [line] = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert "above the 67 megapixels this tool decodes (8192x8192)" in line, line
+    assert peak < 2 << 30, peak  # measured: 0.76 GB (a plain run of a recording: 0.68 GB)
+
+
+def test_a_live_queue_is_bounded_in_bytes_when_the_frame_size_grows(tmp_path):
+    """A source that starts with tiny frames and switches to 4K: the frames queued never hold more
+    than the queue's bytes (each frame counted at its own size), however slowly they are taken."""
+    from tsav_deploy.sources import _QUEUE_BYTES, Arrival, LiveSource, parse_source
+
+    video = tmp_path / "switch.mov"
+    _png_frames(video, [(64, 48)] * 20 + [(3840, 2160)] * 40)
+    taken = []
+    with LiveSource(parse_source(str(video))) as source:
+        for item in source:
+            if isinstance(item, Arrival):
+                taken.append(item.frame.rgb.shape[:2])
+                time.sleep(0.01)  # a slow consumer: the reader fills the queue
+        peak = source.budget.peak
+    assert len(taken) == 60 and taken[-1] == (2160, 3840)
+    assert 0 < peak <= _QUEUE_BYTES

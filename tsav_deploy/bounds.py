@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from numbers import Real
 
-from .errors import TsavError
+from .errors import MediaError, TsavError
 
 # (lowest, highest) of each option; why each upper bound is where it is, in the README's "Reliability".
 BATCH_SIZE = (1, 256)  # frames per network batch: beyond it memory grows and speed does not
@@ -17,6 +17,18 @@ WORKERS = (1, 4096)
 CPUS_PER_WORKER = (0.0, 1024.0)  # above 0
 GPUS_PER_WORKER = (0.0, 64.0)
 SPLIT_SECONDS = (1.0, 86400.0)
+# The largest picture decoded (8192x8192: DCI 8K fits): 192 MiB as RGB, so that no frame of a file
+# or stream (a 64 kB file can declare 16384x16000) sizes memory beyond what the tool can hold.
+MAX_FRAME_PIXELS = 8192 * 8192
+
+
+def check_frame(name: str, width: int, height: int) -> None:
+    """A one-line ``MediaError`` for a picture of no size or above :data:`MAX_FRAME_PIXELS`."""
+    if not width or not height or width * height > MAX_FRAME_PIXELS:
+        raise MediaError(
+            f"{name}: a frame of {width}x{height} pixels, above the {MAX_FRAME_PIXELS // 1_000_000} megapixels "
+            "this tool decodes (8192x8192); the file is damaged, or scale the video down first"
+        )
 
 
 def check_whole(option: str, value: object, bounds: tuple[int, int]) -> int:
