@@ -265,7 +265,7 @@ def test_re_export_replaces_a_previous_export_consistently(small_checkpoint, exp
     [
         ({"formats": ["pdf"]}, "export formats must be among"),
         ({"fp16": True}, "--fp16 applies to TensorRT engines"),
-        ({"max_batch": 0}, "--max-batch must be at least 1"),
+        ({"max_batch": 0}, "--max-batch must be a whole number from 1 to 4096"),
         ({"opset": 21}, "supported opsets are 13-20"),
     ],
 )
