@@ -19,4 +19,7 @@ python -c "import torch" 2>/dev/null || python -m pip install -q ${TSAV_TORCH:-t
 log=$(mktemp)
 if ! python -m pip install -q -e ".[dev]" >"$log" 2>&1; then cat "$log"; exit 1; fi
 rm -f "$log"
+# The clip tests' reference runs the authors' pipeline with OpenCV 4.12 (their generation: BT.601 in
+# VideoCapture, the 4.x bicubic warp) in a process of its own; the project itself needs no 4.x.
+[ -d .venv/opencv4/cv2 ] || python -m pip install -q --no-deps --target .venv/opencv4 "opencv-python-headless==4.12.0.88"
 python -c "import tsav_deploy, torch; print(f'tsav-deploy {tsav_deploy.__version__} with torch {torch.__version__} in .venv')"

@@ -309,13 +309,13 @@ def test_pass_two_runs_on_the_calling_thread_with_a_cpu_engine(media_dir, small_
     from tsav_deploy.runtime import Engine
 
     threads = set()
-    crop = frontend.face_crop
+    crop = frontend.encoded_face
 
-    def recording_crop(image, face):
+    def recording_crop(image, landmarks):
         threads.add(threading.get_ident())
-        return crop(image, face)
+        return crop(image, landmarks)
 
-    monkeypatch.setattr(frontend, "face_crop", recording_crop)
+    monkeypatch.setattr(frontend, "encoded_face", recording_crop)
     engine = Engine.load(small_checkpoint)
     assert engine.device.type == "cpu"
     result = annotate_video(media_dir / "webcam_man_mp3.mp4", engine, get_backend("dlib"), AnnotateOptions(stride=8))
@@ -349,11 +349,11 @@ def test_the_engine_gets_each_frames_clip_and_authors_window(media_dir, small_ch
     wave, _ = read_audio(video)
     times = authors_timestamps(result.times)
     timeline = frontend.scan_faces(video, backend)
-    crops = [crop for _, (crop,) in frontend.iter_crops(video, timeline, [timeline.main_track_id])]
+    crops = [crop and crop.decode() for _, (crop,) in frontend.iter_crops(video, timeline, [timeline.main_track_id])]
     for i in (0, 1, 2, 40, 77, len(times) - 2, len(times) - 1):
         neighbour = i + 1 if i + 1 < len(times) else i - 1
         np.testing.assert_allclose(specs[i], spec_window(wave, times[i]), atol=1e-6)
         assert np.abs(specs[i] - spec_window(wave, times[neighbour])).max() > 0.05
-        own = normalize_clip([None if k is None else crops[k] for k in clip_frame_indices(result.times, i)])
+        own = normalize_clip([None if k is None else crops[k] for k in clip_frame_indices(i)])
         np.testing.assert_array_equal(clips[i], own)
         assert not np.array_equal(clips[i], clips[neighbour])

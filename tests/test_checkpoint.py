@@ -68,6 +68,24 @@ def test_checkpoint_trained_on_other_windows_is_refused_for_export_and_inference
     assert not (tmp_path / "export").exists()
 
 
+def test_checkpoint_trained_on_time_based_clips_is_refused(tmp_path):
+    """A tsav checkpoint trained on clips of the rule by time, with raw crops: refused in one line."""
+    from tsav_deploy.runtime import Engine
+
+    path = save_checkpoint(tmp_path / "by_time.pt", TSAV(SMALL).eval())
+    payload = torch.load(path, weights_only=True)
+    clip = payload["preprocessing"]["clip"]
+    for key in ("step_frames", "rule", "decode_colorspace", "warp", "crop_codec"):
+        del clip[key]
+    clip["step_s"] = 0.2
+    torch.save(payload, path)
+    message = (
+        r"by_time.pt: trained on inputs made with other preprocessing \(clip.step_frames: none recorded, this version 6"
+    )
+    with pytest.raises(CheckpointError, match=message):
+        Engine.load(path)
+
+
 def test_dataparallel_prefix_is_accepted(tmp_path):
     model = TSAV(SMALL)
     path = tmp_path / "dp.pth.tar"

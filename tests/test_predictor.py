@@ -180,3 +180,57 @@ def test_a_video_is_probed_once(media_dir, predictor, tmp_path, monkeypatch):
     assert len(calls) == 1
     assert events[0] == ("frames", 72) and {stage for stage, _ in events[1:]} == {"faces", "network"}
     assert sum(n for stage, n in events if stage == "faces") == 72
+
+
+def test_network_inputs_are_what_predict_runs(media_dir, predictor, webcam):
+    """The network's inputs, run through the engine here frame by frame, give predict's table: the
+    iterator and predict share one code path and cannot drift apart."""
+    from tsav_deploy.predictions import decode
+
+    inputs = list(predictor.network_inputs(media_dir / "webcam_man_mp3.mp4"))
+    assert [item.frame for item in inputs] == list(range(72)) and {item.person for item in inputs} == {"main"}
+    assert inputs[0].clip.shape == (4, 8, 112, 112) and inputs[0].window.shape == (1, 64, 1001)
+    assert all(item.clip.dtype == np.float32 and item.window.dtype == np.float32 for item in inputs)
+    engine = predictor.engine
+    aural = engine.aural(np.stack([item.window for item in inputs]))
+    visual = engine.visual(np.stack([item.clip for item in inputs]))
+    predictions = decode(engine.fusion(aural, visual), predictor.options.au_threshold)
+    df = webcam.to_pandas()
+    np.testing.assert_allclose(df["valence"], np.round(predictions.valence, 4), atol=2e-4)
+    np.testing.assert_allclose(df["p_Happiness"], np.round(predictions.expression_probs[:, 4], 4), atol=2e-4)
+    np.testing.assert_allclose(df["p_AU12"], np.round(predictions.au_probs[:, 4], 4), atol=2e-4)
+    # Each frame's own crop is the last of its clip: neighbouring frames' clips end differently.
+    assert not np.array_equal(inputs[50].clip[:, -1], inputs[49].clip[:, -1])
+
+
+def test_landmarks_in_the_table(media_dir, small_checkpoint, predictor, webcam, tmp_path):
+    """``to_pandas(landmarks=True)`` and ``--landmarks`` add x_0…x_67, y_0…y_67: the points pass 1
+    found, in source pixels, inside each row's box; the CSV and Parquet files carry the same."""
+    from tsav_deploy.annotate import find_people
+    from tsav_deploy.writers import LANDMARK_COLUMNS
+
+    df = webcam.to_pandas(landmarks=True)
+    assert list(df.columns) == TABLE_COLUMNS + LANDMARK_COLUMNS
+    assert LANDMARK_COLUMNS[:2] == ["x_0", "x_1"] and LANDMARK_COLUMNS[68] == "y_0"
+    people = find_people(media_dir / "webcam_man_mp3.mp4", predictor.face_backend, predictor.options)
+    faces = people.tracks[0].faces
+    for frame in (0, 35, 71):
+        xs, ys = faces[frame].landmarks68[:, 0], faces[frame].landmarks68[:, 1]
+        np.testing.assert_allclose(df.loc[frame, "x_0":"x_67"].to_numpy(float), xs, atol=0.006)
+        np.testing.assert_allclose(df.loc[frame, "y_0":"y_67"].to_numpy(float), ys, atol=0.006)
+    x, y = df[LANDMARK_COLUMNS[:68]].to_numpy(float), df[LANDMARK_COLUMNS[68:]].to_numpy(float)
+    assert ((x.mean(1) > df["x1"]) & (x.mean(1) < df["x2"]) & (y.mean(1) > df["y1"]) & (y.mean(1) < df["y2"])).all()
+    result = CliRunner().invoke(
+        app,
+        ["annotate", str(media_dir / "webcam_man_mp3.mp4"), "--weights", str(small_checkpoint), "--faces", "dlib"]
+        + ["--detector", "hog", "--out", str(tmp_path), "--no-plot", "--table", "both", "--landmarks"],
+    )
+    assert result.exit_code == 0, result.output
+    for table in (pd.read_csv(tmp_path / "webcam_man_mp3.csv"), pd.read_parquet(tmp_path / "webcam_man_mp3.parquet")):
+        assert list(table.columns) == TABLE_COLUMNS + LANDMARK_COLUMNS
+        np.testing.assert_allclose(table[LANDMARK_COLUMNS].to_numpy(float), df[LANDMARK_COLUMNS].to_numpy(float))
+
+
+def test_landmarks_are_nan_without_a_face(media_dir, predictor):
+    df = predictor.predict(media_dir / "cartoon_no_face.mp4").to_pandas(landmarks=True)
+    assert not df["face_found"].any() and df["x_0"].isna().all() and df["y_67"].isna().all()

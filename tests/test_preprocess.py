@@ -28,9 +28,6 @@ from tsav_deploy.train.dataset import (
 from tsav_deploy.train.labels import read_annotations
 from tsav_deploy.train.preprocess import preprocess
 
-JPEG_MEAN_ERROR = 3.0  # gray levels: mean absolute error of an RGB crop after JPEG quality 95 (4:2:0)
-JPEG_MAX_ERROR = 48  # the worst pixel (sharp edges: the black border, the AU dots)
-
 
 def test_index_and_entries(synth, cache):
     index = open_cache(cache)
@@ -67,11 +64,25 @@ def test_cache_from_another_version_is_refused(cache, tmp_path):
     with pytest.raises(CacheError, match="tsav preprocess"):
         open_cache(tmp_path)
     index = json.loads((cache / "index.json").read_text())
-    index["preprocessing"]["clip"]["step_s"] = 0.25
+    index["preprocessing"]["clip"]["step_frames"] = 5
     (tmp_path / "index.json").write_text(json.dumps(index))
     with pytest.raises(
-        CacheError, match=r"other preprocessing .*clip.step_s: 0.25, this version 0.2\); preprocess again"
+        CacheError, match=r"other preprocessing .*clip.step_frames: 5, this version 6\); preprocess again"
     ):
+        open_cache(tmp_path)
+
+
+def test_cache_of_the_time_based_clip_is_refused(cache, tmp_path):
+    """A cache made under the clip rule by time, raw-decoded colours and an exact mask (format 2)."""
+    index = json.loads((cache / "index.json").read_text())
+    index["format_version"] = 2
+    clip = index["preprocessing"]["clip"]
+    for key in ("step_frames", "rule", "decode_colorspace", "warp", "crop_codec"):
+        del clip[key]
+    clip["step_s"] = 0.2
+    (tmp_path / "index.json").write_text(json.dumps(index))
+    message = r"clip.step_frames: none recorded, this version 6\); preprocess again into a new folder"
+    with pytest.raises(CacheError, match=message):
         open_cache(tmp_path)
 
 
@@ -109,34 +120,31 @@ def test_training_window_equals_annotation_window(synth, cache):
 
 
 def test_training_clip_equals_annotation_clip(synth, cache):
-    """The annotate-side path (frontend pass 1 + 2, ClipAssembler) against the cache and the loader."""
+    """The annotate-side path (frontend pass 1 + 2, ClipAssembler) against the cache and the loader:
+    the same clip for the same frame, bit for bit (the cache keeps the authors' JPEG files)."""
     video = next(v for v in synth.videos if v.split == "validation")
     timeline = frontend.scan_faces(video.path, get_backend("dlib"))
     index = open_cache(cache)
     cached = index.open(video.name)
     assembler = ClipAssembler()
-    reference_clips, reference_crops = [], []
+    reference_clips = []
     for frame, (crop,) in frontend.iter_crops(video.path, timeline, [timeline.main_track_id]):
-        reference_crops.append(crop)
-        reference_clips.append(assembler.push(frame.time, crop))
-    for i, crop in enumerate(reference_crops):
-        stored = cached.crop(i)
-        assert (crop is None) == (stored is None)
-        if crop is not None:
-            np.testing.assert_array_equal(stored[..., 3], crop[..., 3])
-            error = np.abs(stored[..., :3].astype(int) - crop[..., :3])
-            assert error.mean() < JPEG_MEAN_ERROR and error.max() <= JPEG_MAX_ERROR
+        pixels = None if crop is None else crop.decode()
+        reference_clips.append(assembler.push(frame.index, pixels).copy())
+        stored = cached.crop(frame.index)
+        assert (pixels is None) == (stored is None)
+        if pixels is not None:
+            np.testing.assert_array_equal(stored, pixels)
+            np.testing.assert_array_equal(
+                stored, frontend.face_crop(frame.rgb, timeline.track(timeline.main_track_id).faces[frame.index])
+            )
     samples = build_samples(read_annotations(synth.annotations_dir)["validation"], index, training=False)
     dataset = ClipDataset(index, samples)
     rows = [r for r in range(len(samples)) if samples.videos[samples.video[r]] == video.name][::7]
     items = [dataset[r] for r in rows]
     clips = normalize_batch(torch.from_numpy(np.stack([it["crops"] for it in items])), normalization_table()).numpy()
-    std = np.asarray(preprocessing_dict()["clip"]["std"], np.float32)[:, None, None, None]
     for clip, row in zip(clips, rows):
-        reference = reference_clips[samples.frame[row]]
-        np.testing.assert_array_equal(clip[3], reference[3])  # the mask: exact
-        error = np.abs(clip[:3] - reference[:3]) * std[:3] * 255  # back in gray levels
-        assert error.mean() < JPEG_MEAN_ERROR and error.max() <= JPEG_MAX_ERROR + 1
+        np.testing.assert_array_equal(clip, reference_clips[samples.frame[row]])
 
 
 def test_clip_frames_at_30_fps(synth, cache):

@@ -169,6 +169,14 @@ def centred_windows(manifest):
         del manifest["preprocessing"]["audio"][key]
 
 
+def time_based_clips(manifest):
+    """An export from before the authors' clip: frames by time, raw crops, tag-following decoding."""
+    clip = manifest["preprocessing"]["clip"]
+    for key in ("step_frames", "rule", "decode_colorspace", "warp", "crop_codec"):
+        del clip[key]
+    clip["step_s"] = 0.2
+
+
 BAD_ARTIFACTS = {
     "missing file": (lambda f: (f / "fusion.onnx").unlink(), "onnx", "fusion.onnx: missing"),
     "checksum mismatch": (flip_byte, "onnx", "aural.onnx: sha256 mismatch"),
@@ -187,6 +195,11 @@ BAD_ARTIFACTS = {
         lambda f: edit_manifest(f, centred_windows),
         "auto",
         "(audio.window_rule: none recorded, this version 'authors-segment' and 4 more); re-export",
+    ),
+    "time-based clips": (
+        lambda f: edit_manifest(f, time_based_clips),
+        "auto",
+        "(clip.step_frames: none recorded, this version 6 and 4 more); re-export from the checkpoint",
     ),
     "wrong graph": (swap_in_aural_graph, "onnx", "visual.onnx: inputs ['spec'], the contract says ['clip']"),
     "wrong graph (openvino)": (

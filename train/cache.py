@@ -5,19 +5,18 @@ Layout (``tsav preprocess`` writes it, the training loader reads it)::
     CACHE/index.json                   format, preprocessing constants, face backend, one entry per video
     CACHE/videos/<stem>/times.npy      [N] float64  decoded frame times (s), frame 0 at 0.0
     CACHE/videos/<stem>/face.npy       [N] bool     the main person's face was found in frame k
-    CACHE/videos/<stem>/rgb.bin        JPEG (quality 95) of each aligned 112×112 RGB crop, back to back
+    CACHE/videos/<stem>/rgb.bin        the authors' JPEG file (quality 95) of each aligned RGB crop, back to back
     CACHE/videos/<stem>/rgb.npy        [N + 1] int64 byte offsets into rgb.bin (empty span: no face)
-    CACHE/videos/<stem>/mask_pixels.npy  uint16 flat pixel index of every non-zero mask pixel, frame by frame
-    CACHE/videos/<stem>/mask_values.npy  uint8 the value of each of those pixels
-    CACHE/videos/<stem>/mask.npy       [N + 1] int64 offsets into the two mask arrays
+    CACHE/videos/<stem>/mask.bin       the authors' grayscale JPEG file (quality 100) of each mask
+    CACHE/videos/<stem>/mask.npy       [N + 1] int64 byte offsets into mask.bin
     CACHE/videos/<stem>/wave.npy       [S] int16    the audio track as the authors' 16-bit WAV holds it
     CACHE/videos/<stem>/entry.json     written last: its presence marks the video complete
 
-The RGB crop is lossy (JPEG, ~1 gray level); the mask is exact: it is a few hundred pixels of 1-pixel
-lines, so storing its non-zero pixels is smaller and faster to decode than any image codec. The wave
-is exact too (the frontend's samples are 16-bit values): each training sample's aural window is cut
-from it by the same rule as annotation's (:class:`tsav_deploy.audio.SpecWindows`), at 88 kB per
-second of video.
+The crops are the very bytes of the authors' files (:mod:`tsav_deploy.faces.crop`), decoded with the
+same call as annotation decodes them, so a training clip is bit for bit the clip annotation feeds the
+network for the same frame. The wave is exact too (the frontend's samples are 16-bit values): each
+training sample's aural window is cut from it by the same rule as annotation's
+(:class:`tsav_deploy.audio.SpecWindows`), at 88 kB per second of video.
 """
 
 from __future__ import annotations
@@ -27,18 +26,17 @@ import os
 import pathlib
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from tsav_deploy.atomic import atomic_path, write_text
 from tsav_deploy.constants import CROP_SIZE, preprocessing_dict, preprocessing_differences
 from tsav_deploy.errors import TsavError
+from tsav_deploy.faces import EncodedCrop
 
 FORMAT = "tsav-deploy/preprocess-cache"
-FORMAT_VERSION = 2  # 2: the wave instead of a whole-track mel
+FORMAT_VERSION = 3  # 3: the authors' JPEG files of crop and mask
 INDEX = "index.json"
 ENTRY = "entry.json"
-JPEG_QUALITY = 95
 _CROP_PIXELS = CROP_SIZE * CROP_SIZE
 
 
@@ -68,42 +66,28 @@ class VideoCacheWriter:
         self.folder = folder
         self.times: list[float] = []
         self.face: list[bool] = []
-        self._jpeg: list[bytes] = []
-        self._rgb_offsets = [0]
-        self._mask_pixels: list[np.ndarray] = []
-        self._mask_values: list[np.ndarray] = []
-        self._mask_offsets = [0]
+        self._files: dict[str, list[bytes]] = {"rgb": [], "mask": []}
+        self._offsets: dict[str, list[int]] = {"rgb": [0], "mask": [0]}
 
-    def add(self, time: float, crop: np.ndarray | None) -> None:
-        """The next frame: its time and the uint8 [112, 112, 4] RGB + mask crop, or None (no face)."""
+    def add(self, time: float, crop: EncodedCrop | None) -> None:
+        """The next frame: its time and its clip frame's two JPEG files, or None (no face)."""
         self.times.append(float(time))
         self.face.append(crop is not None)
-        if crop is not None:
-            ok, jpeg = cv2.imencode(
-                ".jpg", np.ascontiguousarray(crop[..., 2::-1]), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
-            )
-            if not ok:
-                raise RuntimeError("JPEG encoding of a 112×112 crop failed")
-            self._jpeg.append(jpeg.tobytes())
-            mask = crop[..., 3].reshape(-1)
-            pixels = np.flatnonzero(mask).astype(np.uint16)
-            self._mask_pixels.append(pixels)
-            self._mask_values.append(mask[pixels])
-        self._rgb_offsets.append(self._rgb_offsets[-1] + (len(self._jpeg[-1]) if crop is not None else 0))
-        self._mask_offsets.append(self._mask_offsets[-1] + (len(self._mask_pixels[-1]) if crop is not None else 0))
+        for name in ("rgb", "mask"):
+            data = b"" if crop is None else getattr(crop, name)
+            self._files[name].append(data)
+            self._offsets[name].append(self._offsets[name][-1] + len(data))
 
     def finish(self, wave: np.ndarray, entry: dict) -> dict:
         """Write every file, then ``entry.json`` (``entry`` plus frame counts and bytes); returns it."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        with atomic_path(self.folder / "rgb.bin") as tmp:
-            tmp.write_bytes(b"".join(self._jpeg))
+        for name, files in self._files.items():
+            with atomic_path(self.folder / f"{name}.bin") as tmp:
+                tmp.write_bytes(b"".join(files))
         arrays = {
             "times": np.asarray(self.times, np.float64),
             "face": np.asarray(self.face, bool),
-            "rgb": np.asarray(self._rgb_offsets, np.int64),
-            "mask_pixels": np.concatenate([np.zeros(0, np.uint16), *self._mask_pixels]),
-            "mask_values": np.concatenate([np.zeros(0, np.uint8), *self._mask_values]),
-            "mask": np.asarray(self._mask_offsets, np.int64),
+            **{name: np.asarray(offsets, np.int64) for name, offsets in self._offsets.items()},
             "wave": _pcm16(wave),
         }
         for name, array in arrays.items():
@@ -124,35 +108,33 @@ class CachedVideo:
         load = lambda name: np.load(folder / f"{name}.npy", mmap_mode="r").view(np.ndarray)  # noqa: E731
         self.times = np.array(load("times"))  # small and read on every clip: keep in memory
         self.face_found = np.array(load("face"))
-        self._rgb_offsets = np.array(load("rgb"))
-        self._mask_offsets = np.array(load("mask"))
-        self._mask_pixels = load("mask_pixels")
-        self._mask_values = load("mask_values")
-        has_faces = self._rgb_offsets[-1] > 0  # an empty file cannot be mapped
-        self._rgb = np.memmap(folder / "rgb.bin", dtype=np.uint8, mode="r").view(np.ndarray) if has_faces else None
+        self._offsets = {name: np.array(load(name)) for name in ("rgb", "mask")}
+        has_faces = self._offsets["rgb"][-1] > 0  # an empty file cannot be mapped
+        self._files = {
+            name: np.memmap(folder / f"{name}.bin", dtype=np.uint8, mode="r").view(np.ndarray) if has_faces else None
+            for name in ("rgb", "mask")
+        }
         self.wave = load("wave")  # int16, memory-mapped: a window reads 10 s of it
 
     def __len__(self) -> int:
         return len(self.times)
 
-    def read_into(self, index: int, rgb: np.ndarray, mask: np.ndarray) -> bool:
-        """Decode frame ``index`` into ``rgb`` uint8 [112, 112, 3] and ``mask`` uint8 [112, 112]
-        (both C-contiguous); False (nothing written) when the frame has no face."""
+    def _file(self, name: str, index: int) -> bytes:
+        start, end = self._offsets[name][index], self._offsets[name][index + 1]
+        return self._files[name][start:end].tobytes()
+
+    def read_into(self, index: int, crop: np.ndarray) -> bool:
+        """Decode frame ``index``'s clip frame into ``crop`` uint8 [112, 112, 4] (RGB + mask); False
+        (nothing written) when the frame has no face."""
         if not self.face_found[index]:
             return False
-        start, end = self._rgb_offsets[index], self._rgb_offsets[index + 1]
-        rgb[...] = cv2.imdecode(self._rgb[start:end], cv2.IMREAD_COLOR_RGB)
-        start, end = self._mask_offsets[index], self._mask_offsets[index + 1]
-        plane = mask.reshape(-1)
-        plane[:] = 0
-        plane[self._mask_pixels[start:end]] = self._mask_values[start:end]
+        EncodedCrop(self._file("rgb", index), self._file("mask", index)).decode(out=crop)
         return True
 
     def crop(self, index: int) -> np.ndarray | None:
         """Frame ``index``'s uint8 [112, 112, 4] RGB + mask crop, or None without a face."""
-        rgb = np.empty((CROP_SIZE, CROP_SIZE, 3), np.uint8)
-        mask = np.empty((CROP_SIZE, CROP_SIZE), np.uint8)
-        return np.dstack([rgb, mask]) if self.read_into(index, rgb, mask) else None
+        crop = np.empty((CROP_SIZE, CROP_SIZE, 4), np.uint8)
+        return crop if self.read_into(index, crop) else None
 
 
 @dataclass
@@ -185,7 +167,6 @@ def write_index(cache: pathlib.Path, entries: dict[str, dict], faces: str) -> pa
         "format_version": FORMAT_VERSION,
         "preprocessing": preprocessing_dict(),
         "faces": faces,
-        "jpeg_quality": JPEG_QUALITY,
         "videos": dict(sorted(entries.items())),
     }
     return write_text(cache / INDEX, json.dumps(index, indent=1))

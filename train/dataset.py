@@ -267,14 +267,11 @@ class ClipDataset(torch.utils.data.Dataset):
         """A sample's clip frames from the cache: RGB [8, 112, 112, 3], mask [8, 112, 112] (uint8, zeros
         where black) and which of the 8 are present."""
         video = self.video(int(self.samples.video[row]))
-        rgb = np.empty((CLIP_FRAMES, CROP_SIZE, CROP_SIZE, 3), np.uint8)
-        mask = np.empty((CLIP_FRAMES, CROP_SIZE, CROP_SIZE), np.uint8)
+        crops = np.zeros((CLIP_FRAMES, CROP_SIZE, CROP_SIZE, 4), np.uint8)
         present = np.zeros(CLIP_FRAMES, bool)
-        for k, index in enumerate(clip_frame_indices(video.times, int(self.samples.frame[row]))):
-            present[k] = index is not None and video.read_into(index, rgb[k], mask[k])
-        rgb[~present] = 0
-        mask[~present] = 0
-        return rgb, mask, present
+        for k, index in enumerate(clip_frame_indices(int(self.samples.frame[row]))):
+            present[k] = index is not None and video.read_into(index, crops[k])
+        return np.ascontiguousarray(crops[..., :3]), np.ascontiguousarray(crops[..., 3]), present
 
     def __getitem__(self, key: int | tuple[int, int, int]) -> dict[str, np.ndarray]:
         training = isinstance(key, tuple)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pathlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,45 +80,26 @@ def person_suffixes(tracks: list[Track], person: str) -> list[str]:
     return [f"_person{k + 1}" for k in range(len(tracks))]
 
 
-class _NetworkRunner:
-    """Collects clips of target frames for every person and runs the engine batch by batch; one aural
-    window (aural features) per target frame is shared by all people in it."""
+@dataclass
+class NetworkBatch:
+    """The network's inputs for up to ``batch_size`` target frames of one video (every person of
+    each frame), as pass 2 hands them to the engine. ``clips`` is a view of a buffer that the next
+    batch overwrites: use it before asking for the next."""
 
-    def __init__(self, engine: Engine, spec: SpecWindows, n_people: int, batch_size: int):
-        self.engine, self.spec, self.n_people, self.batch_size = engine, spec, n_people, batch_size
-        self.clips = np.empty((batch_size, n_people) + CLIP_SHAPE, dtype=np.float32)
-        self.black = np.zeros((batch_size, n_people), dtype=bool)  # which clips are the black clip
-        self.times: list[float] = []
-        self.logits: list[np.ndarray] = []  # [batch, people, 17] per flushed batch
+    frames: np.ndarray  # [b] int64 target frame indices
+    times: np.ndarray  # [b] float64 seconds
+    clips: np.ndarray  # [b, people, 4, 8, 112, 112] float32
+    black: np.ndarray  # [b, people] bool: the black clip (no face in any of its 8 frames)
+    windows: np.ndarray  # [b, 1, 64, 1001] float32, one aural window per frame, shared by its people
+    silent: np.ndarray  # [b] bool: the window is digital silence
 
-    def slot(self) -> np.ndarray:
-        """The [people, 4, 8, 112, 112] slot the next target frame's clips are written into."""
-        return self.clips[len(self.times)]
 
-    def commit(self, t: float, black: np.ndarray) -> None:
-        self.black[len(self.times)] = black
-        self.times.append(t)
-        if len(self.times) == self.batch_size:
-            self.flush()
-
-    def flush(self) -> None:
-        b = len(self.times)
-        if b == 0:
-            return
-        with stage("mel", b):
-            windows = self.spec.frame_windows(self.times)
-            silent = self.spec.frame_silent(self.times)
-        aural = self.engine.aural(windows, silent=silent)
-        visual = self.engine.visual(
-            self.clips[:b].reshape((b * self.n_people,) + CLIP_SHAPE), black=self.black[:b].reshape(-1)
-        )
-        logits = self.engine.fusion(np.repeat(aural, self.n_people, axis=0), visual)
-        self.logits.append(logits.reshape(b, self.n_people, N_OUTPUTS))
-        self.times.clear()
-
-    def result(self) -> np.ndarray:
-        self.flush()
-        return np.concatenate(self.logits) if self.logits else np.zeros((0, self.n_people, N_OUTPUTS), np.float32)
+def run_network(engine: Engine, batch: NetworkBatch) -> np.ndarray:
+    """Logits ``[b, people, 17]`` of one batch: one aural pass per frame, one visual pass per clip."""
+    b, n_people = batch.black.shape
+    aural = engine.aural(batch.windows, silent=batch.silent)
+    visual = engine.visual(batch.clips.reshape((b * n_people,) + CLIP_SHAPE), black=batch.black.reshape(-1))
+    return engine.fusion(np.repeat(aural, n_people, axis=0), visual).reshape(b, n_people, N_OUTPUTS)
 
 
 @dataclass
@@ -146,6 +128,90 @@ def find_people(
     return PeopleFound(info, timeline, tracks, time.perf_counter() - started)
 
 
+def network_batches(
+    video: str | os.PathLike,
+    people: PeopleFound,
+    options: AnnotateOptions,
+    frames: tuple[int, int] | None = None,
+    progress: Progress | None = None,
+    ahead: bool = False,
+) -> tuple[Iterator[NetworkBatch], list[str]]:
+    """Pass 2 over the frames ``[a, b)`` (default: all): the network's inputs of the target frames in
+    the range, batch by batch, and the audio track's warnings. With no track, one face-less
+    "person" (black clips + audio) so every frame still gets a prediction. Decoding starts at the
+    first frame the range's first clip looks back to, so any cut of a video into ranges gives the
+    inputs of the whole video. ``ahead``: decoding, alignment and clip assembly run a batch ahead in
+    a thread (for engines on an accelerator, which leave the host free)."""
+    wave, warnings = audio_track(video, people.timeline.info)  # a window needs the track up to t + 5 s
+    return _batches(video, people, options, SpecWindows(wave), frames, progress, ahead), warnings
+
+
+def _batches(video, people, options, spec, frames, progress, ahead) -> Iterator[NetworkBatch]:
+    timeline, tracks = people.timeline, people.tracks
+    a, b = frames or (0, timeline.frames)
+    targets = target_frames(timeline.frames, options.stride)
+    in_range = targets[(targets >= a) & (targets < b)]
+    is_target = np.zeros(timeline.frames, dtype=bool)
+    is_target[in_range] = True
+    first = first_clip_frame(int(in_range[0])) if len(in_range) else a
+    n_people = max(1, len(tracks))
+    clips = np.empty((options.batch_size, n_people) + CLIP_SHAPE, dtype=np.float32)
+    black = np.zeros((options.batch_size, n_people), dtype=bool)
+    picked: list[tuple[int, float]] = []
+    # Without a thread each clip is assembled straight into its batch slot; a thread running ahead
+    # writes clips of its own that are copied in.
+    slot = None if ahead else (lambda: clips[len(picked)])
+    items = iter_clips(video, timeline, [t.id for t in tracks], is_target, slot=slot, frames=(first, b))
+    if ahead:
+        items = prefetch(items, depth=2 * options.batch_size)
+    if progress is not None and first > a:
+        progress("network", first - a)  # a stride longer than the look-back skips the range's first frames
+    for index, t, frame_clips, frame_black in items:
+        if frame_clips is not None:
+            if ahead:
+                clips[len(picked)] = frame_clips
+            black[len(picked)] = frame_black
+            picked.append((index, t))
+            if len(picked) == options.batch_size:
+                yield _batch(picked, clips, black, spec)
+                picked.clear()
+        if progress is not None and index >= a:
+            progress("network", 1)
+    if picked:
+        yield _batch(picked, clips, black, spec)
+
+
+def _batch(picked: list[tuple[int, float]], clips: np.ndarray, black: np.ndarray, spec: SpecWindows) -> NetworkBatch:
+    b = len(picked)
+    times = np.array([t for _, t in picked], dtype=np.float64)
+    with stage("mel", b):
+        windows, silent = spec.frame_windows(times), spec.frame_silent(times)
+    frames = np.array([index for index, _ in picked], dtype=np.int64)
+    return NetworkBatch(frames, times, clips[:b], black[:b].copy(), windows, silent)
+
+
+@dataclass(frozen=True)
+class NetworkInput:
+    """What the network receives for one target frame and person (``Predictor.network_inputs``)."""
+
+    frame: int
+    time: float
+    person: str  # the per-frame table's person: "main", or "left"/"right"/"personK" with person="all"
+    clip: np.ndarray  # [4, 8, 112, 112] float32, normalized
+    window: np.ndarray  # [1, 64, 1001] float32, normalized log-mel
+
+
+def network_inputs(video: str | os.PathLike, people: PeopleFound, options: AnnotateOptions) -> Iterator[NetworkInput]:
+    """Every target frame's inputs, person by person, from the batches :func:`range_logits` runs."""
+    batches, _ = network_batches(video, people, options)
+    names = [suffix.lstrip("_") or "main" for suffix in person_suffixes(people.tracks, options.person)] or ["main"]
+    for batch in batches:
+        for j, frame in enumerate(batch.frames.tolist()):
+            for k, name in enumerate(names):
+                clip, window = batch.clips[j, k].copy(), batch.windows[j].copy()
+                yield NetworkInput(frame, float(batch.times[j]), name, clip, window)
+
+
 def range_logits(
     video: str | os.PathLike,
     people: PeopleFound,
@@ -155,44 +221,23 @@ def range_logits(
     progress: Progress | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """Pass 2 over the frames ``[a, b)`` (default: all): logits ``[targets, people, 17]`` of the
-    target frames in the range; with no track, one face-less "person" (black clips + audio) so every
-    frame still gets a prediction. Decoding starts at the first frame the range's first clip can
-    look back to, so any cut of a video into ranges gives the logits of the whole video."""
-    timeline, tracks = people.timeline, people.tracks
+    target frames in the range (:func:`network_batches` through the engine), and audio warnings."""
+    # The host is free while an accelerator computes, so there the frontend runs a batch ahead in a
+    # thread. Not on the CPU, where the runtime splits every layer over all cores and a frontend
+    # thread beside it stalls them all at each layer's end (2 cores, paper network, OpenVINO fp32, 3
+    # interleaved pairs: the visual stream kept 0.83-0.87 of the matmul rate with the thread and
+    # 0.87-0.93 without, end to end 0.77-0.81 of the ceiling against 0.81-0.87).
+    ahead = engine.device.type != "cpu"
+    batches, warnings = network_batches(video, people, options, frames, progress, ahead)
+    logits = [run_network(engine, batch) for batch in batches]
+    n_people = max(1, len(people.tracks))
+    logits = np.concatenate(logits) if logits else np.zeros((0, n_people, N_OUTPUTS), np.float32)
+    timeline = people.timeline
     a, b = frames or (0, timeline.frames)
-    wave, warnings = audio_track(video, timeline.info)  # a window needs the track up to t + 5 s
-    n_people = max(1, len(tracks))
-    runner = _NetworkRunner(engine, SpecWindows(wave), n_people, options.batch_size)
     targets = target_frames(timeline.frames, options.stride)
-    in_range = targets[(targets >= a) & (targets < b)]
-    is_target = np.zeros(timeline.frames, dtype=bool)
-    is_target[in_range] = True
-    first = first_clip_frame(timeline.times, int(in_range[0])) if len(in_range) else a
-    on_cpu = engine.device.type == "cpu"
-    # On the CPU each clip is assembled straight into its batch slot; a prefetching producer (GPU
-    # engines) runs ahead of the batches, so it writes clips of its own that are copied in.
-    clips_iter = iter_clips(
-        video, timeline, [t.id for t in tracks], is_target, slot=runner.slot if on_cpu else None, frames=(first, b)
-    )
-    if not on_cpu:
-        # The host is free while an accelerator computes: decoding, alignment and clip assembly run a
-        # batch ahead in a thread. Not on the CPU, where the runtime splits every layer over all cores
-        # and a frontend thread beside it stalls them all at each layer's end (2 cores, paper network,
-        # OpenVINO fp32, 3 interleaved pairs: the visual stream kept 0.83-0.87 of the matmul rate with
-        # the thread and 0.87-0.93 without, end to end 0.77-0.81 of the ceiling against 0.81-0.87).
-        clips_iter = prefetch(clips_iter, depth=2 * options.batch_size)
-    if progress is not None and first > a:
-        progress("network", first - a)  # a stride longer than the look-back skips the range's first frames
-    for index, t, clips, black in clips_iter:
-        if clips is not None:
-            if not on_cpu:
-                runner.slot()[...] = clips
-            runner.commit(t, black)
-        if progress is not None and index >= a:
-            progress("network", 1)
-    logits = runner.result()
-    if len(logits) != len(in_range):
-        raise RuntimeError(f"{video}: the second decode yielded {len(logits)} of {len(in_range)} target frames")
+    expected = int(((targets >= a) & (targets < b)).sum())
+    if len(logits) != expected:
+        raise RuntimeError(f"{video}: the second decode yielded {len(logits)} of {expected} target frames")
     return logits, warnings
 
 
@@ -251,14 +296,14 @@ def video_result(
         boxes = np.full((timeline.frames, 4), np.nan, dtype=np.float32)
         scores = np.full(timeline.frames, np.nan, dtype=np.float32)
         found = np.zeros(timeline.frames, dtype=bool)
+        landmarks = np.full((timeline.frames, 68, 2), np.nan, dtype=np.float32)
         if track is not None:
             for index, face in track.faces.items():
                 boxes[index], scores[index], found[index] = face.box, face.score, True
-        result_people.append(
-            PersonResult(
-                suffix, -1 if track is None else track.id, found, boxes, scores, decode(logits[k], options.au_threshold)
-            )
-        )
+                landmarks[index] = face.landmarks68
+        predictions = decode(logits[k], options.au_threshold)
+        track_id = -1 if track is None else track.id
+        result_people.append(PersonResult(suffix, track_id, found, boxes, scores, predictions, landmarks))
     summary = {
         "frames": timeline.frames,
         "seconds": round(video_duration(timeline.times), 3),

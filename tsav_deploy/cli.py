@@ -268,6 +268,9 @@ def annotate(
     overlay: bool = typer.Option(False, "--overlay", help="Also write <name>.overlay.mp4."),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Write <name>.png, a timeline plot."),
     table_format: str = typer.Option("csv", "--table", help="Per-frame table: csv | parquet | both."),
+    landmarks: bool = typer.Option(
+        False, "--landmarks", help="Add the 68 landmarks of each row's face to the table (x_0..x_67, y_0..y_67)."
+    ),
     stride: Stride = 1,
     batch_size: BatchSize = 8,
     au_threshold: AuThreshold = 0.5,
@@ -318,7 +321,9 @@ def annotate(
         raise TsavError("pass either --weights or --model, not both")
     if not (weights or model):
         raise TsavError(NO_WEIGHTS)
-    outputs = OutputOptions(overlay=overlay, plot=plot, overwrite=overwrite, table=table_format, report=html_report)
+    outputs = OutputOptions(
+        overlay=overlay, plot=plot, overwrite=overwrite, table=table_format, report=html_report, landmarks=landmarks
+    )
     videos, problems = expand_inputs(inputs)
     predictor_options = dict(
         weights=weights,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 # --- model contract -------------------------------------------------------------------------------
 CLIP_FRAMES = 8
-CLIP_STEP_S = 0.2  # clip frame k is the frame nearest to t - (7 - k) * 0.2 s (6 frames at 30 fps)
+CLIP_STEP_FRAMES = 6  # the clip of frame i: frames i - 42, i - 36, ..., i (by index, at every frame rate)
 CROP_SIZE = 112
 CLIP_SHAPE = (4, CLIP_FRAMES, CROP_SIZE, CROP_SIZE)  # R, G, B, mask; oldest frame first
 N_MELS = 64
@@ -46,6 +46,15 @@ MASK_POLYLINES = (
     (6, 10, False, 31),  # chin
 )
 
+# How a clip frame is made, stored with every checkpoint, export and cache (docs/preprocessing.md):
+# frames by index ("authors-index"), YUV decoded with BT.601 as OpenCV 4.x's VideoCapture does
+# whatever the stream's tags say, OpenCV 4.x's bicubic warp, and the authors' JPEG files of the crop
+# (quality 95, 4:2:0, read back with PIL) and of the mask (gray, quality 100).
+CLIP_RULE = "authors-index"
+DECODE_COLORSPACE = "bt601"
+WARP = "opencv4-bicubic"
+CROP_CODEC = "jpeg-q95-420+mask-jpeg-q100"
+
 # --- audio frontend -------------------------------------------------------------------------------
 SAMPLE_RATE = 44_100  # the authors' code (the paper's text says 41 kHz)
 N_FFT = 1024
@@ -74,7 +83,11 @@ def preprocessing_dict() -> dict:
     return {
         "clip": {
             "frames": CLIP_FRAMES,
-            "step_s": CLIP_STEP_S,
+            "step_frames": CLIP_STEP_FRAMES,
+            "rule": CLIP_RULE,
+            "decode_colorspace": DECODE_COLORSPACE,
+            "warp": WARP,
+            "crop_codec": CROP_CODEC,
             "size": CROP_SIZE,
             "mean": list(CLIP_MEAN),
             "std": list(CLIP_STD),

@@ -149,7 +149,7 @@ def _normalised(value):
 
 
 def constant_inputs() -> dict[str, np.ndarray]:
-    """One of each: ``"clip"``, the black clip of a face-less stretch (1.4 s without the person), and
+    """One of each: ``"clip"``, the black clip of a face-less stretch (42 frames without the person), and
     ``"spec"``, the window of digital silence (or of a file without audio), whatever the length of
     its segment.
 
@@ -158,4 +158,4 @@ def constant_inputs() -> dict[str, np.ndarray]:
     silent clip with a trained paper-size network. So the export stores their float32 features
     (``constant_features.npz``) and the int8 engines use those instead.
     """
-    return {"clip": ClipAssembler().push(0.0, None)[None], "spec": silent_window()}
+    return {"clip": ClipAssembler().push(0, None)[None], "spec": silent_window()}

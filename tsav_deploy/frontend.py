@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .clips import ClipAssembler
-from .constants import CLIP_SHAPE, CROP_SIZE
-from .faces import Face, FaceBackend, Track, crop_and_mask, detect_video, main_track, track_faces
+from .constants import CLIP_SHAPE
+from .faces import EncodedCrop, Face, FaceBackend, Track, detect_video, encoded_face, main_track, track_faces
 from .media import VideoFrame, VideoInfo, iter_frames, read_audio
 from .stages import stage, timed_iter
 
@@ -109,12 +109,9 @@ def release_free_memory() -> None:
 
 
 def face_crop(image_rgb: np.ndarray, face: Face) -> np.ndarray:
-    """One clip frame: the aligned RGB crop and its landmark mask as uint8 [112, 112, 4]."""
-    aligned, mask = crop_and_mask(image_rgb, face.landmarks68)
-    crop = np.empty((CROP_SIZE, CROP_SIZE, 4), dtype=np.uint8)
-    crop[..., :3] = aligned
-    crop[..., 3] = mask
-    return crop
+    """One clip frame: the aligned RGB crop and its landmark mask after the authors' JPEG round
+    trip, uint8 [112, 112, 4] (:mod:`tsav_deploy.faces.crop`)."""
+    return encoded_face(image_rgb, face.landmarks68).decode()
 
 
 def iter_crops(
@@ -122,9 +119,10 @@ def iter_crops(
     timeline: FaceTimeline,
     track_ids: Sequence[int],
     frames: tuple[int, int] | None = None,
-) -> Iterator[tuple[VideoFrame, list[np.ndarray | None]]]:
-    """Pass 2: every decoded frame (those in ``frames`` ``[a, b)`` where given) with the crop of each
-    requested person (None where absent)."""
+) -> Iterator[tuple[VideoFrame, list[EncodedCrop | None]]]:
+    """Pass 2: every decoded frame (those in ``frames`` ``[a, b)`` where given) with the encoded
+    clip frame of each requested person (None where absent): the bytes the training cache keeps,
+    which decode to what the network receives."""
     tracks = [timeline.track(t) for t in track_ids]
     first, stop = frames or (0, None)
     with iter_frames(video, first=first, times=timeline.times) as stream:
@@ -135,7 +133,7 @@ def iter_crops(
             for track in tracks:
                 face = track.faces.get(frame.index)
                 with stage("alignment+mask"):
-                    crops.append(None if face is None else face_crop(frame.rgb, face))
+                    crops.append(None if face is None else encoded_face(frame.rgb, face.landmarks68))
             yield frame, crops
 
 
@@ -151,7 +149,7 @@ def iter_clips(
     ``clips`` is ``[people, 4, 8, 112, 112]`` float32 on frames marked in ``is_target`` (None on the
     others) and ``black`` ``[people]`` bool says which of them are the black clip.
 
-    Every frame goes through each person's :class:`ClipAssembler` (a clip looks back 1.4 s); with no
+    Every frame goes through each person's :class:`ClipAssembler` (a clip looks back 42 frames); with no
     person, one face-less stream of black clips, so the audio still gets a prediction per frame.
     ``slot``: where each target frame's clips are assembled (a batch slot, read before the next
     frame is asked for); without it each gets an array of its own. ``frames`` ``[a, b)``: only
@@ -169,7 +167,8 @@ def iter_clips(
             clips = slot() if slot is not None else np.empty((n_people,) + CLIP_SHAPE, dtype=np.float32)
         with stage("clips"):
             for k, crop in enumerate(crops):
-                assemblers[k].push(frame.time, crop, out=None if clips is None else clips[k])
+                pixels = None if crop is None else crop.decode()
+                assemblers[k].push(frame.index, pixels, out=None if clips is None else clips[k])
         yield frame.index, frame.time, clips, np.array([a.black for a in assemblers])
 
 

@@ -7,7 +7,7 @@ The same stages in the same code, each fed as frames arrive instead of over a wh
 - faces: the video tracker (:func:`~tsav_deploy.faces.detect_video`, causal, a few frames of
   look-ahead for its detection thread), then :class:`~tsav_deploy.faces.online.OnlinePeople`;
 - clips: :class:`~tsav_deploy.clips.ClipFrames` picks each frame's 8 clip frames, crops are kept per
-  tracklet for the last 1.4 s only; a clip is complete as soon as its frame arrives, so the visual
+  tracklet for the last 42 frames only; a clip is complete as soon as its frame arrives, so the visual
   stream runs then and only its 512 features wait;
 - audio windows: a target frame's window (:class:`~tsav_deploy.audio.SpecWindows`) is cut once the
   audio up to ``audio_lookahead`` seconds past it has arrived (the model's own window reaches 5 s
@@ -110,7 +110,7 @@ class _Frame:
 class _Target:
     """A frame the network runs on."""
 
-    number: int  # position in the pipeline's own count (no gaps)
+    number: int  # the frame's index in the stream (dropped frames leave gaps)
     time: float
     stride: int
     visual: dict[str, np.ndarray | None] = field(default_factory=dict)  # key -> features (None: black)
@@ -261,11 +261,13 @@ class LivePipeline:
         frame = arrival.frame
         self._newest_time = frame.time
         self._check_audio_end()
-        number = self.clip_frames.count
+        # Frames are numbered by the source's index, so a clip holds the frames an offline run's
+        # clip holds (i - 42, ..., i); a frame the source dropped is black where a clip holds it.
+        number = frame.index
         by_person = self.people.update(number, faces)
         for person, face in by_person.items():
             self._crops.setdefault(face.tracklet, {})[number] = normalized_crop(face_crop(frame.rgb, face))
-        chosen = self.clip_frames.push(frame.time)
+        chosen = self.clip_frames.push(number)
         self._forget_before(self.clip_frames.oldest)
         self._last_chosen = chosen
         keys = self._keys(by_person)
@@ -280,11 +282,11 @@ class LivePipeline:
 
     def _keys(self, by_person: dict[int, Face]) -> dict[str, tuple[int, Face | None]]:
         """The rows a frame gets: the main person's (``main``), or (``all``) those of everyone seen
-        in the last 1.4 s."""
+        in the last 42 frames."""
         if self.options.person == "main":
             main = self.people.main
             return {"main": (main if main in by_person else -1, by_person.get(main))}
-        # Everyone whose clip still holds a face (seen within the clip's 1.4 s).
+        # Everyone whose clip still holds a face (seen within the clip's 42 frames).
         recent = [p.id for p in self.people.people.values() if p.last_seen >= self.clip_frames.oldest]
         if not recent:
             return {"main": (-1, None)}  # nobody: one face-less row, as annotate gives without people
@@ -444,7 +446,7 @@ class LivePipeline:
             return
         self.track.finish()
         if self._frames and self._frames[-1].target is None:
-            self._add_target(self._frames[-1], self.clip_frames.count - 1, self._last_chosen)
+            self._add_target(self._frames[-1], self._frames[-1].index, self._last_chosen)
         self._run_visual()
         yield from self._emit(final=True)
 

@@ -28,6 +28,7 @@ from typing import Iterator
 import av
 import av.stream
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from .bounds import check_frame
 from .constants import SAMPLE_RATE, WAVE_FORMAT
@@ -310,6 +311,24 @@ def _scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, in
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
+class RgbConverter:
+    """Decoded pictures as RGB uint8, converted as the authors' decoder (OpenCV 4.x's
+    ``VideoCapture``) converts them: the BT.601 matrix whatever the stream's colour tags say, the
+    range implied by the pixel format. FFmpeg (and OpenCV from 4.13 on) follow a BT.709 tag
+    instead, which moves tagged HD pictures by up to 9 levels. One per stream: its swscale context
+    is kept from picture to picture (several times faster than a new one per picture)."""
+
+    colorspace = "ITU601"
+
+    def __init__(self) -> None:
+        self._reformatter = VideoReformatter()
+
+    def __call__(self, frame: av.VideoFrame, size: tuple[int, int] | None = None) -> np.ndarray:
+        """``size`` (width, height): shrunk with area interpolation."""
+        scale = {} if size is None else {"width": size[0], "height": size[1], "interpolation": "AREA"}
+        return self._reformatter.reformat(frame, format="rgb24", src_colorspace=self.colorspace, **scale).to_ndarray()
+
+
 class FrameStream:
     """Iterator over :class:`VideoFrame` returned by :func:`iter_frames`.
 
@@ -327,6 +346,7 @@ class FrameStream:
         self.frames_decoded = 0  # the decoder's work, frames before ``first`` included
         self._open_stream()
         self._max_side = max_side
+        self._to_rgb = RgbConverter()
         self._frames = self._generate()
 
     def _open_stream(self) -> None:
@@ -369,11 +389,7 @@ class FrameStream:
 
     def _rgb(self, frame: av.VideoFrame, signs, size) -> np.ndarray:
         check_frame(self.path, frame.width, frame.height)  # every frame: sizes can change mid-file
-        if size is None:
-            rgb = frame.to_ndarray(format="rgb24")
-        else:
-            rgb = frame.to_ndarray(format="rgb24", width=size[0], height=size[1], interpolation="AREA")
-        return orient(rgb, signs)
+        return orient(self._to_rgb(frame, size), signs)
 
     def _from_keyframe(self, wanted: int) -> Iterator[VideoFrame]:
         """Frames from ``wanted`` on, decoded from the last keyframe before it. Each frame's time
@@ -443,7 +459,7 @@ class FrameStream:
 
 class FrameClock:
     """Turns frames' presentation times (container seconds, or None) into strictly increasing
-    times from 0, which clip selection by time relies on.
+    times from 0, which the aural windows and the outputs rely on.
 
     A frame without a timestamp is placed one nominal frame interval after the previous one. A
     timestamp that jumps backwards (a spliced or reset stream, a muxer bug) is placed likewise and

@@ -21,6 +21,13 @@ class PersonResult:
     boxes: np.ndarray  # [N, 4] float32 x1, y1, x2, y2 in frame pixels; NaN without a face
     scores: np.ndarray  # [N] float32 detector score; NaN without a face
     predictions: Predictions  # N rows
+    landmarks: np.ndarray | None = None  # [N, 68, 2] float32 the face's 68 points in frame pixels; NaN without
+
+    def landmarks_or_nan(self) -> np.ndarray:
+        """[N, 68, 2] float32: the landmarks, NaN where the frame has no face (or none were kept)."""
+        if self.landmarks is None:
+            return np.full((len(self.face_found), 68, 2), np.nan, dtype=np.float32)
+        return np.where(self.face_found[:, None, None], self.landmarks, np.nan).astype(np.float32)
 
     @property
     def track_ids(self) -> np.ndarray:

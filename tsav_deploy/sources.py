@@ -29,6 +29,7 @@ from .errors import MediaError, TsavError
 from .media import (
     FrameClock,
     MonoResampling,
+    RgbConverter,
     VideoFrame,
     ffmpeg_reason,
     mono_samples,
@@ -261,6 +262,7 @@ class LiveSource:
         clock = FrameClock(1.0 / (stream_rate(video) or 30.0))
         resampling = MonoResampling()
         self._signs = self._origin = self._started = None
+        self._to_rgb = RgbConverter()
         streams = [video] + ([audio] if audio is not None else [])
         try:
             for packet in container.demux(streams):
@@ -301,7 +303,7 @@ class LiveSource:
         while not self.paced and not self.budget.take(size, timeout=_POLL_S):
             if self._stop.is_set():
                 return
-        rgb = orient(frame.to_ndarray(format="rgb24"), self._signs)
+        rgb = orient(self._to_rgb(frame), self._signs)
         self._queue.put(Arrival(VideoFrame(index, t, rgb), time.monotonic(), self._origin))
 
     def _pace(self, seconds: float | None) -> None:

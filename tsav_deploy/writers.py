@@ -11,6 +11,8 @@ import sys
 from collections.abc import Iterable
 from typing import TextIO
 
+import numpy as np
+
 from .atomic import create_new, partial_path, write_text
 from .constants import ACTION_UNITS, EXPRESSIONS
 from .errors import TsavError
@@ -55,11 +57,27 @@ TABLE_COLUMNS = (
 )
 
 
-def table_rows(result: VideoResult):
+# With landmarks: the 68 points of the face each row used, in source-frame pixels (OpenFace's and
+# Py-Feat's names), two decimals, empty (NaN) without a face.
+LANDMARK_COLUMNS = [f"x_{k}" for k in range(68)] + [f"y_{k}" for k in range(68)]
+
+
+def table_columns(landmarks: bool = False) -> list[str]:
+    return TABLE_COLUMNS + LANDMARK_COLUMNS * landmarks
+
+
+def landmark_values(person: PersonResult) -> np.ndarray:
+    """[N, 136] float64 x_0…x_67, y_0…y_67 per frame, rounded as the table writes them."""
+    points = person.landmarks_or_nan().astype(np.float64)
+    return np.round(np.concatenate([points[..., 0], points[..., 1]], axis=1), 2)
+
+
+def table_rows(result: VideoResult, landmarks: bool = False):
     """Rows of the per-frame table (OpenFace FeatureExtraction style): frame-major, then person."""
     track_ids = [person.track_ids.tolist() for person in result.persons]
+    points = [landmark_values(person) if landmarks else None for person in result.persons]
     for i, t in enumerate(result.times.tolist()):
-        for person, ids in zip(result.persons, track_ids):
+        for person, ids, xy in zip(result.persons, track_ids, points):
             p = person.predictions
             found = bool(person.face_found[i])
             box = person.boxes[i].tolist() if found else ["", "", "", ""]
@@ -77,14 +95,15 @@ def table_rows(result: VideoResult):
                 EXPRESSIONS[p.expression[i]],
                 *(f"{x:.4f}" for x in p.au_probs[i]),
                 *(str(x) for x in p.au[i]),
+                *([] if xy is None else ("" if np.isnan(v) else f"{v:.2f}" for v in xy[i])),
             ]
 
 
-def write_table(path: pathlib.Path, result: VideoResult) -> pathlib.Path:
+def write_table(path: pathlib.Path, result: VideoResult, landmarks: bool = False) -> pathlib.Path:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(TABLE_COLUMNS)
-    writer.writerows(table_rows(result))
+    writer.writerow(table_columns(landmarks))
+    writer.writerows(table_rows(result, landmarks))
     return write_text(path, buffer.getvalue())
 
 

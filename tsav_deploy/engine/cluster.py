@@ -50,7 +50,7 @@ from .results import Annotation
 
 INSTALL_HINT = "--ray needs Ray, an optional extra: pip install 'tsav-deploy[ray]'"
 # A video is cut into ranges only when each range is at least this long (a range costs a look-back
-# of 1.4 s of frames, a read of the audio track and a decode of the frames before it).
+# of 42 frames, a read of the audio track and a decode of the frames before it).
 MIN_SPLIT_S = 60.0
 ATTEMPTS = 2  # a video whose task is lost this often gets its error line
 RESTARTS = 4  # restarts of each actor by Ray before it counts as lost

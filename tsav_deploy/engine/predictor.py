@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 
-from ..annotate import AnnotateOptions, Progress, annotate_video
+from ..annotate import AnnotateOptions, NetworkInput, Progress, annotate_video, find_people, network_inputs
 from ..errors import MediaError, TsavError
 from ..faces import get_backend
 from ..faces.dlib_backend import DETECTORS
@@ -87,6 +87,14 @@ class Predictor:
         started = time.perf_counter()
         result = annotate_video(video, self.engine, self.face_backend, self.options, progress)
         return Annotation(video, result, info={"wall_s": round(time.perf_counter() - started, 3)})
+
+    def network_inputs(self, source: str | os.PathLike) -> Iterator[NetworkInput]:
+        """What the network receives, target frame by target frame and person by person
+        (``frame``, ``time``, ``person``, ``clip`` [4, 8, 112, 112], ``window`` [1, 64, 1001]):
+        the very arrays :meth:`predict` runs the engine on, from the same code, for checking the
+        preprocessing (docs/preprocessing.md). Faces are found first (pass 1), as for predict."""
+        video = check_source(source)
+        yield from network_inputs(video, find_people(video, self.face_backend, self.options), self.options)
 
     def stream(
         self,

@@ -58,6 +58,7 @@ class OutputOptions:
     overwrite: bool = False
     table: str = "csv"  # "csv", "parquet" or "both"
     report: bool = False  # <name>.html, the interactive report
+    landmarks: bool = False  # the table also holds the 68 landmarks of each row's face
 
     def wanted(self, name: str) -> list[str]:
         """Files asked for this time beyond the ABAW files."""
@@ -296,9 +297,9 @@ def _write_files(
     result = annotation._require()
     written += write_abaw(out, result)
     if options.table in ("csv", "both"):
-        written.append(write_table(out / f"{result.name}.csv", result))
+        written.append(write_table(out / f"{result.name}.csv", result, options.landmarks))
     if options.table in ("parquet", "both"):
-        written.append(annotation.to_parquet(out / f"{result.name}.parquet"))
+        written.append(annotation.to_parquet(out / f"{result.name}.parquet", options.landmarks))
     failures: list[str] = []
     plot, overlay, page = (out / f"{result.name}{ext}" for ext in (".png", ".overlay.mp4", ".html"))
     if options.plot:

@@ -13,7 +13,7 @@ import pandas as pd
 from ..atomic import atomic_path
 from ..constants import ACTION_UNITS, EXPRESSIONS
 from ..results import VideoResult
-from ..writers import TABLE_COLUMNS
+from ..writers import LANDMARK_COLUMNS, landmark_values, table_columns
 from .records import OutputOptions, save_outputs
 
 TABLE_FORMATS = ("csv", "parquet", "both")
@@ -48,9 +48,11 @@ class Annotation:
             raise ValueError(f"{self.video}: not annotated ({self.error})")
         return self.result
 
-    def to_pandas(self) -> pd.DataFrame:
+    def to_pandas(self, landmarks: bool = False) -> pd.DataFrame:
         """The per-frame table: the CSV's columns and rounding, with dtypes (int frame, bool
-        face_found, category person and expression, NaN box and score without a face)."""
+        face_found, category person and expression, NaN box and score without a face).
+        ``landmarks``: also the 68 points of the face each row used, ``x_0…x_67``, ``y_0…y_67`` in
+        source-frame pixels (NaN without a face)."""
         result = self._require()
         n, people = result.frames, result.persons
         frame = np.repeat(np.arange(n, dtype=np.int64), len(people))  # frame-major, then person
@@ -89,13 +91,15 @@ class Annotation:
             columns[f"p_{name}"] = np.round(au_probs[:, k], 4)
         for k, name in enumerate(ACTION_UNITS):
             columns[name] = decisions[:, k]
-        return pd.DataFrame(columns)[TABLE_COLUMNS]  # the CSV writer's column order
+        if landmarks:
+            columns.update(zip(LANDMARK_COLUMNS, stack([landmark_values(p) for p in people]).T))
+        return pd.DataFrame(columns)[table_columns(landmarks)]  # the CSV writer's column order
 
-    def to_parquet(self, path: str | os.PathLike) -> pathlib.Path:
+    def to_parquet(self, path: str | os.PathLike, landmarks: bool = False) -> pathlib.Path:
         """The table as Parquet (pyarrow), written atomically."""
         path = pathlib.Path(path)
         with atomic_path(path) as tmp:
-            self.to_pandas().to_parquet(tmp, engine="pyarrow", index=False)
+            self.to_pandas(landmarks).to_parquet(tmp, engine="pyarrow", index=False)
         return path
 
     def save(
@@ -106,12 +110,14 @@ class Annotation:
         plot: bool = True,
         table: str = "csv",
         report: bool = False,
+        landmarks: bool = False,
     ) -> list[pathlib.Path]:
         """Write what ``tsav annotate`` writes into ``out_dir`` (ABAW files, table, plot, overlay,
-        HTML report, the record that marks the video complete); every file atomically. Returns the files."""
+        HTML report, the record that marks the video complete); every file atomically; ``landmarks``
+        adds the 68 points to the table. Returns the files."""
         if table not in TABLE_FORMATS:
             raise ValueError(f"table must be one of {', '.join(TABLE_FORMATS)}, not {table!r}")
-        options = OutputOptions(overlay=overlay, plot=plot, table=table, report=report)
+        options = OutputOptions(overlay=overlay, plot=plot, table=table, report=report, landmarks=landmarks)
         return save_outputs(pathlib.Path(out_dir), self, options)
 
     def summary(self) -> dict:
@@ -176,10 +182,11 @@ _TEXT_COLUMNS = ("person", "expression")
 
 
 def _checked(table: pd.DataFrame, path: pathlib.Path) -> pd.DataFrame:
-    missing = [column for column in TABLE_COLUMNS if column not in table.columns]
+    columns = table_columns(landmarks=any(column in table.columns for column in LANDMARK_COLUMNS))
+    missing = [column for column in columns if column not in table.columns]
     if missing:
         raise ValueError(f"{path}: no column {missing[0]!r}")
-    for column in TABLE_COLUMNS:
+    for column in columns:
         if column not in _TEXT_COLUMNS and not pd.api.types.is_numeric_dtype(table[column]):
             raise ValueError(f"{path}: column {column!r} holds a value that is not a number")
     if table["expression"].isna().any():

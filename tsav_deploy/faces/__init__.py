@@ -2,6 +2,7 @@
 alignment and landmark mask that make the visual stream's input (docs/preprocessing.md)."""
 
 from .align import align_face, five_points, transform_points
+from .crop import EncodedCrop, clip_frame, encoded_face
 from .face import Face, FaceBackend, FaceBackendError
 from .mask import crop_and_mask, render_mask
 from .select import BACKEND_CHOICES, get_backend, resolve_backend_name
@@ -10,6 +11,7 @@ from .video import VideoFaceTracker, detect_video
 
 __all__ = [
     "BACKEND_CHOICES",
+    "EncodedCrop",
     "PERSON_CHOICES",
     "Face",
     "FaceBackend",
@@ -17,8 +19,10 @@ __all__ = [
     "Track",
     "VideoFaceTracker",
     "align_face",
+    "clip_frame",
     "crop_and_mask",
     "detect_video",
+    "encoded_face",
     "five_points",
     "get_backend",
     "main_track",

@@ -2,15 +2,16 @@
 ArcFace 112×112 template, and a bicubic warp with a black border.
 
 The model was trained on crops made exactly this way, so every step mirrors the authors' pipeline
-(skimage ``SimilarityTransform.estimate`` = Umeyama's method, then ``cv2.warpAffine``).
+(skimage ``SimilarityTransform.estimate`` = Umeyama's method, then OpenCV 4.x's bicubic
+``cv2.warpAffine``, reproduced in :mod:`.warp`).
 """
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from ..constants import ARCFACE_TEMPLATE, CROP_SIZE
+from .warp import warp_affine_cubic
 
 _TEMPLATE = np.asarray(ARCFACE_TEMPLATE, dtype=np.float64)
 # iBUG 68 (0-based): eye contours, nose tip, outer mouth corners.
@@ -70,12 +71,4 @@ def align_face(image_rgb: np.ndarray, landmarks68: np.ndarray) -> tuple[np.ndarr
     gives the landmarks in the crop (the input of :func:`render_mask`).
     """
     matrix = alignment_matrix(landmarks68)
-    aligned = cv2.warpAffine(
-        image_rgb,
-        matrix,
-        (CROP_SIZE, CROP_SIZE),
-        flags=cv2.INTER_CUBIC,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=0,
-    )
-    return aligned, matrix
+    return warp_affine_cubic(image_rgb, matrix, (CROP_SIZE, CROP_SIZE)), matrix
