@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import importlib.metadata
+import json
 import os
 import pathlib
 import platform
@@ -20,7 +21,8 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..checkpoint import Checkpoint, load_checkpoint
+from ..bounds import MAX_BATCH, check_whole
+from ..checkpoint import Checkpoint, file_sha256, load_checkpoint
 from ..constants import preprocessing_dict
 from ..contract import (
     CONSTANT_FEATURES_FILE,
@@ -89,8 +91,7 @@ class Exporter:
             raise TsavError("--int8 needs real recordings to calibrate on: add --calibrate VIDEO (repeat for several)")
         if fp16 and "tensorrt" not in formats:
             raise TsavError("--fp16 applies to TensorRT engines; add --trt")
-        if max_batch < 1:
-            raise TsavError(f"--max-batch must be at least 1 (got {max_batch})")
+        check_whole("--max-batch", max_batch, MAX_BATCH)
         check_opset(opset)
         self.formats = tuple(f for f in FORMATS if f in formats)
         self.opset = opset
@@ -242,11 +243,35 @@ def versions() -> dict[str, str | None]:
 
 
 def _check_target(out: pathlib.Path) -> None:
-    """DIR must be new, empty or an earlier export (which the new one replaces whole)."""
-    if out.exists() and not out.is_dir():
+    """DIR must be new, empty or an earlier export (which the new one replaces whole). An earlier
+    export is proven, not assumed: a manifest of this tool's format, and every entry of DIR either
+    that manifest or a file it lists with its size and SHA-256. Nothing else is ever replaced."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise TsavError(f"{out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).exists():
-        raise TsavError(f"{out}: holds files that are not a tsav export; export into a new or empty folder")
+    foreign = _not_exported(out) if out.is_dir() else None
+    if foreign is not None:
+        raise TsavError(f"{out}: holds {foreign}, which no tsav export made; export into a new or empty folder")
+
+
+def _not_exported(out: pathlib.Path) -> str | None:
+    """The first entry of ``out`` that an export manifest there does not vouch for (None: all)."""
+    try:
+        data = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = None
+    ours = isinstance(data, dict) and data.get("format") == FORMAT and isinstance(data.get("artifacts"), dict)
+    artifacts = data["artifacts"] if ours else {}
+    for path in sorted(out.iterdir()):
+        if path.is_symlink() or not path.is_file():
+            return path.name
+        if path.name == MANIFEST and ours:
+            continue
+        entry = artifacts.get(path.name)
+        if not isinstance(entry, dict):
+            return path.name
+        if path.stat().st_size != entry.get("bytes") or file_sha256(path) != entry.get("sha256"):
+            return f"{path.name} (changed since it was exported)"
+    return None
 
 
 def _swap_in(staging: pathlib.Path, out: pathlib.Path) -> None:

@@ -184,10 +184,11 @@ def _parity_rows(
             if output.endswith("logits"):
                 probability_errors.append(probability_error(actual, expected))
         row.probability_error = max(probability_errors) if probability_errors else None
-        failed = row.max_error > tolerance.relative or (
+        # Written as "not within", so that a NaN (which compares as nothing) fails.
+        failed = not row.max_error <= tolerance.relative or (
             tolerance.probability is not None
             and row.probability_error is not None
-            and row.probability_error > tolerance.probability
+            and not row.probability_error <= tolerance.probability
         )
         row.status = "FAILED" if failed else "ok"
         rows.append(row)
@@ -195,15 +196,17 @@ def _parity_rows(
 
 
 def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
-    """``max |actual - expected| / max |expected|`` (inf for a shape mismatch)."""
-    if actual.shape != expected.shape:
+    """``max |actual - expected| / max |expected|`` (inf for a shape mismatch or a NaN or infinite
+    output)."""
+    if actual.shape != expected.shape or not (np.isfinite(actual).all() and np.isfinite(expected).all()):
         return float("inf")
     scale = max(float(np.abs(expected).max()), 1e-12)
     return float(np.abs(actual.astype(np.float64) - expected).max() / scale)
 
 
 def probability_error(actual: np.ndarray, expected: np.ndarray) -> float:
-    """Largest absolute difference in expression/AU probabilities and clipped valence/arousal."""
+    """Largest absolute difference in expression/AU probabilities and clipped valence/arousal (inf
+    where either side is not a number)."""
     a, e = decode(actual), decode(expected)
     pairs = [
         (a.expression_probs, e.expression_probs),
@@ -211,4 +214,5 @@ def probability_error(actual: np.ndarray, expected: np.ndarray) -> float:
         (a.valence, e.valence),
         (a.arousal, e.arousal),
     ]
-    return float(max(np.abs(x - y).max() for x, y in pairs))
+    error = float(max(np.abs(x - y).max() for x, y in pairs))
+    return error if np.isfinite(error) else float("inf")

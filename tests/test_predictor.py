@@ -114,8 +114,8 @@ def test_predict_many_reports_a_bad_video_and_goes_on(media_dir, predictor, tmp_
 BAD_OPTIONS = {
     "au_threshold=0": ({"au_threshold": 0.0}, "au_threshold must be a probability strictly between 0 and 1"),
     "au_threshold=1": ({"au_threshold": 1.0}, "au_threshold must be a probability strictly between 0 and 1"),
-    "stride=0": ({"stride": 0}, "stride must be a whole number of at least 1"),
-    "batch_size=0": ({"batch_size": 0}, "batch_size must be a whole number of at least 1"),
+    "stride=0": ({"stride": 0}, "stride must be a whole number from 1 to 300"),
+    "batch_size=0": ({"batch_size": 0}, "batch_size must be a whole number from 1 to 256"),
     "person": ({"person": "left"}, "person must be one of main, all"),
     "engine": ({"engine": "tensorflow"}, "engine must be one of auto, torch"),
     "faces": ({"faces": "mtcnn"}, "faces must be one of auto, insightface, dlib"),

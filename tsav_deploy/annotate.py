@@ -17,6 +17,7 @@ import numpy as np
 
 from . import __version__
 from .audio import SpecWindows
+from .bounds import BATCH_SIZE, STRIDE, check_whole
 from .clips import first_clip_frame
 from .constants import CLIP_SHAPE, N_OUTPUTS
 from .errors import TsavError
@@ -39,10 +40,8 @@ class AnnotateOptions:
 
     def __post_init__(self) -> None:
         # Checked here, once, so that a bad value stops a run before any video is touched.
-        for name in ("stride", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise TsavError(f"{name} must be a whole number of at least 1, not {value!r}")
+        check_whole("stride", self.stride, STRIDE)
+        check_whole("batch_size", self.batch_size, BATCH_SIZE)
         if (
             isinstance(self.au_threshold, bool)
             or not isinstance(self.au_threshold, (int, float))

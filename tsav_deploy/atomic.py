@@ -1,5 +1,11 @@
 """Write-then-rename, so an interrupted run (crash, Ctrl-C, full disk) never leaves a half-written
-file under a final name, and a rerun can trust that every final name is complete."""
+file under a final name, and a rerun can trust that every final name is complete.
+
+Also the one place where the tool's own files are made and recognised: a temporary or lock file is
+created new (``O_EXCL | O_NOFOLLOW``), so a link planted at its name never sends a write elsewhere;
+names that come from data (records, manifests, options) are confined to their folder
+(:func:`plain_name`, :func:`confined`) before anything is written or deleted there.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,11 @@ import contextlib
 import errno
 import os
 import pathlib
+import re
+import stat
 from collections.abc import Iterator
+
+from .errors import TsavError
 
 try:
     import fcntl
@@ -15,6 +25,40 @@ except ImportError:  # Windows: no advisory locks; runs that share files there m
     fcntl = None
 
 PARTIAL_SUFFIX = ".partial"
+_PARTIAL_NAME = re.compile(re.escape(PARTIAL_SUFFIX) + r"(-\d+)?(\.|$)")
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # Windows has no symbolic links to follow by accident
+
+
+def plain_name(name: object) -> str | None:
+    """``name`` when it is one plain file name (a string, no folder part, not ``.`` or ``..``), else
+    None: what a record, a manifest or an option may name inside a folder of ours."""
+    if not isinstance(name, str) or name in ("", ".", "..") or "\0" in name:
+        return None
+    return None if any(sep in name for sep in ("/", os.sep, os.altsep or "/")) else name
+
+
+def confined(folder: pathlib.Path, relative: object) -> pathlib.Path | None:
+    """``folder / relative`` when ``relative`` is a relative path of plain names (``VA_Set/x.txt``)
+    that stays in ``folder`` even through links on the way, else None."""
+    if not isinstance(relative, str) or not relative:
+        return None
+    parts = relative.split("/")
+    if any(plain_name(part) is None for part in parts):
+        return None
+    path = folder.joinpath(*parts)
+    root, parent = folder.resolve(), path.parent.resolve()
+    return path if parent == root or root in parent.parents else None
+
+
+def is_partial(path: pathlib.Path) -> bool:
+    """Whether ``path`` is named as a temporary file of the tool (:func:`partial_path`)."""
+    return _PARTIAL_NAME.search(path.name) is not None and not path.is_dir()
+
+
+def is_stale_partial(path: pathlib.Path) -> bool:
+    """Whether ``path`` is a temporary file whose writer is gone: the only temporary files a run
+    removes."""
+    return is_partial(path) and not writer_alive(path)
 
 
 def writer_alive(partial: pathlib.Path) -> bool:
@@ -48,12 +92,44 @@ def atomic_path(path: str | os.PathLike) -> Iterator[pathlib.Path]:
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = partial_path(path)
+    os.close(create_new(tmp, os.O_WRONLY))
     try:
         yield tmp
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def create_new(path: pathlib.Path, flags: int, *, replace_stale: bool = True) -> int:
+    """A descriptor of a file of ours created new at ``path`` (``O_CREAT | O_EXCL | O_NOFOLLOW``):
+    whatever sits there is never written through. A regular file left by a process that had our id
+    before is replaced where ``replace_stale``; a link or anything else there is refused in one line."""
+    try:
+        return os.open(path, flags | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o666)
+    except FileExistsError:
+        there = os.lstat(path)
+        if not replace_stale or not stat.S_ISREG(there.st_mode):
+            raise _not_ours(path, there) from None
+        path.unlink()
+        return os.open(path, flags | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o666)
+
+
+def _not_ours(path: pathlib.Path, there: os.stat_result) -> TsavError:
+    kind = "a symbolic link" if stat.S_ISLNK(there.st_mode) else "something that is not a file"
+    return TsavError(f"{path}: {kind} where tsav-deploy writes a file of its own; remove it and run again")
+
+
+def append_text(path: pathlib.Path, text: str) -> None:
+    """Append to a log file of ours, never through a link planted at its name."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW, 0o666)
+    except OSError:
+        if path.is_symlink():
+            raise _not_ours(path, os.lstat(path)) from None
+        raise
+    with os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace") as file:
+        file.write(text)
 
 
 def write_text(path: str | os.PathLike, text: str) -> pathlib.Path:
@@ -68,7 +144,7 @@ def try_lock(path: pathlib.Path, *, wait: bool) -> int | None:
     drops the lock of a killed process by itself."""
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_lock(path)
         if fcntl is None:
             return fd
         try:
@@ -92,6 +168,16 @@ def try_lock(path: pathlib.Path, *, wait: bool) -> int | None:
         except FileNotFoundError:
             pass
         os.close(fd)
+
+
+def _open_lock(path: pathlib.Path) -> int:
+    """The lock file, created or opened, never through a link planted at its name."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
+    except OSError as error:
+        if error.errno == errno.ELOOP or path.is_symlink():
+            raise _not_ours(path, os.lstat(path)) from None
+        raise
 
 
 def unlock(path: pathlib.Path, fd: int) -> None:

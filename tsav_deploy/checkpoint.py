@@ -190,6 +190,13 @@ def _load_strict(model: TSAV, state: dict[str, torch.Tensor], path: pathlib.Path
             raise CheckpointError(
                 f"{name}: {key} has shape {list(state[key].shape)}, the network expects {list(tensor.shape)}"
             )
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(
+                f"{name}: {key} holds {bad} value(s) that are not numbers (NaN or infinity); "
+                "the weights are damaged: use another checkpoint"
+            )
     model.load_state_dict(state, strict=True)
 
 

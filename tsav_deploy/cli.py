@@ -10,10 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import os
 import pathlib
-import stat
-import sys
 import threading
 import time
 from collections import deque
@@ -26,7 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .errors import TsavError
+from .errors import TsavError, shown
 
 app = typer.Typer(
     name="tsav",
@@ -68,9 +65,10 @@ Detector = Annotated[
 ]
 Person = Annotated[str, typer.Option("--person", help="main (the person seen in most frames) | all.")]
 Stride = Annotated[
-    int, typer.Option("--stride", min=1, help="Run the network every K-th frame, interpolate between (1 = exact).")
+    int,
+    typer.Option("--stride", help="Run the network every K-th frame, interpolate between (1 = exact; at most 300)."),
 ]
-BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Frames per network batch.")]
+BatchSize = Annotated[int, typer.Option("--batch-size", help="Frames per network batch (1-256).")]
 AuThreshold = Annotated[
     float,
     typer.Option(
@@ -90,7 +88,7 @@ def user_errors(func):
         try:
             return func(*args, **kwargs)
         except TsavError as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(shown(str(exc)))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -171,7 +169,7 @@ def weights_verify() -> None:
 
     lines = [*verify(), *filter(None, [insightface_pack.verify()])]
     for line in lines:
-        console.print(line, highlight=False, soft_wrap=True)
+        console.print(escape(shown(line)), highlight=False, soft_wrap=True)
     if not lines:
         console.print(f"nothing cached in {cache_dir()} or {insightface_pack.pack_dir().parent}")
 
@@ -392,7 +390,7 @@ def annotate(
             report.failed(out / "index.html", describe_failure(out / "index.html", exc).line)
     console.print(report.table)
     console.print(
-        f"results in {out}/ (VA_Set, EXPR_Set, AU_Set, {TABLE_FILES[table_format]}"
+        f"results in {escape(shown(str(out)))}/ (VA_Set, EXPR_Set, AU_Set, {TABLE_FILES[table_format]}"
         + (", <name>.html, index.html" if html_report else "")
         + ", summary.json)"
         + (f"; {report.failures} of {report.count} failed" if report.failures else ""),
@@ -413,14 +411,15 @@ class BatchReport:
     def failed(self, video: pathlib.Path, message: str) -> None:
         self.count += 1
         self.failures += 1
-        self.table.add_row(video.name, "[red]failed", "", "", "", "", "see error above")
-        err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        self.table.add_row(escape(shown(video.name)), "[red]failed", "", "", "", "", "see error above")
+        err_console.print(f"[bold red]error:[/] {escape(shown(message))}", highlight=False, soft_wrap=True)
 
     def show(self, outcome) -> None:
         try:
             self._show(outcome)
         except Exception as exc:
-            err_console.print(f"[bold red]error:[/] {outcome.video}: cannot show its row ({exc!r})", highlight=False)
+            line = shown(f"{outcome.video}: cannot show its row ({exc!r})")
+            err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False)
 
     def _show(self, outcome) -> None:
         if outcome.status == "failed":
@@ -430,7 +429,7 @@ class BatchReport:
         if outcome.status == "skipped":
             frames = (outcome.record or {}).get("frames", "")
             self.table.add_row(
-                outcome.video.name,
+                escape(shown(outcome.video.name)),
                 "[cyan]skipped",
                 str(frames),
                 "",
@@ -441,17 +440,24 @@ class BatchReport:
             return
         annotation = outcome.annotation
         info = {**annotation.result.info, **annotation.info}
+        _warn_output_failures(info)
         frames, wall = info.get("frames", 0), info.get("wall_s", 0)
         found = ", ".join(str(v) for v in info.get("faces_found", {}).values())
         self.table.add_row(
-            annotation.video.name,
+            escape(shown(annotation.video.name)),
             "[green]done",
             str(frames),
             found,
             str(wall),
             f"{frames / wall:.1f}" if wall else "",
-            "; ".join(info.get("warnings", []))[:60],
+            escape(shown("; ".join(info.get("warnings", []))[:60])),
         )
+
+
+def _warn_output_failures(info: dict) -> None:
+    """One warning line per optional output (plot, overlay, report) that could not be written."""
+    for line in info.get("output_failures", []):
+        err_console.print(f"[yellow]warning:[/] {escape(shown(line))}", highlight=False, soft_wrap=True)
 
 
 class VideoBars:
@@ -483,7 +489,8 @@ class VideoBars:
         for task in self.tasks.values():
             self.bar.remove_task(task)
         self.tasks = {
-            stage: self.bar.add_task(f"{video.name} {stage}", total=None, rate="") for stage in ("faces", "network")
+            stage: self.bar.add_task(f"{escape(shown(video.name))} {stage}", total=None, rate="")
+            for stage in ("faces", "network")
         }
 
     def advance(self, stage: str, n: int) -> None:
@@ -570,12 +577,15 @@ def live(
     from .annotate import provenance
     from .engine import Predictor
     from .engine.live_rows import LiveRecording, frame_result, live_rows
-    from .engine.records import check_output_folder, write_summary
+    from .engine.records import check_output_folder, output_name, write_summary
     from .live import LiveOptions
     from .overlay import OverlayStream, check_overlay_target
     from .sources import parse_source
+    from .writers import JsonLines
 
     spec = parse_source(source)
+    if name is not None:
+        output_name(name, "--name")
     LiveOptions(audio_lookahead=audio_lookahead)  # checked before the model loads
     if not (jsonl or out or overlay_out):
         raise TsavError(
@@ -585,6 +595,7 @@ def live(
         check_overlay_target(overlay_out)
     if out is not None:
         check_output_folder(out)
+    lines = JsonLines(jsonl) if jsonl else None  # its file is made at the first row
     predictor = Predictor(
         weights,
         model,
@@ -614,13 +625,13 @@ def live(
     failed, where = False, source  # ``where``: what was being done when something failed
     try:
         with contextlib.ExitStack() as files, _graceful_interrupt(stop), status:
-            lines = files.enter_context(_jsonl_target(jsonl)) if jsonl else None
+            if lines is not None:
+                files.enter_context(contextlib.closing(lines))
             overlay = files.enter_context(OverlayStream(overlay_out)) if overlay_out else None
             for frame in frames:
                 if lines is not None:
                     where = jsonl
-                    lines.writelines(json.dumps(row) + "\n" for row in live_rows(frame, au_threshold))
-                    lines.flush()  # a reader of the file or pipe gets each frame at once
+                    lines.write(live_rows(frame, au_threshold))
                 if recording is not None:
                     recording.add(frame)
                 if overlay is not None:
@@ -638,19 +649,25 @@ def live(
     except Exception as exc:  # an output or the source failed mid-stream: what was made is kept
         failed = _live_failure(where, exc)
     status.print_summary(frames)
+    if not (status.frames or failed or stop.is_set()):  # ended by itself before its first picture
+        line = f"{source}: the source ended without a frame to annotate (it sent no decodable picture); check the sender or the file"
+        failed = _live_failure(source, TsavError(line))
     if recording is not None and recording.frames:
         made_by = {**provenance(predictor.engine, predictor.face_backend), "stride": stride}
         info = {"source": source, "people": frames.people.count, "audio_lookahead": audio_lookahead}
         info |= made_by | {"au_threshold": au_threshold} | status.summary(frames)
         try:
             video = spec.url if not spec.live else stream_name
-            recording.annotation(video, info, frames.source.dropped_frames).save(out)
+            annotation = recording.annotation(video, info, frames.source.dropped_frames)
+            annotation.save(out)
+            _warn_output_failures(annotation.info)
             write_summary(out)
         except Exception as exc:
             failed = _live_failure(out, exc)
         else:
             err_console.print(
-                f"results in {out}/ (VA_Set, EXPR_Set, AU_Set, {stream_name}.csv, {stream_name}.png)", highlight=False
+                escape(shown(f"results in {out}/ (VA_Set, EXPR_Set, AU_Set, {stream_name}.csv, {stream_name}.png)")),
+                highlight=False,
             )
     if failed:
         raise typer.Exit(1)
@@ -669,7 +686,7 @@ def _live_failure(where, exc: Exception) -> bool:
     else:
         failure = describe_failure(str(where), exc)
         line, trace = failure.line, failure.traceback
-    err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(shown(line))}", highlight=False, soft_wrap=True)
     if trace:
         err_console.print(trace, highlight=False, markup=False)
     return True
@@ -679,31 +696,6 @@ def _live_name() -> str:
     import datetime
 
     return "live-" + datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
-
-
-@contextlib.contextmanager
-def _jsonl_target(path: str):
-    """stdout for ``-``, else the file, line-buffered: a reader sees each row as it is written."""
-
-    if path == "-":
-        yield sys.stdout
-        return
-    created = not os.path.exists(path)
-    try:
-        handle = open(path, "w", encoding="utf-8")
-    except OSError as exc:
-        raise TsavError(f"--jsonl {path}: cannot write ({exc.strerror})") from None
-    with handle:
-        try:
-            yield handle
-        except BaseException:
-            # The source never opened: a file this run created and left empty goes (never a pipe,
-            # a device or a file that was there before).
-            with contextlib.suppress(OSError):
-                if created and stat.S_ISREG(os.fstat(handle.fileno()).st_mode) and handle.tell() == 0:
-                    handle.close()
-                    os.unlink(path)
-            raise
 
 
 @contextlib.contextmanager
@@ -782,7 +774,7 @@ class LiveStatus:
     def print_summary(self, source) -> None:
         info = self.summary(source)
         for warning in info["warnings"]:
-            err_console.print(f"warning: {escape(warning)}", highlight=False)
+            err_console.print(f"warning: {escape(shown(warning))}", highlight=False)
         strides = ", ".join(f"{k} ({v} frames)" for k, v in info["strides"].items())
         err_console.print(
             f"{info['frames_predicted']} frames in {info['wall_s']:.1f} s; latency median {info['latency_s']['median']:.2f} s, "
@@ -810,11 +802,12 @@ def report(
 
     pages, problems = write_reports(out_dir)
     for problem in problems:
-        err_console.print(f"[bold red]error:[/] {problem}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(shown(problem))}", highlight=False, soft_wrap=True)
     if not pages:
         raise TsavError(f"{out_dir}: no report could be made (see above)")
     console.print(
-        f"wrote {len(pages)} report(s) and index.html to {out_dir}/; open {out_dir / 'index.html'}", highlight=False
+        escape(shown(f"wrote {len(pages)} report(s) and index.html to {out_dir}/; open {out_dir / 'index.html'}")),
+        highlight=False,
     )
     if problems:
         raise typer.Exit(1)

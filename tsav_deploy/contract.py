@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .atomic import write_text
+from .atomic import plain_name, write_text
 from .audio import silent_window
 from .checkpoint import file_sha256
 from .clips import ClipAssembler
@@ -137,6 +137,9 @@ def read_manifest(folder: str | os.PathLike) -> Manifest:
         isinstance(e, dict) and {"sha256", "bytes"} <= e.keys() for e in artifacts.values()
     ):
         raise ArtifactError(f"{path}: malformed 'artifacts' table")
+    outside = next((name for name in artifacts if plain_name(name) is None), None)
+    if outside is not None:
+        raise ArtifactError(f"{path}: names {outside!r}, which is not a file of the export folder; re-export")
     return manifest
 
 

@@ -17,7 +17,7 @@ import urllib.request
 import zipfile
 from typing import Any
 
-from .atomic import PARTIAL_SUFFIX, atomic_path, write_text
+from .atomic import atomic_path, is_stale_partial, write_text
 from .errors import TsavError
 
 
@@ -119,7 +119,7 @@ def remove_partials(folder: pathlib.Path) -> list[pathlib.Path]:
     """Delete what a killed download left under its temporary name (atomic_path cleans up otherwise)."""
     if not folder.is_dir():
         return []
-    leftovers = [p for p in folder.iterdir() if PARTIAL_SUFFIX in p.name and p.is_file()]
+    leftovers = [p for p in folder.iterdir() if is_stale_partial(p)]
     for path in leftovers:
         path.unlink()
     return leftovers

@@ -30,6 +30,7 @@ import av.stream
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from .bounds import check_frame
 from .constants import SAMPLE_RATE, WAVE_FORMAT
 from .errors import MediaError
 
@@ -42,7 +43,6 @@ _TRUNCATION_NOTE_S = 0.5
 _RESAMPLE_CHUNK = 1 << 16
 # What a header may declare before it is taken for damage: frames larger than 16K x 16K, rates above
 # 1000 frames/s, durations beyond two days.
-_MAX_PIXELS = 16384 * 16384
 _MAX_FPS = 1000.0
 _MAX_SECONDS = 48 * 3600.0
 
@@ -271,11 +271,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         signs = orientation(first)
         rotation, mirrored = _rotation_degrees(signs)
         width, height = first.width, first.height
-        if not width or not height or width * height > _MAX_PIXELS:
-            raise MediaError(
-                f"{name}: its frames are {width}x{height} pixels, which no video has; the file is damaged "
-                "or not a video"
-            )
+        check_frame(name, width, height)
         if rotation in (90, 270):
             width, height = height, width
         duration = _plausible(_seconds(stream.duration, stream.time_base), _MAX_SECONDS)
@@ -392,6 +388,7 @@ class FrameStream:
         yield from self._from_start(first)
 
     def _rgb(self, frame: av.VideoFrame, signs, size) -> np.ndarray:
+        check_frame(self.path, frame.width, frame.height)  # every frame: sizes can change mid-file
         return orient(self._to_rgb(frame, size), signs)
 
     def _from_keyframe(self, wanted: int) -> Iterator[VideoFrame]:

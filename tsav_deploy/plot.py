@@ -9,6 +9,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .constants import ACTION_UNITS, EXPRESSIONS
+from .errors import shown
 from .results import VideoResult
 
 EXPRESSION_COLOURS = ("#9e9e9e", "#d62728", "#8c564b", "#9467bd", "#2ca02c", "#1f77b4", "#ff7f0e")
@@ -25,7 +26,7 @@ def write_plot(path: pathlib.Path, result: VideoResult, person_index: int = 0) -
     fig, (ax_va, ax_ex, ax_au) = plt.subplots(
         3, 1, figsize=(11, 7), sharex=True, gridspec_kw={"height_ratios": [2, 1.4, 1.6]}
     )
-    title = f"{result.name}{person.suffix}: {result.frames} frames, face in {int(person.face_found.sum())}"
+    title = shown(f"{result.name}{person.suffix}: {result.frames} frames, face in {int(person.face_found.sum())}")
     ax_va.set_title(title, fontsize=10, loc="left")
     ax_va.plot(t, p.valence, label="valence", color="#1f77b4", lw=1.2)
     ax_va.plot(t, p.arousal, label="arousal", color="#d62728", lw=1.2)

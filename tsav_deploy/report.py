@@ -25,6 +25,7 @@ import pandas as pd
 from . import __version__
 from .atomic import atomic_path, write_text
 from .constants import ACTION_UNITS, EXPRESSIONS
+from .errors import shown
 from .plot import EXPRESSION_COLOURS
 
 VALENCE_COLOUR, AROUSAL_COLOUR = "#1f77b4", "#d62728"  # as in the timeline PNG
@@ -85,7 +86,8 @@ def report_video(
 
 
 def _href(filename: str) -> str:
-    return urllib.parse.quote(filename)
+    """A relative link to a file of the folder, by its bytes (a name need not be UTF-8)."""
+    return urllib.parse.quote(os.fsencode(filename))
 
 
 def write_report(path: pathlib.Path, table: pd.DataFrame, record: dict, video: ReportVideo) -> pathlib.Path:
@@ -98,6 +100,7 @@ def report_html(name: str, table: pd.DataFrame, record: dict, video: ReportVideo
     give it) embedded whole, ``record`` (the video's record) as provenance."""
     table = table.drop(columns=["video"], errors="ignore")
     people = list(dict.fromkeys(table["person"].astype(str)))
+    name = shown(name)
     meta = {
         "name": name,
         "video": None if video.src is None else {"src": video.src, "offset_s": video.offset_s},
@@ -107,10 +110,10 @@ def report_html(name: str, table: pd.DataFrame, record: dict, video: ReportVideo
         "expression_colours": list(EXPRESSION_COLOURS),
         "valence_colour": VALENCE_COLOUR,
         "arousal_colour": AROUSAL_COLOUR,
-        "provenance": {key: record.get(key) for key, _ in PROVENANCE},
+        "provenance": {key: _shown_value(record.get(key)) for key, _ in PROVENANCE},
     }
     if video.src is None:
-        player = f'<p class="missing">No video to play: {html.escape(str(record.get("video", name)))} is not at hand. The curves still seek.</p>'
+        player = f'<p class="missing">No video to play: {html.escape(shown(str(record.get("video", name))))} is not at hand. The curves still seek.</p>'
     else:
         player = f'<video id="video" src="{html.escape(video.src)}" controls preload="auto" playsinline></video>'
     return _page(
@@ -170,7 +173,7 @@ def write_index(path: pathlib.Path, videos: dict[str, list[dict]], pages: set[st
         AU_HEAD=head,
         ROWS="\n".join(rows),
         LEGEND=_legend(),
-        DATA=_script_json(json.dumps(videos)),
+        DATA=_script_json(json.dumps({shown(name): people for name, people in videos.items()})),
     )
     return write_text(path, page)
 
@@ -179,7 +182,7 @@ def _index_row(name: str, s: dict, page: bool, first: bool, span: int) -> str:
     def number(value: float | None, digits: int = 2) -> str:
         return "–" if value is None else f"{value:+.{digits}f}"
 
-    label = f'<a href="{_href(name + ".html")}">{html.escape(name)}</a>' if page else html.escape(name)
+    label = f'<a href="{_href(name + ".html")}">{html.escape(shown(name))}</a>' if page else html.escape(shown(name))
     link = f'<td rowspan="{span}">{label}</td>' if first else ""
     share = f"{s['with_face'] / s['frames']:.0%}" if s["frames"] else "–"
     bar = "".join(
@@ -210,10 +213,14 @@ def _legend() -> str:
     )
 
 
+def _shown_value(value: object) -> object:
+    return shown(value) if isinstance(value, str) else value
+
+
 def _provenance(record: dict) -> str:
     items = []
     for key, label in PROVENANCE:
-        value = record.get(key)
+        value = _shown_value(record.get(key))
         if value is None:
             items.append(f"<dt>{label}</dt><dd>not recorded</dd>")
         elif key == "video":  # the file's name; where it was, on hovering

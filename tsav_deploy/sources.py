@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import av
 import numpy as np
 
+from .bounds import check_frame
 from .errors import MediaError, TsavError
 from .media import (
     FrameClock,
@@ -120,11 +121,37 @@ class AudioPiece:
 
 
 _END = object()
-# The queue between the reader and the pipeline holds at most this many bytes of pictures (and never
-# fewer than _MIN_QUEUED frames nor more than _MAX_QUEUED): about 8 s of 640x360, 1.3 s of 1080p at
-# 30 fps, enough to ride out a network burst or a slow stretch without dropping.
+# The queue between the reader and the pipeline holds at most this many bytes of pictures, each frame
+# counted at its own size (a stream that switches to larger frames queues fewer of them): about 8 s
+# of 640x360, 1.3 s of 1080p at 30 fps, enough to ride out a network burst or a slow stretch.
 _QUEUE_BYTES = 256 << 20
-_MIN_QUEUED, _MAX_QUEUED = 16, 256
+
+
+class ByteBudget:
+    """The bytes of pictures a queue may hold: a frame is let in only where its own bytes fit (any
+    frame fits an empty queue); taking it out gives them back. ``peak``: the most ever held."""
+
+    def __init__(self, limit: int):
+        self.limit, self.held, self.peak = limit, 0, 0
+        self._changed = threading.Condition()
+
+    def take(self, size: int, *, timeout: float) -> bool:
+        with self._changed:
+            if not self._fits(size) and timeout > 0:
+                self._changed.wait(timeout)
+            if not self._fits(size):
+                return False
+            self.held += size
+            self.peak = max(self.peak, self.held)
+            return True
+
+    def give(self, size: int) -> None:
+        with self._changed:
+            self.held -= size
+            self._changed.notify_all()
+
+    def _fits(self, size: int) -> bool:
+        return self.held == 0 or self.held + size <= self.limit
 
 
 class LiveSource:
@@ -143,7 +170,7 @@ class LiveSource:
         self.warnings: list[str] = []
         self.has_audio = False
         self._queue: queue.Queue = queue.Queue()
-        self._slots: threading.Semaphore | None = None  # bounds the frames queued; sized at the first
+        self.budget = ByteBudget(_QUEUE_BYTES)  # the pictures queued, in bytes
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._read, name="tsav-live-source", daemon=True)
 
@@ -187,7 +214,7 @@ class LiveSource:
             if isinstance(item, BaseException):
                 raise item
             if isinstance(item, Arrival):
-                self._slots.release()
+                self.budget.give(item.frame.rgb.nbytes)
             yield item
 
     # --- the reader thread ---------------------------------------------------------------------
@@ -264,16 +291,16 @@ class LiveSource:
             self._signs = orientation(frame)
             self._origin = frame.time if frame.time is not None else 0.0
             self._started = time.monotonic()
-            size = max(1, frame.width * frame.height * 3)
-            self._slots = threading.Semaphore(min(_MAX_QUEUED, max(_MIN_QUEUED, _QUEUE_BYTES // size)))
+        check_frame(self.spec.url, frame.width, frame.height)  # every frame: a stream may switch sizes
+        size = frame.width * frame.height * 3
         t = clock.time_of(frame.time)
         self._pace(frame.time)
         index = self.received
         self.received += 1
-        if self.paced and not self._slots.acquire(blocking=False):
+        if self.paced and not self.budget.take(size, timeout=0):
             self.dropped_frames.append((index, t))
             return
-        while not self.paced and not self._slots.acquire(timeout=_POLL_S):
+        while not self.paced and not self.budget.take(size, timeout=_POLL_S):
             if self._stop.is_set():
                 return
         rgb = orient(self._to_rgb(frame), self._signs)

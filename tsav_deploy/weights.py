@@ -18,7 +18,7 @@ import shutil
 import zipfile
 from dataclasses import dataclass
 
-from .atomic import atomic_path, locked
+from .atomic import atomic_path, locked, plain_name
 from .download import (
     DownloadError,
     archive_members,
@@ -175,9 +175,31 @@ def _file_name(entry: Published) -> str:
 
 
 def _record(entry: Published, folder: pathlib.Path) -> dict:
-    """The hashes recorded for ``entry`` (a record made for another URL says nothing about this one)."""
+    """The hashes recorded for ``entry`` (a record made for another URL says nothing about this one).
+
+    A record is data anyone with write access to the cache can edit: a field of the wrong form is
+    dropped (the file it would vouch for is checked as if never seen), and the checkpoint it names
+    must be a plain file name in ``folder``, so no record can point a check (or a removal) elsewhere."""
     record = read_record(folder / RECORD)
-    return record if record.get("url") == entry.url else {"url": entry.url}
+    if record.get("url") != entry.url:
+        return {"url": entry.url}
+    kept: dict = {"url": entry.url}
+    if _is_sha256(record.get("sha256")):
+        kept["sha256"] = record["sha256"]
+    known = record.get("checkpoint")
+    if (
+        entry.member_suffixes
+        and isinstance(known, dict)
+        and plain_name(known.get("name")) is not None
+        and known["name"].endswith(entry.member_suffixes)
+        and _is_sha256(known.get("sha256"))
+    ):
+        kept["checkpoint"] = {"name": known["name"], "sha256": known["sha256"]}
+    return kept
+
+
+def _is_sha256(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
 def _recorded_checkpoint(folder: pathlib.Path, record: dict, notes: list[str]) -> pathlib.Path | None:

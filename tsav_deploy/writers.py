@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import os
 import pathlib
+import sys
+from collections.abc import Iterable
+from typing import TextIO
 
 import numpy as np
 
-from .atomic import write_text
+from .atomic import create_new, partial_path, write_text
 from .constants import ACTION_UNITS, EXPRESSIONS
+from .errors import TsavError
 from .results import PersonResult, VideoResult
 
 ABAW_TASKS = ("VA_Set", "EXPR_Set", "AU_Set")
@@ -99,3 +105,46 @@ def write_table(path: pathlib.Path, result: VideoResult, landmarks: bool = False
     writer.writerow(table_columns(landmarks))
     writer.writerows(table_rows(result, landmarks))
     return write_text(path, buffer.getvalue())
+
+
+class JsonLines:
+    """``--jsonl``: one JSON object a line, flushed at once, to stdout (``-``) or a file.
+
+    The file is made at the first row and never before, so a source that fails to open costs no
+    existing file; then an existing regular file is replaced atomically (a new file renamed over its
+    name), while a pipe or a device is written as it is."""
+
+    def __init__(self, target: str):
+        self.target = target
+        self._handle: TextIO | None = None
+        if target != "-" and not pathlib.Path(target).parent.is_dir():
+            raise TsavError(f"--jsonl {target}: no such folder {pathlib.Path(target).parent}; create it first")
+
+    def write(self, rows: Iterable[dict]) -> None:
+        if self._handle is None:
+            self._handle = self._open()
+        self._handle.writelines(json.dumps(row) + "\n" for row in rows)
+        self._handle.flush()  # a reader of the file or pipe gets each frame at once
+
+    def close(self) -> None:
+        if self._handle is not None and self._handle is not sys.stdout:
+            self._handle.close()
+
+    def _open(self) -> TextIO:
+        if self.target == "-":
+            return sys.stdout
+        path = pathlib.Path(self.target)
+        try:
+            if path.exists() and not path.is_file():  # a pipe or a device
+                return open(path, "w", encoding="utf-8")
+            tmp = partial_path(path)
+            handle = os.fdopen(create_new(tmp, os.O_WRONLY), "w", encoding="utf-8")
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                handle.close()
+                tmp.unlink(missing_ok=True)
+                raise
+            return handle
+        except OSError as exc:
+            raise TsavError(f"--jsonl {path}: cannot write ({exc.strerror or exc})") from None

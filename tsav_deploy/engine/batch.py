@@ -17,20 +17,22 @@ import pathlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from ..atomic import append_text
+from ..errors import TsavError, shown
 from .failures import Failure, describe_failure
 from .records import (
+    ERROR_LOG,
     OutputOptions,
     check_output_folder,
     claim,
     is_complete,
+    output_name,
     read_record,
     release,
     save_outputs,
     write_failure,
 )
 from .results import Annotation
-
-ERROR_LOG = "tsav-errors.log"
 
 AnnotateMany = Callable[[Iterable[pathlib.Path]], Iterable[Annotation]]
 
@@ -66,7 +68,9 @@ class Batch:
         is annotated."""
         todo, clashes = _unique_names(videos)
         for video, other in clashes:
-            line = f"{video}: same name as {other}; ABAW files are named by video, annotate it into another --out"
+            line = shown(
+                f"{video}: same name as {other}; ABAW files are named by video, annotate it into another --out"
+            )
             yield self.failed(video, Failure(line), recorded=False)  # the record's name is the other video's
         busy: list[pathlib.Path] = []
         try:
@@ -92,6 +96,11 @@ class Batch:
         """The videos this run is to annotate, each claimed before it is handed out; the others go
         to ``busy`` (claimed by another run) or ``noted`` (finished, or failed before annotating)."""
         for video in queue:
+            try:
+                output_name(video.stem, f"{video}: the name")
+            except TsavError as exc:
+                noted.append(self.failed(video, Failure(shown(str(exc)))))
+                continue
             try:
                 fd = claim(self.out, video.stem, wait=wait)
                 if fd is None:
@@ -131,12 +140,11 @@ class Batch:
         line = failure.line
         if failure.traceback:
             log = self.out / ERROR_LOG
-            try:  # file names need not be valid UTF-8
-                with open(log, "a", encoding="utf-8", errors="backslashreplace") as file:
-                    file.write(f"=== {datetime.datetime.now().isoformat(timespec='seconds')} {video}\n")
-                    file.write(failure.traceback)
+            try:
+                stamp = datetime.datetime.now().isoformat(timespec="seconds")
+                append_text(log, f"=== {stamp} {shown(str(video))}\n{failure.traceback}")
                 line += f"; traceback in {log}"
-            except (OSError, ValueError):
+            except (OSError, ValueError, TsavError):
                 pass
         if recorded:
             try:

@@ -41,6 +41,7 @@ from ..annotate import (
     range_logits,
     video_result,
 )
+from ..bounds import CPUS_PER_WORKER, GPUS_PER_WORKER, SPLIT_SECONDS, WORKERS, check_number, check_whole
 from ..errors import TsavError
 from ..media import probe
 from .failures import Failure, describe_failure
@@ -71,14 +72,11 @@ class ClusterOptions:
     split_seconds: float | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
-            raise TsavError(f"--workers must be a whole number of at least 1, not {self.workers!r}")
-        if not self.cpus_per_worker > 0:
-            raise TsavError(f"--cpus-per-worker must be above 0, not {self.cpus_per_worker!r}")
-        if not self.gpus_per_worker >= 0:
-            raise TsavError(f"--gpus-per-worker must be 0 or more, not {self.gpus_per_worker!r}")
-        if self.split_seconds is not None and not self.split_seconds > 0:
-            raise TsavError(f"--split-seconds must be above 0, not {self.split_seconds!r}")
+        check_whole("--workers", self.workers, WORKERS)
+        check_number("--cpus-per-worker", self.cpus_per_worker, CPUS_PER_WORKER, above_low=True)
+        check_number("--gpus-per-worker", self.gpus_per_worker, GPUS_PER_WORKER)
+        if self.split_seconds is not None:
+            check_number("--split-seconds", self.split_seconds, SPLIT_SECONDS)
         if not self.address:
             raise TsavError("--ray needs an address: local, auto, HOST:PORT or ray://HOST:PORT")
 
@@ -95,6 +93,17 @@ class ClusterStatus:
 
 
 ClusterProgress = Callable[[ClusterStatus], None]
+
+
+def _join_remedy() -> str:
+    """What to do when joining a cluster at an address fails: Ray sends its authentication token to
+    an address named explicitly only with RAY_AUTH_MODE=token, and `ray start --head` asks for one."""
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+        return "check that the head runs (`ray start --head`) and that this machine has its token, or use --ray local"
+    return (
+        "a cluster started with `ray start --head` asks for its token: run with RAY_AUTH_MODE=token and the "
+        "head's token in ~/.ray/auth_token (or RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH), or use --ray local"
+    )
 
 
 def split_length(durations: Iterable[float], workers: int) -> float:
@@ -287,8 +296,7 @@ class RayAnnotator:
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise TsavError(
-                    f"--ray {self.cluster.address}: cannot join the Ray cluster ({message}); "
-                    "start one with `ray start --head` or use --ray local"
+                    f"--ray {self.cluster.address}: cannot join the Ray cluster ({message}); {_join_remedy()}"
                 ) from None
         self._started_ray = True
         resources = ray.cluster_resources()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import av
 
-from ..errors import TsavError
+from ..errors import TsavError, shown
 
 
 @dataclass(frozen=True)
@@ -25,8 +25,13 @@ class Failure:
 
 
 def describe_failure(video: str | os.PathLike, exc: BaseException) -> Failure:
-    """One line for ``exc`` raised while annotating ``video``."""
-    name = os.fspath(video)
+    """One line for ``exc`` raised while annotating ``video``, in the visible form of names
+    (``errors.shown``: no control character or undecodable byte reaches a console, log or summary)."""
+    failure = _describe(os.fspath(video), exc)
+    return Failure(shown(failure.line), failure.traceback)
+
+
+def _describe(name: str, exc: BaseException) -> Failure:
     if isinstance(exc, TsavError):
         return Failure(str(exc))
     machine = _machine_line(name, exc) if isinstance(exc, OSError) else None
@@ -47,6 +52,12 @@ def describe_failure(video: str | os.PathLike, exc: BaseException) -> Failure:
         "this is a bug in tsav-deploy, please report it with the traceback",
         "".join(traceback.format_exception(exc)),
     )
+
+
+def machine_limit(exc: BaseException) -> bool:
+    """Whether ``exc`` is one of the machine's own limits (a full disk, permissions, a file that
+    disappeared), which no output can step around."""
+    return isinstance(exc, OSError) and _machine_line("", exc) is not None
 
 
 def _where(name: str, exc: OSError) -> str:

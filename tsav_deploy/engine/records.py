@@ -9,23 +9,46 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import json
+import os
 import pathlib
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..atomic import PARTIAL_SUFFIX, locked, partial_path, try_lock, unlock, write_text, writer_alive
-from ..errors import TsavError
+import av
+
+from ..atomic import (
+    PARTIAL_SUFFIX,
+    confined,
+    create_new,
+    is_stale_partial,
+    locked,
+    partial_path,
+    plain_name,
+    try_lock,
+    unlock,
+    write_text,
+)
+from ..download import file_sha256
+from ..errors import TsavError, shown
 from ..overlay import write_overlay
 from ..plot import write_plot
 from ..report import report_video, write_report
 from ..stages import stage
-from ..writers import write_abaw, write_table
+from ..writers import ABAW_TASKS, write_abaw, write_table
+from .failures import machine_limit
 
 if TYPE_CHECKING:
     from .results import Annotation
 
 RECORDS = ".tsav"
+ERROR_LOG = "tsav-errors.log"
+# Files of the folder itself, never a video's.
+FOLDER_FILES = ("summary.json", "index.html", ERROR_LOG)
+_PERSON_SUFFIX = re.compile(r"_(left|right|person[0-9]+)$")
 
 
 @dataclass(frozen=True)
@@ -51,18 +74,53 @@ class OutputOptions:
 
 
 def check_output_folder(out: pathlib.Path) -> None:
-    """Fail early, in one line, when results could not be written at all."""
+    """Fail early, in one line, when results could not be written at all, or where a folder of the
+    tool's own in ``out`` (records, ABAW folders) is a link that would send them elsewhere."""
+    for folder in (RECORDS, *ABAW_TASKS):
+        if (out / folder).is_symlink():
+            raise TsavError(
+                f"{out / folder}: a symbolic link where tsav-deploy keeps a folder of its own; remove it or choose another --out"
+            )
     try:
         (out / RECORDS).mkdir(parents=True, exist_ok=True)
         probe = partial_path(out / RECORDS / ".write-test")  # one per process: runs may share the folder
-        probe.write_text("ok")
+        os.close(create_new(probe, os.O_WRONLY))
         probe.unlink()
     except OSError as exc:
         raise TsavError(f"{out}: cannot write results there ({exc.strerror or exc}); choose another --out") from None
 
 
+# The longest name a video's files can carry: a file name has 255 bytes, and the longest derived
+# one (a person's ABAW file or the overlay, under its temporary name) adds 40 to the video's name.
+MAX_NAME_BYTES = 215
+
+
+def output_name(name: str, what: str = "the name") -> str:
+    """``name`` when it can name a video's files in an output folder (one plain file name, so that
+    nothing is written beside or outside the folder, short enough for every file derived from it),
+    else a one-line error."""
+    if plain_name(name) is None:
+        raise TsavError(
+            f"{what} '{shown(name)}' is not a plain file name (no folders, not '.' or '..'); choose another"
+        )
+    size = len(os.fsencode(name))
+    if size > MAX_NAME_BYTES:
+        raise TsavError(
+            f"{what} '{shown(name)}' has {size} bytes; the files named after it need names of at most "
+            f"{MAX_NAME_BYTES} bytes: rename it"
+        )
+    return name
+
+
 def record_path(out: pathlib.Path, name: str) -> pathlib.Path:
-    return out / RECORDS / f"{name}.json"
+    return out / RECORDS / f"{_record_stem(name)}.json"
+
+
+def _record_stem(name: str) -> str:
+    """The name of a video's record and lock: its own, or for a name too long to carry them (which
+    is refused, and its failure recorded) one made from its hash."""
+    encoded = os.fsencode(name)
+    return name if len(encoded) <= MAX_NAME_BYTES else f"long-name-{hashlib.sha256(encoded).hexdigest()[:16]}"
 
 
 def _load(path: pathlib.Path) -> dict | None:
@@ -73,11 +131,51 @@ def _load(path: pathlib.Path) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
-def read_record(out: pathlib.Path, name: str) -> dict | None:
-    """A finished video's record, or None when there is none, it cannot be read or it records a
-    failure (then the video is redone)."""
+# A record is data anyone with write access to the folder can edit: the form of each field the tool
+# reads or shows (None allowed where a run may not know it), and every file it lists, are checked.
+_NUMBER = (int, float)
+_FIELDS: dict[str, tuple[type, ...]] = {
+    "video": (str,),
+    "error": (str,),
+    "input_sha256": (str, type(None)),
+    "frames": (int,),
+    "seconds": (*_NUMBER, type(None)),
+    "stride": (int, type(None)),
+    "au_threshold": (*_NUMBER, type(None)),
+    "checkpoint_sha256": (str, type(None)),
+    "engine": (str, type(None)),
+    "face_backend": (str, type(None)),
+    "tsav_version": (str, type(None)),
+    "outputs": (list,),
+    "warnings": (list,),
+}
+
+
+def record_problem(out: pathlib.Path, record: dict) -> str | None:
+    """Why ``record`` cannot be trusted (a field of the wrong form, a listed file that is not a
+    file of ``out``), or None."""
+    for key, kinds in _FIELDS.items():
+        value = record.get(key)
+        if key in record and (not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)):
+            return f"its {key!r} is {type(value).__name__}, not {' or '.join(k.__name__ for k in kinds)}"
+    outside = next((f for f in record.get("outputs", []) if confined(out, f) is None), None)
+    if outside is not None:
+        return f"it lists {outside!r}, which is not a file of {out}"
+    if "outputs" not in record and "error" not in record:
+        return "it has neither 'outputs' nor 'error'"
+    return None
+
+
+def _trusted(out: pathlib.Path, name: str) -> dict | None:
     record = _load(record_path(out, name))
-    return record if record is not None and isinstance(record.get("outputs"), list) else None
+    return record if record is not None and record_problem(out, record) is None else None
+
+
+def read_record(out: pathlib.Path, name: str) -> dict | None:
+    """A finished video's record, or None when there is none, it cannot be read or trusted, or it
+    records a failure (then the video is redone)."""
+    record = _trusted(out, name)
+    return record if record is not None and "outputs" in record else None
 
 
 def write_failure(out: pathlib.Path, video: pathlib.Path, line: str) -> None:
@@ -86,7 +184,7 @@ def write_failure(out: pathlib.Path, video: pathlib.Path, line: str) -> None:
 
 
 def _lock_path(out: pathlib.Path, name: str) -> pathlib.Path:
-    return out / RECORDS / f"{name}.lock"
+    return out / RECORDS / f"{_record_stem(name)}.lock"
 
 
 def claim(out: pathlib.Path, name: str, *, wait: bool) -> int | None:
@@ -119,13 +217,48 @@ _OWN_FILES = ("{}.*", "{}_left.*", "{}_right.*", "{}_person[0-9]*.*")
 
 
 def remove_partials(out: pathlib.Path, name: str) -> None:
-    """Temporary files a hard-killed run (SIGKILL, power loss) left for this video; one whose writer
-    still runs (its process id is in the name) is left alone."""
+    """Temporary files a hard-killed run (SIGKILL, power loss) left for this video, in the folders
+    the tool writes (``out``, its ABAW folders, its records) and nowhere else; one whose writer still
+    runs (its process id is in the name) is left alone."""
     stem = glob.escape(name)
-    for pattern in _OWN_FILES:
-        for path in out.rglob(f"{pattern.format(stem)}{PARTIAL_SUFFIX}-*"):
-            if path.is_file() and not writer_alive(path):
-                path.unlink(missing_ok=True)
+    for folder in (out, *(out / task for task in ABAW_TASKS), out / RECORDS):
+        if folder.is_symlink() or not folder.is_dir():
+            continue
+        for pattern in _OWN_FILES:
+            for path in folder.glob(f"{pattern.format(stem)}{PARTIAL_SUFFIX}-*"):
+                if is_stale_partial(path):
+                    path.unlink(missing_ok=True)
+
+
+def planned_files(annotation: Annotation, options: OutputOptions) -> dict[str, list[str]]:
+    """What saving ``annotation`` writes, relative to the output folder (the record aside), by the
+    name each file carries: the video's own and each person's (``<name>_left``…)."""
+    result = annotation._require()
+    files = {result.name + person.suffix: [] for person in result.persons}
+    for person in files:
+        files[person] += [f"{task}/{person}.txt" for task in ABAW_TASKS]
+    files.setdefault(result.name, []).extend(options.wanted(result.name))
+    return files
+
+
+def check_unclaimed(out: pathlib.Path, name: str, files: dict[str, list[str]]) -> None:
+    """One line, before anything is written, where a file the video ``name`` is to write is a file
+    of the folder itself or is vouched for by another video's record: a second person's
+    ``two_left.txt`` and a video named ``two_left``, a video named ``index`` and the folder's index.
+    A file named ``<stem>`` can belong to the video ``<stem>`` or, through a person's suffix
+    (``_left``, ``_right``, ``_personK``), to the video without it: those records are read."""
+    planned = [file for group in files.values() for file in group]
+    shared = next((file for file in planned if file in FOLDER_FILES), None)
+    if shared is not None:
+        raise TsavError(f"{name}: its {shared} would be the output folder's own {shared}; rename the video")
+    for owner in {stem for person in files for stem in (person, _PERSON_SUFFIX.sub("", person))} - {name}:
+        record = read_record(out, owner)
+        clash = next((file for file in planned if record is not None and file in record["outputs"]), None)
+        if clash is not None:
+            raise TsavError(
+                f"{name}: its {clash} would replace the file of {record.get('video', owner)} (annotated into "
+                f"{out}); output names must differ: annotate one of the two into another --out"
+            )
 
 
 def save_outputs(out: pathlib.Path, annotation: Annotation, options: OutputOptions) -> list[pathlib.Path]:
@@ -136,6 +269,8 @@ def save_outputs(out: pathlib.Path, annotation: Annotation, options: OutputOptio
 
 def _save(out: pathlib.Path, annotation: Annotation, options: OutputOptions) -> list[pathlib.Path]:
     result = annotation._require()
+    output_name(result.name)
+    check_unclaimed(out, result.name, planned_files(annotation, options))
     out.mkdir(parents=True, exist_ok=True)
     # Until the new record is written the video is incomplete: a redo that fails halfway must not
     # leave the old record vouching for a mix of two runs' files.
@@ -156,25 +291,66 @@ def _save(out: pathlib.Path, annotation: Annotation, options: OutputOptions) -> 
 def _write_files(
     out: pathlib.Path, annotation: Annotation, options: OutputOptions, written: list[pathlib.Path]
 ) -> None:
-    """Each file, then the record; ``written`` grows as they are written."""
+    """Each file, then the record; ``written`` grows as they are written. The predictions (ABAW
+    files, tables) are the video; an optional output (plot, overlay, report) that fails costs only
+    itself, as one line in the record's and the annotation's ``output_failures``."""
     result = annotation._require()
     written += write_abaw(out, result)
     if options.table in ("csv", "both"):
         written.append(write_table(out / f"{result.name}.csv", result, options.landmarks))
     if options.table in ("parquet", "both"):
         written.append(annotation.to_parquet(out / f"{result.name}.parquet", options.landmarks))
+    failures: list[str] = []
+    plot, overlay, page = (out / f"{result.name}{ext}" for ext in (".png", ".overlay.mp4", ".html"))
     if options.plot:
-        written.append(write_plot(out / f"{result.name}.png", result))
+        written += _optional(plot, "plot", failures, lambda: [write_plot(plot, result)])
     if options.overlay:
-        written.append(write_overlay(out / f"{result.name}.overlay.mp4", annotation.video, result))
-    record = annotation.summary()
+        written += _optional(overlay, "overlay", failures, lambda: [write_overlay(overlay, annotation.video, result)])
+    record = annotation.summary() | {"input_sha256": input_sha256(annotation.video)}
     if options.report:
-        start_s = result.video_info.start_time_s if result.video_info else None
-        video = report_video(out, result.name, options.overlay, annotation.video, start_s)
-        written += [video.made] if video.made else []
-        written.append(write_report(out / f"{result.name}.html", annotation.to_pandas(), record, video))
+        with_overlay = overlay in written
+        written += _optional(page, "report", failures, lambda: _write_report(out, annotation, with_overlay, record))
+    if failures:
+        record["output_failures"] = annotation.info["output_failures"] = failures
     record["outputs"] = [str(p.relative_to(out)) for p in written]
     write_text(record_path(out, result.name), json.dumps(record, indent=1))
+
+
+def _write_report(out: pathlib.Path, annotation: Annotation, with_overlay: bool, record: dict) -> list[pathlib.Path]:
+    """The report page, playing the overlay written this time or else the input."""
+    result = annotation._require()
+    start_s = result.video_info.start_time_s if result.video_info else None
+    video = report_video(out, result.name, with_overlay, annotation.video, start_s)
+    made = [video.made] if video.made else []
+    try:
+        return [*made, write_report(out / f"{result.name}.html", annotation.to_pandas(), record, video)]
+    except BaseException:
+        for path in made:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def _optional(
+    target: pathlib.Path, kind: str, failures: list[str], write: Callable[[], list[pathlib.Path]]
+) -> list[pathlib.Path]:
+    """The files ``write`` made, or none and one line in ``failures`` where it failed for any reason
+    but the machine's own limits (a full disk stays the video's failure)."""
+    try:
+        return write()
+    except Exception as exc:
+        if machine_limit(exc):
+            raise
+        reason = " ".join(str(getattr(exc, "strerror", None) or exc).split())[:200]
+        if not isinstance(exc, (TsavError, OSError, ValueError, av.FFmpegError)):  # not the data's doing
+            reason = f"{type(exc).__name__}: {reason}; a bug in tsav-deploy, please report it"
+        failures.append(f"{target}: the {kind} could not be written ({reason}); the predictions are kept")
+        return []
+
+
+def input_sha256(video: pathlib.Path) -> str | None:
+    """The SHA-256 of an input file (None for a stream): what lets a later ``tsav report`` tell the
+    file a record names from any other file put under that name."""
+    return file_sha256(video) if video.is_file() else None
 
 
 SUMMARY_LOCK = ".summary"  # not a video name: record names are video stems, lock names too
@@ -188,9 +364,10 @@ def write_summary(out: pathlib.Path) -> pathlib.Path:
         records = {}
         for path in sorted((out / RECORDS).glob("*.json")):
             record = _load(path)
+            problem = "not a JSON object" if record is None else record_problem(out, record)
             records[path.stem] = (
                 record
-                if record is not None and (isinstance(record.get("outputs"), list) or "error" in record)
-                else {"error": f"{path}: unreadable record; the video is redone on the next run"}
+                if problem is None
+                else {"error": f"{path}: unreadable record ({problem}); the video is redone on the next run"}
             )
         return write_text(out / "summary.json", json.dumps({"videos": records}, indent=1))

@@ -158,15 +158,37 @@ def read_table(folder: str | os.PathLike) -> pd.DataFrame:
 
 
 def read_video_table(folder: pathlib.Path, name: str) -> pd.DataFrame:
-    """One video's per-frame table from an output folder: Parquet where it is there, else CSV."""
+    """One video's per-frame table from an output folder: Parquet where it is there, else CSV; a
+    table without the columns, numbers and expressions the writers write is a one-line ValueError
+    (it is a file anyone can edit)."""
     parquet = folder / f"{name}.parquet"
-    return pd.read_parquet(parquet) if parquet.exists() else _read_csv(folder / f"{name}.csv")
+    path = parquet if parquet.exists() else folder / f"{name}.csv"
+    return _checked(pd.read_parquet(path) if path == parquet else _read_csv(path), path)
 
 
 def _read_csv(path: pathlib.Path) -> pd.DataFrame:
     """A table CSV with the dtypes ``Annotation.to_pandas`` gives."""
     table = pd.read_csv(path)
-    table["face_found"] = table["face_found"].astype(bool)
-    table["person"] = table["person"].astype(str)
-    table["expression"] = pd.Categorical(table["expression"], categories=list(EXPRESSIONS))
+    if "face_found" in table and pd.api.types.is_numeric_dtype(table["face_found"]):
+        table["face_found"] = table["face_found"].astype(bool)
+    if "person" in table:
+        table["person"] = table["person"].astype(str)
+    if "expression" in table:
+        table["expression"] = pd.Categorical(table["expression"], categories=list(EXPRESSIONS))
+    return table
+
+
+_TEXT_COLUMNS = ("person", "expression")
+
+
+def _checked(table: pd.DataFrame, path: pathlib.Path) -> pd.DataFrame:
+    columns = table_columns(landmarks=any(column in table.columns for column in LANDMARK_COLUMNS))
+    missing = [column for column in columns if column not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: no column {missing[0]!r}")
+    for column in columns:
+        if column not in _TEXT_COLUMNS and not pd.api.types.is_numeric_dtype(table[column]):
+            raise ValueError(f"{path}: column {column!r} holds a value that is not a number")
+    if table["expression"].isna().any():
+        raise ValueError(f"{path}: column 'expression' holds a value that is not one of {', '.join(EXPRESSIONS)}")
     return table

@@ -182,7 +182,13 @@ class Engine:
             return np.zeros((0, width), np.float32)
         step = self.backend.max_batch or n
         chunks = [run(*(a[i : i + step] for a in arrays)) for i in range(0, n, step)]
-        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+        out = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+        if not np.isfinite(out).all():  # never written as predictions: NaN compares as nothing
+            raise TsavError(
+                "the network's outputs are not numbers (NaN or infinity): its weights or export are damaged; "
+                "re-export or use another checkpoint"
+            )
+        return out
 
 
 def _constant_features(manifest: Manifest) -> dict[str, np.ndarray]:
