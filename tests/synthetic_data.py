@@ -38,7 +38,7 @@ def synthetic_cache(tmp_path_factory) -> pathlib.Path:
     if "cache" not in _made:
         dataset = synthetic_dataset(tmp_path_factory)
         cache = tmp_path_factory.mktemp("cache")
-        report = preprocess(dataset.videos_dir, cache, faces="dlib", workers=1)
+        report = preprocess(dataset.videos_dir, cache, faces="dlib", detector="hog", workers=1)
         assert not report.failed, report.failed
         _made["cache"] = cache
     return _made["cache"]

@@ -49,13 +49,15 @@ def test_resume_redoes_only_unfinished_videos(synth, cache, tmp_path):
 
     shutil.copytree(cache, copy)
     (video_folder(copy, "synth_02") / "entry.json").unlink()  # as if interrupted during synth_02
-    report = preprocess(synth.videos_dir, copy, faces="dlib")
+    report = preprocess(synth.videos_dir, copy, faces="dlib", detector="hog")
     assert report.processed == ["synth_02"] and len(report.skipped) == len(synth.videos) - 1
     assert json.loads((copy / "index.json").read_text()) == json.loads((cache / "index.json").read_text())
 
 
 def test_cli_reports_size_per_frame(synth, cache):
-    result = CliRunner().invoke(app, ["preprocess", str(synth.videos_dir), "--out", str(cache), "--faces", "dlib"])
+    result = CliRunner().invoke(
+        app, ["preprocess", str(synth.videos_dir), "--out", str(cache), "--faces", "dlib", "--detector", "hog"]
+    )
     assert result.exit_code == 0, result.output
     assert "already done" in result.output and "kB per frame" in result.output
 
@@ -123,7 +125,7 @@ def test_training_clip_equals_annotation_clip(synth, cache):
     """The annotate-side path (frontend pass 1 + 2, ClipAssembler) against the cache and the loader:
     the same clip for the same frame, bit for bit (the cache keeps the authors' JPEG files)."""
     video = next(v for v in synth.videos if v.split == "validation")
-    timeline = frontend.scan_faces(video.path, get_backend("dlib"))
+    timeline = frontend.scan_faces(video.path, get_backend("dlib", detector="hog"))
     index = open_cache(cache)
     cached = index.open(video.name)
     assembler = ClipAssembler()

@@ -22,7 +22,7 @@ from .labels import find_videos
 _backend = None  # the face backend of this worker process, loaded once for all its videos
 
 
-def _init_worker(faces: str, threads: int | None) -> None:
+def _init_worker(faces: str, detector: str | None, threads: int | None) -> None:
     global _backend
     if threads is not None:  # one video per core: keep libraries from oversubscribing the machine
         import cv2
@@ -32,7 +32,7 @@ def _init_worker(faces: str, threads: int | None) -> None:
         torch.set_num_threads(threads)
     from tsav_deploy.faces import get_backend
 
-    _backend = get_backend(faces)
+    _backend = get_backend(faces, detector=detector)
 
 
 def preprocess_video(video: pathlib.Path, cache: pathlib.Path) -> dict:
@@ -95,10 +95,12 @@ def preprocess(
     out: str | os.PathLike,
     *,
     faces: str = "auto",
+    detector: str | None = None,
     workers: int = 1,
     on_video: Callable[[str, str, int], None] | None = None,
 ) -> PreprocessReport:
-    """Cache every video under ``videos_dir`` into ``out`` (see the module docstring).
+    """Cache every video under ``videos_dir`` into ``out`` (see the module docstring); ``faces`` and
+    ``detector`` choose the face stage as for annotation.
 
     ``on_video(stem, status, total)`` is called as each video ends (status "done", "skipped" or
     "failed"; ``total`` videos in all), for progress display. The index is written at the end,
@@ -134,7 +136,7 @@ def preprocess(
             on_video(stem, "failed" if entry is None else "done", len(videos))
 
     if workers <= 1 or len(todo) <= 1:
-        _init_worker(faces, None)
+        _init_worker(faces, detector, None)
         for path in todo:
             record(*_run_one(path, cache))
     else:
@@ -143,7 +145,7 @@ def preprocess(
         # spawn, not fork: the parent may hold torch/OpenMP threads, which do not survive a fork.
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(
-            min(workers, len(todo)), mp_context=context, initializer=_init_worker, initargs=(faces, 1)
+            min(workers, len(todo)), mp_context=context, initializer=_init_worker, initargs=(faces, detector, 1)
         ) as pool:
             futures = [pool.submit(_run_one, path, cache) for path in todo]
             for future in as_completed(futures):

@@ -968,6 +968,7 @@ def preprocess(
     ),
     out: pathlib.Path = typer.Option(..., "--out", "-o", help="Cache folder; run again to resume an interrupted run."),
     faces: FaceBackendName = "auto",
+    detector: Detector = None,
     workers: int = typer.Option(1, "--workers", "-j", help="Videos processed in parallel (processes)."),
 ) -> None:
     """Run the shared frontend over every video once and cache aligned crops, masks and mel power for training."""
@@ -987,7 +988,7 @@ def preprocess(
         def on_video(stem: str, status: str, total: int) -> None:
             bar.update(task, total=total, advance=1, description=f"{status} {stem}")
 
-        report = run_preprocess(videos_dir, out, faces=faces, workers=workers, on_video=on_video)
+        report = run_preprocess(videos_dir, out, faces=faces, detector=detector, workers=workers, on_video=on_video)
     table = Table(show_header=False, box=None)
     for key, value in (
         ("cache", str(report.cache)),

@@ -67,7 +67,7 @@ def panel_layout(width: int, height: int) -> PanelLayout:
     labels = tuple(
         max(cv2.getTextSize(n, FONT, font, thick)[0][0] for n in names) + pad for names in (EXPRESSIONS, ACTION_UNITS)
     )
-    return PanelLayout(text, font, thick, round(text * 1.6), labels, round(text * 4), pad)
+    return PanelLayout(text, font, thick, round(text * 1.75), labels, round(text * 4), pad)
 
 
 def draw_panel(image: np.ndarray, result: VideoResult, index: int) -> None:
