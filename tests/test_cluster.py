@@ -217,3 +217,35 @@ def test_a_long_video_cut_into_ranges_equals_the_whole_run(media_dir, small_expo
     np.testing.assert_allclose(ranged[["valence", "arousal"]], whole[["valence", "arousal"]], atol=1e-4)
     assert (ranged["expression"].astype(str) == whole["expression"]).all()
     assert (ranged[list(ACTION_UNITS)] == whole[list(ACTION_UNITS)]).all().all()
+
+
+LISTENERS = """
+import json, sys, psutil
+from tsav_deploy.engine.cluster import ClusterOptions, RayAnnotator
+with RayAnnotator(dict(model=sys.argv[1], faces="dlib", detector="hog"), ClusterOptions("local", workers=1)):
+    ours = [psutil.Process()] + psutil.Process().children(recursive=True)
+    found = []
+    for process in ours:
+        try:
+            found += [[process.name(), c.laddr.ip, c.laddr.port] for c in process.net_connections("inet")
+                      if c.status == psutil.CONN_LISTEN]
+        except psutil.NoSuchProcess:
+            pass
+    print(json.dumps(found))
+"""
+
+
+@needs_ray
+def test_ray_local_listens_on_the_loopback_address_only(small_export):
+    """Every socket the processes of a `--ray local` run listen on (the driver, Ray's GCS, raylet,
+    agents and the actor, found as this run's own descendants) is bound to 127.0.0.1."""
+    run = subprocess.run(
+        [sys.executable, "-c", LISTENERS, str(small_export)], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr
+    import json
+
+    listening = json.loads(run.stdout.strip().splitlines()[-1])
+    names = {name for name, _, _ in listening}
+    assert {"gcs_server", "raylet"} <= names, listening
+    assert all(ip in ("127.0.0.1", "::ffff:127.0.0.1") for _, ip, _ in listening), listening

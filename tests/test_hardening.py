@@ -673,9 +673,11 @@ def test_parity_counts_a_value_that_is_not_a_number_as_a_failure(bad):
 # --- 8. an optional output failing costs the video -------------------------------------------------
 
 
-def _encode_clip(path: pathlib.Path, media_dir: pathlib.Path, *, gap_s: float = 0.0, audio_rate: int = 48000) -> None:
+def _encode_clip(
+    path: pathlib.Path, media_dir: pathlib.Path, *, gap_s: float = 0.0, audio_rate: int = 48000, audio_gap_s: float = 0.0
+) -> None:
     """24 frames of a recording (the second half ``gap_s`` later) with a tone at ``audio_rate``
-    (PCM in a .mov for 192 kHz, AAC otherwise)."""
+    (PCM in a .mov for 192 kHz, AAC otherwise) whose second half is ``audio_gap_s`` later."""
     from fractions import Fraction
 
     from hostile_media import source_frames
@@ -696,7 +698,7 @@ def _encode_clip(path: pathlib.Path, media_dir: pathlib.Path, *, gap_s: float = 
             s16 = audio_rate > 96000
             samples = (tone * 8000).astype(np.int16) if s16 else tone.astype(np.float32) * 0.2
             frame = av.AudioFrame.from_ndarray(samples[None], format="s16" if s16 else "fltp", layout="mono")
-            frame.sample_rate, frame.pts = audio_rate, i * n
+            frame.sample_rate, frame.pts = audio_rate, i * n + (round(audio_gap_s * audio_rate) if i >= 12 else 0)
             out.mux(audio.encode(frame))
         out.mux(video.encode(None))
         out.mux(audio.encode(None))
@@ -992,3 +994,30 @@ def test_a_live_queue_is_bounded_in_bytes_when_the_frame_size_grows(tmp_path):
         peak = source.budget.peak
     assert len(taken) == 60 and taken[-1] == (2160, 3840)
     assert 0 < peak <= _QUEUE_BYTES
+
+
+def test_a_live_stream_whose_audio_jumps_hours_ahead_keeps_its_memory(media_dir, small_export, tmp_path):
+    """The audio's timestamps jump 20 hours ahead halfway (the video's do not): the jump starts a
+    new stretch of held audio instead of 20 hours of silence in memory."""
+    video = tmp_path / "audio_jump.mkv"
+    _encode_clip(video, media_dir, audio_gap_s=20 * 3600)
+    rows = tmp_path / "rows.jsonl"
+    command = [*TSAV, "live", str(video), "--model", str(small_export), "--detector", "hog", "--jsonl", str(rows)]
+    code, stderr, peak = _limited(command)
+    assert code == 0, stderr
+    assert error_lines(stderr) == []
+    assert sorted({json.loads(line)["frame"] for line in rows.read_text().splitlines()}) == list(range(24))
+    assert peak < 2 << 30, peak
+
+
+def test_a_file_whose_audio_jumps_hours_ahead_keeps_its_memory_and_says_so(media_dir, small_export, tmp_path):
+    video = tmp_path / "audio_jump.mkv"
+    _encode_clip(video, media_dir, audio_gap_s=20 * 3600)
+    out = tmp_path / "out"
+    command = [*TSAV, "annotate", str(video), "--model", str(small_export), "--detector", "hog", "-o", str(out)]
+    code, stderr, peak = _limited(command)
+    assert code == 0, stderr
+    record = json.loads((out / ".tsav" / "audio_jump.json").read_text())
+    assert any("audio timestamps jumped forwards 1 time(s)" in w for w in record["warnings"]), record["warnings"]
+    assert len((out / "VA_Set" / "audio_jump.txt").read_text().splitlines()) == 25
+    assert peak < 2 << 30, peak

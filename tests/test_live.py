@@ -421,3 +421,58 @@ def test_person_all_rows_and_files(media_dir, small_checkpoint, tmp_path):
     face_rows = {(r["frame"], r["person"]) for r in rows if r["face_found"]}
     table_faces = {(int(f), p) for f, p, found in zip(table.frame, table.person, table.face_found) if found}
     assert table_faces == face_rows
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_live_track_reads_as_a_dense_track_across_jumps_and_holds_only_what_arrived(seed):
+    """Pieces with small gaps, overlaps and clock jumps of hours, some samples discarded on the way:
+    every read equals a plain dense array of the same pieces (placed by timestamp, gaps silent),
+    while the memory held stays that of the samples received, not of the time they span."""
+    from tsav_deploy.media import LIVE_AUDIO_HOLD_S
+
+    rng = np.random.default_rng(seed)
+    track, placed, at = LiveTrack(0.0), [], 0
+    for _ in range(60):
+        step = rng.choice([0, 0, 300, -2000, 3 * SAMPLE_RATE, 8 * SAMPLE_RATE, 7 * 3600 * SAMPLE_RATE])
+        at = max(0, at + int(step))
+        samples = rng.integers(-30000, 30000, int(rng.integers(1, 20000)), dtype=np.int16)
+        track.add(at / SAMPLE_RATE, samples)
+        placed.append((at, samples))
+        at += len(samples)
+    dense_end = max(p + len(s) for p, s in placed)
+    assert track.end == dense_end and track.dropped == 0
+    received = sum(len(s) for _, s in placed)
+    stretches = 1 + sum(b[0] > a[0] + len(a[1]) + 5 * SAMPLE_RATE for a, b in zip(placed, placed[1:]))
+    assert track.nbytes <= 2 * received * 2 + stretches * 16 * SAMPLE_RATE * 2  # doubling: twice what arrived
+
+    def dense(lo: int, hi: int) -> np.ndarray:
+        out = np.zeros(hi - lo, np.int16)
+        for position, samples in placed:
+            a, b = max(lo, position), min(hi, position + len(samples))
+            if a < b:
+                out[a - lo : b - lo] = samples[a - position : b - position]
+        return out
+
+    for lo in sorted(rng.integers(0, dense_end, 40)):
+        hi = lo + int(rng.integers(1, 10 * SAMPLE_RATE))
+        assert np.array_equal(track[lo:hi], dense(lo, hi)), (lo, hi)
+    mark = int(rng.integers(0, dense_end))
+    track.discard_before(mark)
+    with pytest.raises(IndexError):
+        track[mark - 1 : mark]
+    assert np.array_equal(track[mark : mark + 5 * SAMPLE_RATE], dense(mark, mark + 5 * SAMPLE_RATE))
+    assert LIVE_AUDIO_HOLD_S * SAMPLE_RATE * 2 >= track.nbytes
+
+
+def test_live_track_holds_at_most_its_bound_of_audio_arriving_ahead():
+    from tsav_deploy.media import LIVE_AUDIO_HOLD_S
+
+    track = LiveTrack(0.0)
+    second = np.ones(SAMPLE_RATE, np.int16)
+    for k in range(int(LIVE_AUDIO_HOLD_S) + 30):
+        track.add(float(k), second)
+    assert track.dropped == 30 * SAMPLE_RATE
+    assert track.nbytes <= LIVE_AUDIO_HOLD_S * SAMPLE_RATE * 2
+    track.discard_before(60 * SAMPLE_RATE)  # frames took the first minute: room for a minute more
+    track.add(LIVE_AUDIO_HOLD_S + 30.0, second)
+    assert track.dropped == 30 * SAMPLE_RATE and np.array_equal(track[(630 * SAMPLE_RATE) : 631 * SAMPLE_RATE], second)

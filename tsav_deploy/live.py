@@ -40,7 +40,7 @@ from .errors import TsavError
 from .faces import Face, FaceBackend, detect_video
 from .faces.online import OnlinePeople
 from .frontend import face_crop
-from .media import LiveTrack
+from .media import LIVE_AUDIO_HOLD_S, LiveTrack
 from .runtime import Engine
 from .sources import Arrival, AudioPiece, LiveSource, SourceSpec
 
@@ -212,7 +212,13 @@ class LivePipeline:
                     f"{self.spec.name}: the audio stopped for over {_AUDIO_ENDED_S:g} s and came back; "
                     "windows in between were cut where it had stopped"
                 )
+            dropped = self.track.dropped
             self.track.add(piece.seconds, piece.samples)
+            if self.track.dropped and not dropped:
+                self.source.warnings.append(
+                    f"{self.spec.name}: audio arrived more than {LIVE_AUDIO_HOLD_S:g} s ahead of the pictures; "
+                    "what came beyond that was dropped"
+                )
             return
         self._early_audio.append(piece)
         held = sum(len(p.samples) for p in self._early_audio)

@@ -37,6 +37,16 @@ from .errors import MediaError
 # Audio offsets up to this are routine (encoder delay and padding, a frame of offset): not worth a
 # warning, and timestamps going back by less are overlapping pieces, not a reset of the stream.
 _ROUTINE_OFFSET_S = 0.1
+# Silence a file's audio track holds for gaps forward, in all (1 h: 318 MB of int16): gaps beyond it
+# close up, as a reset does, so a clock jumping hours ahead costs no memory.
+_MAX_GAP_SILENCE_S = 3600.0
+# An audio track's buffer is allocated for at most this much at first (the declared length, an hour
+# of int16: 318 MB) and grows by doubling as sound actually arrives.
+_PREALLOCATE_S = 3600.0
+# A live track: a piece this far past the held audio starts a new stretch (no silence held for the
+# gap), and at most this much audio is held, ahead of the oldest frame still waiting (53 MB).
+_LIVE_GAP_S = 5.0
+LIVE_AUDIO_HOLD_S = 600.0
 # Decoded video ending this much earlier than the container's declared duration means lost frames.
 _TRUNCATION_NOTE_S = 0.5
 # Audio is resampled in pieces of this many input samples when a whole waveform is given at once.
@@ -536,7 +546,9 @@ class _AlignedTrack:
     lies before the first frame, and keeps gaps in a damaged stream silent instead of shifting
     everything after them. A timestamp that jumps back by more than ``_ROUTINE_OFFSET_S`` is a reset
     (as for video frames): the piece continues where the previous one ended and later pieces keep
-    that shift. With a fixed length, samples beyond it are dropped; otherwise the track grows.
+    that shift. Silence for gaps forward is held up to ``_MAX_GAP_SILENCE_S`` in all: a gap beyond
+    what is left of it is closed up the same way, so a clock that jumps hours ahead costs no memory.
+    With a fixed length, samples beyond it are dropped; otherwise the track grows.
     """
 
     def __init__(self, origin_s: float, length: int | None, capacity: int = SAMPLE_RATE, dtype=np.float32):
@@ -547,24 +559,33 @@ class _AlignedTrack:
         self._data = np.zeros(length if length is not None else max(1, capacity), dtype=dtype)
         self._shift = 0
         self._cursor: int | None = None  # where the previous piece ended
+        self._gap_left = int(_MAX_GAP_SILENCE_S * SAMPLE_RATE)
         self.first: int | None = None  # where the first piece started (negative: cut)
         self.end = 0  # end of the samples written
         self.resets = 0
+        self.jumps = 0  # gaps forward closed up
 
     def add(self, seconds: float | None, samples: np.ndarray) -> None:
-        if seconds is None:
-            position = self._cursor or 0
-        else:
-            position = int(round(seconds * SAMPLE_RATE - self._origin)) + self._shift
-            overlap = 0 if self._cursor is None else self._cursor - position
-            if overlap > _ROUTINE_OFFSET_S * SAMPLE_RATE:
-                self._shift += self._cursor - position
-                position = self._cursor
-                self.resets += 1
+        position = (self._cursor or 0) if seconds is None else self._placed(seconds)
         if self.first is None:
             self.first = position
         self._cursor = position + len(samples)
         self._write(position, samples)
+
+    def _placed(self, seconds: float) -> int:
+        position = int(round(seconds * SAMPLE_RATE - self._origin)) + self._shift
+        if self._cursor is None:
+            return position
+        gap = position - self._cursor
+        if -gap > _ROUTINE_OFFSET_S * SAMPLE_RATE:
+            self.resets += 1
+        elif gap > self._gap_left and self._fixed is None:
+            self.jumps += 1
+        else:
+            self._gap_left -= max(0, gap)
+            return position
+        self._shift -= gap
+        return self._cursor
 
     def _write(self, position: int, samples: np.ndarray) -> None:
         if position < 0:
@@ -585,10 +606,36 @@ class _AlignedTrack:
         return self._data if self._fixed is not None else self._data[: self.end]
 
 
+class _Stretch:
+    """Samples held from ``start`` on, contiguous; capacity beyond ``length`` reads as silence."""
+
+    def __init__(self, start: int):
+        self.start, self.length = start, 0
+        self.data = np.zeros(0, dtype=np.int16)
+
+    @property
+    def stop(self) -> int:
+        return self.start + self.length
+
+    def cut_before(self, position: int) -> None:
+        cut = min(position - self.start, self.length)
+        if cut > 0:
+            kept = self.length - cut
+            self.data[:kept] = self.data[cut : self.length]
+            self.data[kept : self.length] = 0  # a gap written later must read as silence
+            self.start, self.length = self.start + cut, kept
+
+
 class LiveTrack(_AlignedTrack):
     """The audio of a live source as it arrives: an :class:`_AlignedTrack` (int16, sample 0 at the
     first video frame) that keeps only the samples from :meth:`discard_before`'s mark on, so memory
     stays bounded however long the stream runs.
+
+    What it holds is a list of stretches: a piece more than ``_LIVE_GAP_S`` past the held audio
+    starts a new one, so a jump of the stream's clock (hours ahead) holds no silence, and the
+    alignment to the video stays by timestamp. At most ``LIVE_AUDIO_HOLD_S`` seconds are held in all
+    (audio arriving that far ahead of the video): samples beyond are dropped and counted in
+    ``dropped``.
 
     Slicing takes absolute sample positions; samples not yet received read as silence. While the
     stream runs, ``len()`` is unbounded (the track's end is not known; a window reaching past what
@@ -598,9 +645,12 @@ class LiveTrack(_AlignedTrack):
     """
 
     def __init__(self, origin_s: float):
-        super().__init__(origin_s, None, capacity=SAMPLE_RATE * 16, dtype=np.int16)
-        self._base = 0  # absolute position of _data[0]
+        super().__init__(origin_s, None, capacity=1, dtype=np.int16)
+        self._gap_left = np.iinfo(np.int64).max  # gaps cost nothing here: never closed up
+        self._stretches: list[_Stretch] = []
+        self._base = 0  # samples before it were discarded
         self.finished = False
+        self.dropped = 0
 
     def __len__(self) -> int:
         return self.end if self.finished else np.iinfo(np.int64).max // 2
@@ -609,39 +659,60 @@ class LiveTrack(_AlignedTrack):
     def final(self) -> int:
         return self.end if self.finished else max(0, self.end - int(_ROUTINE_OFFSET_S * SAMPLE_RATE))
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of sample memory held."""
+        return sum(stretch.data.nbytes for stretch in self._stretches)
+
     def finish(self) -> None:
         self.finished = True
 
     def discard_before(self, position: int) -> None:
         """Forget samples before ``position`` (no window will read them again)."""
-        drop = min(position, self.end) - self._base
-        if drop > 0:
-            kept = self.end - self._base - drop
-            self._data[:kept] = self._data[drop : drop + kept]
-            self._data[kept : kept + drop] = 0  # a gap written later must read as silence
-            self._base += drop
+        self._base = max(self._base, min(position, self.end))
+        for stretch in self._stretches:
+            stretch.cut_before(self._base)
+        self._stretches = [s for s in self._stretches if s.length or s is self._stretches[-1]]
 
     def __getitem__(self, where: slice) -> np.ndarray:
         start, stop = where.start or 0, where.stop
         if start < self._base:
             raise IndexError(f"samples before {self._base} were discarded (asked for {start})")
-        out = np.zeros(max(0, stop - start), dtype=self._data.dtype)
-        held = self._data[max(0, start - self._base) : max(0, min(stop, self.end) - self._base)]
-        out[: len(held)] = held
+        out = np.zeros(max(0, stop - start), dtype=np.int16)
+        for stretch in self._stretches:
+            low, high = max(start, stretch.start), min(stop, stretch.stop)
+            if low < high:
+                out[low - start : high - start] = stretch.data[low - stretch.start : high - stretch.start]
         return out
 
     def _write(self, position: int, samples: np.ndarray) -> None:
-        if position < self._base:
-            samples = samples[self._base - position :]
-            position = self._base
+        last = self._stretch_at(position)
+        if position < last.start:  # the part before lies in the silence before the stretch
+            samples, position = samples[last.start - position :], last.start
+        held = sum(s.length for s in self._stretches) - last.length
+        room = int(LIVE_AUDIO_HOLD_S * SAMPLE_RATE) - held - (position - last.start)
+        if len(samples) > room:
+            self.dropped += len(samples) - max(room, 0)
+            samples = samples[: max(room, 0)]
+        if not len(samples):
+            return
         stop = position + len(samples)
-        if stop - self._base > len(self._data):
-            grown = np.zeros(max(stop - self._base, 2 * len(self._data)), dtype=self._data.dtype)
-            grown[: self.end - self._base] = self._data[: self.end - self._base]
-            self._data = grown
-        if stop > position:
-            self._data[position - self._base : stop - self._base] = samples
-            self.end = max(self.end, stop)
+        if stop - last.start > len(last.data):
+            wanted = max(stop - last.start, 2 * len(last.data), 16 * SAMPLE_RATE)
+            grown = np.zeros(min(wanted, room + position - last.start), np.int16)
+            grown[: last.length] = last.data[: last.length]
+            last.data = grown
+        last.data[position - last.start : stop - last.start] = samples
+        last.length = max(last.length, stop - last.start)
+        self.end = max(self.end, stop)
+
+    def _stretch_at(self, position: int) -> _Stretch:
+        position = max(position, self._base)
+        if not self._stretches or position > self._stretches[-1].stop + _LIVE_GAP_S * SAMPLE_RATE:
+            if self._stretches and not self._stretches[-1].length:
+                self._stretches.pop()
+            self._stretches.append(_Stretch(position))
+        return self._stretches[-1]
 
 
 def mono_resampler(sample_format: str = WAVE_FORMAT) -> av.AudioResampler:
@@ -723,10 +794,11 @@ def read_audio(
 
 def _declared_samples(stream: av.audio.stream.AudioStream, info: VideoInfo) -> int:
     """The audio stream's length at 44.1 kHz as the container declares it (else the video's), plus
-    a second: enough that reading it rarely grows the buffer."""
+    a second: enough that reading it rarely grows the buffer. A declaration is only a hint (a
+    jumping clock declares hours that hold no sound): at most ``_PREALLOCATE_S`` is taken at once."""
     declared = _seconds(stream.duration, stream.time_base) if stream.duration else None
     seconds = declared if declared and declared > 0 else info.duration_s
-    return int(min(max(seconds, 0.0), _MAX_SECONDS) * SAMPLE_RATE) + SAMPLE_RATE
+    return int(min(max(seconds, 0.0), _PREALLOCATE_S) * SAMPLE_RATE) + SAMPLE_RATE
 
 
 def _alignment_notes(name: str, track: _AlignedTrack, length: int | None) -> list[str]:
@@ -751,6 +823,11 @@ def _alignment_notes(name: str, track: _AlignedTrack, length: int | None) -> lis
         notes.append(
             f"{name}: audio timestamps jumped backwards {track.resets} time(s) (spliced or reset "
             "stream); later audio was shifted to follow on"
+        )
+    if track.jumps:
+        notes.append(
+            f"{name}: audio timestamps jumped forwards {track.jumps} time(s) past {_MAX_GAP_SILENCE_S / 3600:g} h "
+            "of silence in all; later audio was shifted to follow on"
         )
     return notes
 

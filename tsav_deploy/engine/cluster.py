@@ -20,6 +20,7 @@ Ray is an optional extra, imported here only.
 
 from __future__ import annotations
 
+import contextlib
 import collections
 import inspect
 import math
@@ -93,6 +94,24 @@ class ClusterStatus:
 
 
 ClusterProgress = Callable[[ClusterStatus], None]
+
+
+@contextlib.contextmanager
+def _loopback_only() -> Iterator[None]:
+    """Ray started within binds its servers (GCS, raylet, workers, agents) to 127.0.0.1 only.
+
+    Ray has no option for it on Linux; its single-machine mode (what it runs on macOS and Windows,
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0) takes the loopback address as the node's, and every server
+    binds to the node's address. That mode is what `--ray local` is: one machine, no other node.
+    """
+    from ray._private import ray_constants
+
+    kept = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = kept
 
 
 def _join_remedy() -> str:
@@ -283,13 +302,14 @@ class RayAnnotator:
         import logging
 
         if self.cluster.address == "local":
-            ray.init(
-                address="local",  # a new Ray, even where `ray start` left a cluster address behind
-                num_cpus=os.cpu_count(),
-                include_dashboard=False,
-                log_to_driver=False,
-                logging_level=logging.ERROR,
-            )
+            with _loopback_only():
+                ray.init(
+                    address="local",  # a new Ray, even where `ray start` left a cluster address behind
+                    num_cpus=os.cpu_count(),
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    logging_level=logging.ERROR,
+                )
         else:
             try:
                 ray.init(address=self.cluster.address, log_to_driver=False, logging_level=logging.ERROR)
