@@ -674,7 +674,12 @@ def test_parity_counts_a_value_that_is_not_a_number_as_a_failure(bad):
 
 
 def _encode_clip(
-    path: pathlib.Path, media_dir: pathlib.Path, *, gap_s: float = 0.0, audio_rate: int = 48000, audio_gap_s: float = 0.0
+    path: pathlib.Path,
+    media_dir: pathlib.Path,
+    *,
+    gap_s: float = 0.0,
+    audio_rate: int = 48000,
+    audio_gap_s: float = 0.0,
 ) -> None:
     """24 frames of a recording (the second half ``gap_s`` later) with a tone at ``audio_rate``
     (PCM in a .mov for 192 kHz, AAC otherwise) whose second half is ``audio_gap_s`` later."""

@@ -20,8 +20,8 @@ Ray is an optional extra, imported here only.
 
 from __future__ import annotations
 
-import contextlib
 import collections
+import contextlib
 import inspect
 import math
 import os
