@@ -20,11 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .. import __version__
-from ..bounds import MAX_BATCH, check_whole
-from ..checkpoint import Checkpoint, file_sha256, load_checkpoint
-from ..constants import preprocessing_dict
-from ..contract import (
+from tsav_deploy import __version__
+from tsav_deploy.artifacts.checkpoint import Checkpoint, file_sha256, load_checkpoint
+from tsav_deploy.artifacts.manifest import (
     CONSTANT_FEATURES_FILE,
     FORMAT,
     FORMAT_VERSION,
@@ -36,13 +34,15 @@ from ..contract import (
     file_entry,
     write_json_atomic,
 )
-from ..errors import ArtifactError, TsavError
-from ..model import TSAV
-from ..weights import resolve
-from .onnx_export import DEFAULT_OPSET, check_opset, export_onnx
-from .probes import PROBES, reference_outputs
-from .torchscript_export import export_torchscript
-from .verify import FP16, FP32, VerificationReport, verify_export
+from tsav_deploy.artifacts.weights import resolve
+from tsav_deploy.bounds import MAX_BATCH, check_whole
+from tsav_deploy.contract import preprocessing_dict
+from tsav_deploy.errors import ArtifactError, TsavError
+from tsav_deploy.export.onnx_export import DEFAULT_OPSET, check_opset, export_onnx
+from tsav_deploy.export.probes import PROBES, reference_outputs
+from tsav_deploy.export.torchscript_export import export_torchscript
+from tsav_deploy.export.verify import FP16, FP32, VerificationReport, verify_export
+from tsav_deploy.model import TSAV
 
 FORMATS = ("onnx", "torchscript", "tensorrt")
 DEFAULT_FORMATS = ("onnx", "torchscript")
@@ -103,7 +103,7 @@ class Exporter:
 
     def __call__(self, checkpoint: str | os.PathLike | Checkpoint, out: str | os.PathLike) -> ExportResult:
         if "tensorrt" in self.formats:
-            from .tensorrt_build import check_tensorrt
+            from tsav_deploy.export.tensorrt_build import check_tensorrt
 
             check_tensorrt()  # before minutes of export work
         ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(resolve(checkpoint))
@@ -151,7 +151,7 @@ class Exporter:
                 "methods": ["forward", "visual", "aural", "fusion"],
             }
         if "tensorrt" in self.formats:
-            from .tensorrt_build import build_engines
+            from tsav_deploy.export.tensorrt_build import build_engines
 
             if (out / TIMING_CACHE).exists():  # reuse the timings of an earlier export on this GPU
                 shutil.copyfile(out / TIMING_CACHE, staging / TIMING_CACHE)
@@ -169,7 +169,7 @@ class Exporter:
 
     def _write_int8(self, model: TSAV, onnx_files: dict[str, pathlib.Path], staging: pathlib.Path) -> dict[str, dict]:
         """Quantize on every other calibration sample; measure agreement on the samples in between."""
-        from .int8 import agreement, calibration_inputs, quantize_streams
+        from tsav_deploy.export.int8 import agreement, calibration_inputs, quantize_streams
 
         inputs = calibration_inputs(self.calibration)
         calibrate = {name: x[::2] for name, x in inputs.items()}

@@ -21,14 +21,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..audio import SpecWindows
-from ..contract import INT8_FILES, constant_inputs
-from ..errors import TsavError
-from ..faces import FaceBackend, get_backend, select_tracks
-from ..frontend import audio_track, iter_clips, scan_faces
-from ..predictions import decode
-from ..train.metrics import ccc
-from .verify import relative_error
+from tsav_deploy.artifacts.manifest import INT8_FILES, constant_inputs
+from tsav_deploy.errors import TsavError
+from tsav_deploy.export.verify import relative_error
+from tsav_deploy.faces import FaceBackend, get_backend, select_tracks
+from tsav_deploy.inputs.windows import SpecWindows
+from tsav_deploy.pipeline.frontend import audio_track, iter_clips, scan_faces
+from tsav_deploy.results.predictions import decode
+from tsav_deploy.train.metrics import ccc
 
 QUANTIZED_PARTS = {"visual": "clip", "aural": "spec"}  # part -> its input's name
 TARGETS_PER_VIDEO = 16  # frames sampled evenly over each calibration video

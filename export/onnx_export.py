@@ -8,9 +8,9 @@ import warnings
 import onnx
 import torch
 
-from ..contract import ONNX_FILES, contract
-from ..errors import TsavError
-from ..model import TSAV
+from tsav_deploy.artifacts.manifest import ONNX_FILES, contract
+from tsav_deploy.errors import TsavError
+from tsav_deploy.model import TSAV
 
 DEFAULT_OPSET = 17
 # The legacy exporter's range; TensorRT 10's ONNX parser reads all of it.

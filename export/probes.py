@@ -19,8 +19,18 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..constants import CLIP_FRAMES, CLIP_MEAN, CLIP_STD, CROP_SIZE, N_MELS, SPEC_MEAN, SPEC_STD, TOP_DB, WINDOW_COLUMNS
-from ..model import TSAV
+from tsav_deploy.contract import (
+    CLIP_FRAMES,
+    CLIP_MEAN,
+    CLIP_STD,
+    CROP_SIZE,
+    N_MELS,
+    SPEC_MEAN,
+    SPEC_STD,
+    TOP_DB,
+    WINDOW_COLUMNS,
+)
+from tsav_deploy.model import TSAV
 
 PROBES = {"random": {"batch": 3, "seed": 0}, "structured": {"batch": 1, "seed": 1}}
 OUTPUTS = ("visual_features", "aural_features", "logits")

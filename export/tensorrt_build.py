@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pathlib
 
-from ..contract import ENGINE_FILES, TIMING_CACHE
-from ..errors import ArtifactError
-from ..runtime.tensorrt_backend import require_cuda, require_tensorrt
+from tsav_deploy.artifacts.manifest import ENGINE_FILES, TIMING_CACHE
+from tsav_deploy.errors import ArtifactError
+from tsav_deploy.runtime.tensorrt_backend import require_cuda, require_tensorrt
 
 WORKSPACE_BYTES = 4 << 30
 

@@ -7,9 +7,9 @@ import warnings
 
 import torch
 
-from ..contract import TORCHSCRIPT_FILE, contract
-from ..model import TSAV
-from .onnx_export import TRACE_BATCH
+from tsav_deploy.artifacts.manifest import TORCHSCRIPT_FILE, contract
+from tsav_deploy.export.onnx_export import TRACE_BATCH
+from tsav_deploy.model import TSAV
 
 
 def export_torchscript(model: TSAV, folder: pathlib.Path) -> pathlib.Path:

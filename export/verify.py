@@ -15,12 +15,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from ..contract import REFERENCE_FILE, Manifest, read_manifest
-from ..errors import ArtifactError, TsavError
-from ..predictions import decode
-from ..runtime.backend import Backend
-from ..runtime.engine import ARTIFACT_FORMAT, open_backend, parse_device
-from .probes import OUTPUTS, probe_inputs
+from tsav_deploy.artifacts.manifest import REFERENCE_FILE, Manifest, read_manifest
+from tsav_deploy.errors import ArtifactError, TsavError
+from tsav_deploy.export.probes import OUTPUTS, probe_inputs
+from tsav_deploy.results.predictions import decode
+from tsav_deploy.runtime.backend import Backend
+from tsav_deploy.runtime.engine import ARTIFACT_FORMAT, open_backend, parse_device
 
 
 @dataclass(frozen=True)

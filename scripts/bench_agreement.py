@@ -18,9 +18,9 @@ import time
 
 import numpy as np
 
-from tsav_deploy.annotate import AnnotateOptions, find_people, predict_people
 from tsav_deploy.export.int8 import agreement
 from tsav_deploy.faces import get_backend
+from tsav_deploy.pipeline.offline import AnnotateOptions, find_people, predict_people
 from tsav_deploy.runtime import Engine
 
 

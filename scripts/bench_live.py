@@ -23,9 +23,9 @@ import time
 
 import numpy as np
 
-from tsav_deploy.annotate import AnnotateOptions, find_people, predict_people
-from tsav_deploy.engine import Predictor
+from tsav_deploy.api import Predictor
 from tsav_deploy.export.int8 import agreement
+from tsav_deploy.pipeline.offline import AnnotateOptions, find_people, predict_people
 
 
 def cpu_name() -> str:

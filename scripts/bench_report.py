@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT / "tests"))  # the DevTools client and the synthetic
 from chromium import CHROMIUM, Browser  # noqa: E402
 from synthetic_annotation import synthetic_result  # noqa: E402
 
-from tsav_deploy.engine import Annotation  # noqa: E402
-from tsav_deploy.report import ReportVideo, write_report  # noqa: E402
+from tsav_deploy.api import Annotation  # noqa: E402
+from tsav_deploy.outputs.report import ReportVideo, write_report  # noqa: E402
 
 DRAWN = "new Promise((r) => { const c = () => (window.tsavReport && window.tsavReport.draws > 0 ? r(true) : setTimeout(c, 5)); c(); })"
 

@@ -20,8 +20,8 @@ import sys
 
 import numpy as np
 
-from tsav_deploy import frontend
 from tsav_deploy.faces import get_backend
+from tsav_deploy.pipeline import frontend
 
 STRUCT_SIZE = 664  # sizeof(struct jpeg_decompress_struct) in libjpeg 9d on x86-64
 API_VERSION = 90

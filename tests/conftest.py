@@ -49,7 +49,7 @@ def small_checkpoint(tmp_path_factory) -> pathlib.Path:
     """A project-format checkpoint of the reduced network with seeded weights (fast on CPU)."""
     import torch
 
-    from tsav_deploy.checkpoint import save_checkpoint
+    from tsav_deploy.artifacts.checkpoint import save_checkpoint
     from tsav_deploy.model import TSAV, ModelConfig
 
     torch.manual_seed(0)

@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from tsav_deploy.annotate import interpolate_logits, target_frames
 from tsav_deploy.cli import app
-from tsav_deploy.constants import ACTION_UNITS, EXPRESSIONS
+from tsav_deploy.contract import ACTION_UNITS, EXPRESSIONS
+from tsav_deploy.pipeline.offline import interpolate_logits, target_frames
 
 VIDEOS = (
     "pexels_woman_silent_audio.mp4",
@@ -303,9 +303,9 @@ def test_pass_two_runs_on_the_calling_thread_with_a_cpu_engine(media_dir, small_
     """On the CPU the runtime takes every core, so the frontend does not run in a thread beside it."""
     import threading
 
-    from tsav_deploy import frontend
-    from tsav_deploy.annotate import AnnotateOptions, annotate_video
     from tsav_deploy.faces import get_backend
+    from tsav_deploy.pipeline import frontend
+    from tsav_deploy.pipeline.offline import AnnotateOptions, annotate_video
     from tsav_deploy.runtime import Engine
 
     threads = set()
@@ -328,12 +328,12 @@ def test_the_engine_gets_each_frames_clip_and_authors_window(media_dir, small_ch
     clip_frame_indices, not by the pipeline's ClipAssembler) and spec_window(wave, t_i) with t_i
     the frame's timestamp on the authors' millisecond grid; a real recording with speech and a
     variable frame rate. One frame off, either input differs."""
-    from tsav_deploy import frontend
-    from tsav_deploy.annotate import AnnotateOptions, annotate_video
-    from tsav_deploy.audio import authors_timestamps, spec_window
-    from tsav_deploy.clips import clip_frame_indices, normalize_clip
     from tsav_deploy.faces import get_backend
-    from tsav_deploy.media import read_audio
+    from tsav_deploy.inputs.clips import clip_frame_indices, normalize_clip
+    from tsav_deploy.inputs.windows import authors_timestamps, spec_window
+    from tsav_deploy.media.audio import read_audio
+    from tsav_deploy.pipeline import frontend
+    from tsav_deploy.pipeline.offline import AnnotateOptions, annotate_video
     from tsav_deploy.runtime import Engine
 
     video = media_dir / "talking_head_vfr.mp4"

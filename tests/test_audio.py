@@ -1,4 +1,4 @@
-"""tsav_deploy.audio against an independent float64 NumPy implementation, the authors' figures
+"""tsav_deploy.inputs.windows against an independent float64 NumPy implementation, the authors' figures
 (torchaudio 2.11 output in tests/data/mel_track_power.npz) and torchaudio itself where it
 imports."""
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tsav_deploy import audio
+from tsav_deploy.inputs import windows as audio
 
 SR, N_FFT, WIN, HOP, MELS, COLS = 44100, 1024, 882, 441, 64, 1001  # the paper's figures, restated
 
@@ -159,7 +159,7 @@ def test_windows_follow_the_authors_rule(long_speech, t):
 
 def test_window_ends_of_a_real_recording(media_dir):
     """The last 5 s of a real track (segments cut short by its end, right-aligned) and its very end."""
-    from tsav_deploy.media import read_audio
+    from tsav_deploy.media.audio import read_audio
 
     wave, _ = read_audio(media_dir / "stage_and_audience.mp4")
     end = len(wave) / SR
@@ -222,7 +222,7 @@ def test_every_silent_window_is_the_one_constant_input():
     """Digital silence at any point, with segments of any length (the start, the middle, past the
     end of the track), and no audio at all give one window, the constant input whose float32
     features an int8 export stores (so none of them gets int8 features)."""
-    from tsav_deploy.contract import constant_inputs
+    from tsav_deploy.artifacts.manifest import constant_inputs
 
     constant = constant_inputs()["spec"][0]
     np.testing.assert_allclose(constant, (-100 + 14.8) / 19.895, rtol=1e-6)
@@ -277,7 +277,7 @@ def test_matches_torchaudio_itself(long_speech):
 def test_the_silent_flag_marks_exactly_the_silent_windows(long_speech):
     """frame_silent is set on exactly the windows equal to the constant silent window: digital
     silence inside a track, around it, past its end."""
-    from tsav_deploy.contract import constant_inputs
+    from tsav_deploy.artifacts.manifest import constant_inputs
 
     wave = long_speech.copy()
     wave[int(3 * SR) : int(17 * SR)] = 0  # 14 s of digital silence in the middle

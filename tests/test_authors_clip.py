@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from tsav_deploy import Predictor
-from tsav_deploy.annotate import find_people
+from tsav_deploy.pipeline.offline import find_people
 
 OPENCV4 = pathlib.Path(sys.prefix) / "opencv4"
 SCRIPT = pathlib.Path(__file__).with_name("authors_pipeline.py")
@@ -86,8 +86,9 @@ def test_clips_equal_the_authors_pipeline(predictor, media_dir, tmp_path, name):
 
 def test_raw_crops_and_bt709_would_fail(predictor, media_dir, tmp_path, monkeypatch):
     """Raw (non-JPEG) crops, or frames decoded following the file's BT.709 tag, are not the authors'."""
-    from tsav_deploy import frontend, media
+    from tsav_deploy import media
     from tsav_deploy.faces import crop_and_mask
+    from tsav_deploy.pipeline import frontend
 
     video = media_dir / "face_then_cartoon_hevc.mov"  # tagged BT.709
     landmarks, frames = main_landmarks(predictor, video)

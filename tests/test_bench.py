@@ -12,9 +12,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from tsav_deploy.bench import FRONTEND_STAGES, NETWORK_STAGES, count_flops, network_flops
 from tsav_deploy.cli import app
 from tsav_deploy.model import ModelConfig
+from tsav_deploy.runs.bench import FRONTEND_STAGES, NETWORK_STAGES, count_flops, network_flops
 
 
 def test_bench_json_has_every_stage_and_a_ceiling(media_dir, small_checkpoint):
@@ -69,10 +69,10 @@ def test_paper_network_costs_the_issues_45_gflop_per_frame():
 
 def test_int8_export_of_the_reduced_network_agrees_with_float32(media_dir, small_checkpoint, tmp_path):
     """Calibrated on 16 frames of a real recording, checked on all its frames through both int8 engines."""
-    from tsav_deploy.annotate import AnnotateOptions, annotate_video
-    from tsav_deploy.contract import read_manifest
+    from tsav_deploy.artifacts.manifest import read_manifest
     from tsav_deploy.export.exporter import Exporter
     from tsav_deploy.faces import get_backend
+    from tsav_deploy.pipeline.offline import AnnotateOptions, annotate_video
     from tsav_deploy.runtime import Engine
 
     result = Exporter(["onnx"], int8=True, calibration=[media_dir / "webcam_man_mp3.mp4"])(
@@ -99,8 +99,8 @@ def test_int8_export_of_the_reduced_network_agrees_with_float32(media_dir, small
 def _check_constant_inputs_get_float32_features(int8, checkpoint) -> None:
     """Rows the frontend flags as the black clip or the silent window get the float32 network's
     features (which the int8 graphs alone would shift); the other rows are the int8 graphs' own."""
-    from tsav_deploy.checkpoint import load_checkpoint
-    from tsav_deploy.contract import constant_inputs
+    from tsav_deploy.artifacts.checkpoint import load_checkpoint
+    from tsav_deploy.artifacts.manifest import constant_inputs
 
     model = load_checkpoint(checkpoint).build_model()
     for part, name in (("visual", "clip"), ("aural", "spec")):
@@ -122,10 +122,10 @@ def _check_constant_inputs_get_float32_features(int8, checkpoint) -> None:
 def test_annotation_marks_exactly_the_stages_bench_reports(media_dir, small_checkpoint, tmp_path):
     """One code path: a plain annotation (no bench wrappers) marks exactly PIPELINE_STAGES, so a
     stage added to the pipeline or dropped from it fails here until bench reports it."""
-    from tsav_deploy.annotate import AnnotateOptions, annotate_video
-    from tsav_deploy.bench import PIPELINE_STAGES
-    from tsav_deploy.engine import Annotation
+    from tsav_deploy.api import Annotation
     from tsav_deploy.faces import get_backend
+    from tsav_deploy.pipeline.offline import AnnotateOptions, annotate_video
+    from tsav_deploy.runs.bench import PIPELINE_STAGES
     from tsav_deploy.runtime import Engine
     from tsav_deploy.stages import measure
 

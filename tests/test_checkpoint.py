@@ -12,7 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from tsav_deploy import load_model
-from tsav_deploy.checkpoint import load_checkpoint, save_checkpoint
+from tsav_deploy.artifacts.checkpoint import load_checkpoint, save_checkpoint
 from tsav_deploy.cli import app
 from tsav_deploy.errors import CheckpointError
 from tsav_deploy.model import TSAV, ModelConfig

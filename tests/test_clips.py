@@ -1,4 +1,4 @@
-"""tsav_deploy.clips: frame selection by index (the authors' ``_range`` at every frame rate, the start
+"""tsav_deploy.inputs.clips: frame selection by index (the authors' ``_range`` at every frame rate, the start
 of a video, a real variable-rate recording against OpenCV's frame order), normalization, and the
 streaming assembler."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tsav_deploy import clips
+from tsav_deploy.inputs import clips
 
 MEAN = np.array([0.43216, 0.394666, 0.37645, 0.5], np.float32)  # docs/preprocessing.md, restated
 STD = np.array([0.22803, 0.22145, 0.216989, 0.225], np.float32)
@@ -159,7 +159,7 @@ def test_a_stream_with_gaps_keeps_the_authors_positions():
 def test_face_less_clips_are_the_one_constant_input():
     """Whenever a person has been absent for a whole clip, the clip is the constant black clip whose
     float32 features an int8 export stores."""
-    from tsav_deploy.contract import constant_inputs
+    from tsav_deploy.artifacts.manifest import constant_inputs
 
     constant = constant_inputs()["clip"][0]
     assembler = clips.ClipAssembler()
@@ -173,9 +173,9 @@ def test_face_less_clips_are_the_one_constant_input():
 def test_the_black_flag_marks_exactly_the_black_clips(media_dir):
     """On a real recording whose face leaves (face, then a cartoon), the frontend's flag is set on
     exactly the clips equal to the constant black clip that int8 engines answer from storage."""
-    from tsav_deploy import frontend
-    from tsav_deploy.contract import constant_inputs
+    from tsav_deploy.artifacts.manifest import constant_inputs
     from tsav_deploy.faces import get_backend
+    from tsav_deploy.pipeline import frontend
 
     video = media_dir / "face_then_cartoon_hevc.mov"
     timeline = frontend.scan_faces(video, get_backend("dlib", detector="hog"))

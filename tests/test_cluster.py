@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from tsav_deploy.api import Predictor
 from tsav_deploy.cli import app
-from tsav_deploy.constants import ACTION_UNITS
-from tsav_deploy.engine import Predictor
+from tsav_deploy.contract import ACTION_UNITS
 
 try:
     import ray
@@ -158,7 +158,7 @@ def test_joining_a_two_node_cluster_writes_the_files_of_a_plain_run(media_dir, s
 
 @needs_ray
 def test_a_worker_killed_mid_run_costs_a_retry_not_the_run(media_dir, small_export, plain, cluster, tmp_path):
-    from tsav_deploy.engine.cluster import ClusterOptions, RayAnnotator
+    from tsav_deploy.runs.cluster import ClusterOptions, RayAnnotator
 
     killed: list[int] = []
 
@@ -180,7 +180,7 @@ def test_a_worker_killed_mid_run_costs_a_retry_not_the_run(media_dir, small_expo
 
 @needs_ray
 def test_a_video_whose_worker_is_lost_twice_gets_its_error_line(media_dir, small_export, cluster):
-    from tsav_deploy.engine.cluster import ClusterOptions, RayAnnotator
+    from tsav_deploy.runs.cluster import ClusterOptions, RayAnnotator
 
     killed: set[int] = set()
     state = {"round": 0, "baseline": 0}
@@ -205,7 +205,7 @@ def test_a_video_whose_worker_is_lost_twice_gets_its_error_line(media_dir, small
 
 @needs_ray
 def test_a_long_video_cut_into_ranges_equals_the_whole_run(media_dir, small_export, plain, cluster):
-    from tsav_deploy.engine.cluster import ClusterOptions, RayAnnotator, frame_ranges
+    from tsav_deploy.runs.cluster import ClusterOptions, RayAnnotator, frame_ranges
 
     options = dict(model=str(small_export), faces="dlib", detector="hog")
     cut = ClusterOptions(cluster, workers=2, split_seconds=2.0)
@@ -221,7 +221,7 @@ def test_a_long_video_cut_into_ranges_equals_the_whole_run(media_dir, small_expo
 
 LISTENERS = """
 import json, sys, psutil
-from tsav_deploy.engine.cluster import ClusterOptions, RayAnnotator
+from tsav_deploy.runs.cluster import ClusterOptions, RayAnnotator
 with RayAnnotator(dict(model=sys.argv[1], faces="dlib", detector="hog"), ClusterOptions("local", workers=1)):
     ours = [psutil.Process()] + psutil.Process().children(recursive=True)
     found = []

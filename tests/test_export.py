@@ -19,15 +19,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from tsav_deploy.audio import spec_windows
-from tsav_deploy.checkpoint import file_sha256, load_checkpoint
+from tsav_deploy.artifacts.checkpoint import file_sha256, load_checkpoint
+from tsav_deploy.artifacts.manifest import write_json_atomic
 from tsav_deploy.cli import app
-from tsav_deploy.constants import CLIP_MEAN, CLIP_STD
-from tsav_deploy.contract import write_json_atomic
+from tsav_deploy.contract import CLIP_MEAN, CLIP_STD
 from tsav_deploy.errors import ArtifactError, TsavError
 from tsav_deploy.export import Exporter, verify_export
+from tsav_deploy.inputs.windows import spec_windows
 from tsav_deploy.model import ModelConfig
-from tsav_deploy.predictions import decode
+from tsav_deploy.results.predictions import decode
 from tsav_deploy.runtime import Engine
 
 PAPER_PARAMETERS = 42_489_995

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from skimage.transform import SimilarityTransform
 
-from tsav_deploy.constants import ARCFACE_TEMPLATE, CROP_SIZE, MASK_POLYLINES
+from tsav_deploy.contract import ARCFACE_TEMPLATE, CROP_SIZE, MASK_POLYLINES
 from tsav_deploy.faces import align_face, crop_and_mask, five_points, render_mask, transform_points
 
 

@@ -25,14 +25,14 @@ from synthetic_annotation import synthetic_result
 from typer.testing import CliRunner
 
 from tsav_deploy import atomic
+from tsav_deploy.api import Annotation, Predictor
+from tsav_deploy.artifacts.manifest import read_manifest
+from tsav_deploy.artifacts.weights import REGISTRY, verify
 from tsav_deploy.atomic import partial_path, try_lock, unlock, write_text
 from tsav_deploy.cli import app
-from tsav_deploy.contract import read_manifest
-from tsav_deploy.engine import Annotation, Predictor
-from tsav_deploy.engine.records import OutputOptions, check_output_folder, save_outputs
 from tsav_deploy.errors import ArtifactError, TsavError
 from tsav_deploy.export import Exporter
-from tsav_deploy.weights import REGISTRY, verify
+from tsav_deploy.outputs.records import OutputOptions, check_output_folder, save_outputs
 
 
 def run_cli(*args: str, input: str | None = None):
@@ -591,7 +591,7 @@ def test_annotating_a_folder_twice_never_takes_its_own_outputs_for_videos(
 def _poisoned_checkpoint(small_checkpoint: pathlib.Path, folder: pathlib.Path, key: str, value: float) -> pathlib.Path:
     import torch
 
-    from tsav_deploy.checkpoint import load_checkpoint, save_checkpoint
+    from tsav_deploy.artifacts.checkpoint import load_checkpoint, save_checkpoint
 
     model = load_checkpoint(small_checkpoint).build_model()
     with torch.no_grad():
@@ -628,7 +628,7 @@ def test_an_export_whose_network_answers_nan_costs_each_video_one_line(small_exp
     tell): every video gets one line, no file says ``nan``; verification fails it."""
     import torch
 
-    from tsav_deploy.contract import file_entry, write_json_atomic
+    from tsav_deploy.artifacts.manifest import file_entry, write_json_atomic
     from tsav_deploy.export import verify_export
     from tsav_deploy.export.torchscript_export import export_torchscript
     from tsav_deploy.model import TSAV
@@ -867,8 +867,8 @@ def test_export_max_batch_past_its_bound(max_batch, small_checkpoint, tmp_path):
 
 
 def test_options_at_their_bounds_are_accepted():
-    from tsav_deploy.annotate import AnnotateOptions
-    from tsav_deploy.engine.cluster import ClusterOptions
+    from tsav_deploy.pipeline.offline import AnnotateOptions
+    from tsav_deploy.runs.cluster import ClusterOptions
 
     for stride, batch_size in ((1, 1), (300, 256), (np.int64(300), np.int32(256))):
         AnnotateOptions(stride=stride, batch_size=batch_size)
@@ -986,7 +986,7 @@ def test_frames_above_the_pixel_limit_are_refused_in_one_line_under_a_memory_lim
 def test_a_live_queue_is_bounded_in_bytes_when_the_frame_size_grows(tmp_path):
     """A source that starts with tiny frames and switches to 4K: the frames queued never hold more
     than the queue's bytes (each frame counted at its own size), however slowly they are taken."""
-    from tsav_deploy.sources import _QUEUE_BYTES, Arrival, LiveSource, parse_source
+    from tsav_deploy.media.sources import _QUEUE_BYTES, Arrival, LiveSource, parse_source
 
     video = tmp_path / "switch.mov"
     _png_frames(video, [(64, 48)] * 20 + [(3840, 2160)] * 40)

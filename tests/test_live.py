@@ -19,14 +19,14 @@ import pandas as pd
 import pytest
 from test_annotate import check_outputs, run_cli
 
-from tsav_deploy.audio import SpecWindows
-from tsav_deploy.constants import ACTION_UNITS, SAMPLE_RATE
-from tsav_deploy.engine import Predictor
+from tsav_deploy.api import Predictor
+from tsav_deploy.contract import ACTION_UNITS, SAMPLE_RATE
 from tsav_deploy.faces.face import Face
 from tsav_deploy.faces.online import MAIN_LEAD, OnlinePeople
-from tsav_deploy.media import LiveTrack, read_audio
-from tsav_deploy.predictions import decode
-from tsav_deploy.writers import TABLE_COLUMNS
+from tsav_deploy.inputs.windows import SpecWindows
+from tsav_deploy.media.audio import LiveTrack, read_audio
+from tsav_deploy.outputs.writers import TABLE_COLUMNS
+from tsav_deploy.results.predictions import decode
 
 TSAV = [sys.executable, "-m", "tsav_deploy.cli"]
 SENDER = [sys.executable, str(pathlib.Path(__file__).with_name("stream_sender.py"))]
@@ -123,8 +123,8 @@ def test_online_people_join_by_identity_never_two_at_once():
 def test_recording_puts_dropped_frames_back():
     """--out keeps one line per frame of the source: a dropped frame repeats the frame before it
     (the one after it at the start), without a face."""
-    from tsav_deploy.engine.live_rows import LiveRecording
-    from tsav_deploy.live import LiveEntry, LiveFrame
+    from tsav_deploy.pipeline.recording import LiveRecording
+    from tsav_deploy.pipeline.stream import LiveEntry, LiveFrame
 
     recording = LiveRecording("cam", 0.5)
     logits = np.eye(17, dtype=np.float32)
@@ -375,7 +375,7 @@ def test_falling_behind_raises_the_stride(media_dir, tmp_path):
     behind, every row says its stride, and every frame either has its row or is counted dropped."""
     import torch
 
-    from tsav_deploy.checkpoint import save_checkpoint
+    from tsav_deploy.artifacts.checkpoint import save_checkpoint
     from tsav_deploy.model import TSAV, ModelConfig
 
     torch.manual_seed(0)
@@ -428,7 +428,7 @@ def test_live_track_reads_as_a_dense_track_across_jumps_and_holds_only_what_arri
     """Pieces with small gaps, overlaps and clock jumps of hours, some samples discarded on the way:
     every read equals a plain dense array of the same pieces (placed by timestamp, gaps silent),
     while the memory held stays that of the samples received, not of the time they span."""
-    from tsav_deploy.media import LIVE_AUDIO_HOLD_S
+    from tsav_deploy.media.audio import LIVE_AUDIO_HOLD_S
 
     rng = np.random.default_rng(seed)
     track, placed, at = LiveTrack(0.0), [], 0
@@ -465,7 +465,7 @@ def test_live_track_reads_as_a_dense_track_across_jumps_and_holds_only_what_arri
 
 
 def test_live_track_holds_at_most_its_bound_of_audio_arriving_ahead():
-    from tsav_deploy.media import LIVE_AUDIO_HOLD_S
+    from tsav_deploy.media.audio import LIVE_AUDIO_HOLD_S
 
     track = LiveTrack(0.0)
     second = np.ones(SAMPLE_RATE, np.int16)

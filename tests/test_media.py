@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tsav_deploy import media
-from tsav_deploy.constants import SAMPLE_RATE
+from tsav_deploy.contract import SAMPLE_RATE
 from tsav_deploy.errors import MediaError
 
 # What decodes from each shared recording (FFmpeg's decoders are deterministic about this).

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from synthetic_annotation import synthetic_result
 
-from tsav_deploy.constants import ACTION_UNITS
-from tsav_deploy.overlay import draw_panel
+from tsav_deploy.contract import ACTION_UNITS
+from tsav_deploy.outputs.overlay import draw_panel
 
 SIZES = [(320, 240), (640, 360), (1280, 720), (1920, 1080), (3840, 2160), (1080, 1920)]
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.special import expit, softmax
 
-from tsav_deploy.predictions import AUTHORS_AU_THRESHOLD, decode
+from tsav_deploy.results.predictions import AUTHORS_AU_THRESHOLD, decode
 
 
 def test_decode_matches_scipy_and_column_layout():

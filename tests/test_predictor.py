@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from tsav_deploy import Predictor, read_table
 from tsav_deploy.cli import app
-from tsav_deploy.constants import ACTION_UNITS, EXPRESSIONS
+from tsav_deploy.contract import ACTION_UNITS, EXPRESSIONS
 from tsav_deploy.errors import TsavError
-from tsav_deploy.writers import TABLE_COLUMNS
+from tsav_deploy.outputs.writers import TABLE_COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +163,9 @@ def test_cli_refuses_a_bad_threshold_before_touching_a_video(media_dir, small_ch
 def test_a_video_is_probed_once(media_dir, predictor, tmp_path, monkeypatch):
     """Annotation, its audio, the writers and the overlay share one probe of the file; the progress
     callback learns the declared frame count from it first."""
-    from tsav_deploy import annotate, media, overlay
+    from tsav_deploy import media
+    from tsav_deploy.outputs import overlay
+    from tsav_deploy.pipeline import offline as annotate
 
     real, calls, events = media.probe, [], []
 
@@ -185,7 +187,7 @@ def test_a_video_is_probed_once(media_dir, predictor, tmp_path, monkeypatch):
 def test_network_inputs_are_what_predict_runs(media_dir, predictor, webcam):
     """The network's inputs, run through the engine here frame by frame, give predict's table: the
     iterator and predict share one code path and cannot drift apart."""
-    from tsav_deploy.predictions import decode
+    from tsav_deploy.results.predictions import decode
 
     inputs = list(predictor.network_inputs(media_dir / "webcam_man_mp3.mp4"))
     assert [item.frame for item in inputs] == list(range(72)) and {item.person for item in inputs} == {"main"}
@@ -206,8 +208,8 @@ def test_network_inputs_are_what_predict_runs(media_dir, predictor, webcam):
 def test_landmarks_in_the_table(media_dir, small_checkpoint, predictor, webcam, tmp_path):
     """``to_pandas(landmarks=True)`` and ``--landmarks`` add x_0…x_67, y_0…y_67: the points pass 1
     found, in source pixels, inside each row's box; the CSV and Parquet files carry the same."""
-    from tsav_deploy.annotate import find_people
-    from tsav_deploy.writers import LANDMARK_COLUMNS
+    from tsav_deploy.outputs.writers import LANDMARK_COLUMNS
+    from tsav_deploy.pipeline.offline import find_people
 
     df = webcam.to_pandas(landmarks=True)
     assert list(df.columns) == TABLE_COLUMNS + LANDMARK_COLUMNS

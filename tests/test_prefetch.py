@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from tsav_deploy.prefetch import prefetch
+from tsav_deploy.pipeline.prefetch import prefetch
 
 
 def test_items_arrive_in_order_from_another_thread():

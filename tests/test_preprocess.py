@@ -10,11 +10,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from tsav_deploy import frontend
 from tsav_deploy.cli import app
-from tsav_deploy.clips import ClipAssembler
-from tsav_deploy.constants import preprocessing_dict
+from tsav_deploy.contract import preprocessing_dict
 from tsav_deploy.faces import get_backend
+from tsav_deploy.inputs.clips import ClipAssembler
+from tsav_deploy.pipeline import frontend
 from tsav_deploy.train.cache import CacheError, check_compatible, open_cache, video_folder
 from tsav_deploy.train.dataset import (
     ClipDataset,
@@ -105,8 +105,8 @@ def test_cache_with_centred_windows_is_refused(cache, tmp_path):
 def test_training_window_equals_annotation_window(synth, cache):
     """The loader's aural input of a frame is annotation's: the same wave (kept as 16 bits in the
     cache), the same millisecond timestamp, the same rule."""
-    from tsav_deploy.audio import SpecWindows
-    from tsav_deploy.media import read_audio
+    from tsav_deploy.inputs.windows import SpecWindows
+    from tsav_deploy.media.audio import read_audio
 
     video = next(v for v in synth.videos if v.split == "validation")
     index = open_cache(cache)

@@ -17,11 +17,11 @@ import pytest
 from hostile_media import SOURCE, build_corpus, decoded_frames
 from test_annotate import check_outputs, run_cli
 
-from tsav_deploy.engine import Predictor
-from tsav_deploy.engine.batch import ERROR_LOG, Batch
-from tsav_deploy.engine.records import RECORDS, OutputOptions, write_summary
+from tsav_deploy.api import Predictor
 from tsav_deploy.errors import TsavError
 from tsav_deploy.faces.select import check_detector
+from tsav_deploy.outputs.records import RECORDS, OutputOptions, write_summary
+from tsav_deploy.runs.batch import ERROR_LOG, Batch
 
 TSAV = [sys.executable, "-m", "tsav_deploy.cli"]
 # The two outputs of every video whose bytes do not depend on when or how often it ran.
@@ -324,7 +324,7 @@ def test_a_dlib_detector_is_refused_where_auto_chooses_insightface(tmp_path):
 def test_a_crashed_worker_costs_its_video_and_a_fresh_one_takes_the_next(media_dir, small_export, tmp_path):
     """``--isolate``: the worker process dies of a real SIGSEGV in the middle of the first video;
     that video gets its one line, a new worker annotates the second exactly as a plain run does."""
-    from tsav_deploy.engine.isolated import IsolatedPredictor
+    from tsav_deploy.runs.isolated import IsolatedPredictor
 
     videos = [tmp_path / "crashing.mp4", tmp_path / "after.mp4"]
     for video in videos:
@@ -357,7 +357,7 @@ def test_a_crashed_worker_costs_its_video_and_a_fresh_one_takes_the_next(media_d
 def test_partials_are_removed_only_for_their_own_video_and_dead_writers(tmp_path):
     """A rerun cleans what a killed run left of this video, never another video's (clip1 is not
     clip10) nor a file whose writer still runs (two runs share the folder)."""
-    from tsav_deploy.engine.records import remove_partials
+    from tsav_deploy.outputs.records import remove_partials
 
     gone = subprocess.Popen(["true"])
     gone.wait()
@@ -384,7 +384,7 @@ def test_partials_are_removed_only_for_their_own_video_and_dead_writers(tmp_path
 
 
 def test_a_worker_that_died_while_idle_is_replaced(media_dir, small_export, tmp_path):
-    from tsav_deploy.engine.isolated import IsolatedPredictor
+    from tsav_deploy.runs.isolated import IsolatedPredictor
 
     video = tmp_path / "clip.mp4"
     shutil.copyfile(media_dir / SOURCE, video)

@@ -23,11 +23,12 @@ from chromium import CHROMIUM, Browser
 from synthetic_annotation import synthetic_result
 from typer.testing import CliRunner
 
+from tsav_deploy.api import Annotation
 from tsav_deploy.cli import app
-from tsav_deploy.constants import ACTION_UNITS, EXPRESSIONS
-from tsav_deploy.engine import Annotation
-from tsav_deploy.engine.records import OutputOptions, is_complete
-from tsav_deploy.media import iter_frames, probe
+from tsav_deploy.contract import ACTION_UNITS, EXPRESSIONS
+from tsav_deploy.media.frames import iter_frames
+from tsav_deploy.media.probe import probe
+from tsav_deploy.outputs.records import OutputOptions, is_complete
 
 NETWORK_SCHEMES = re.compile(r"\b(?:https?|wss?|ftp):", re.IGNORECASE)
 # Resolves once the page has drawn and the video (if any) can show a frame.

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from tsav_deploy.checkpoint import file_sha256
-from tsav_deploy.contract import write_json_atomic
+from tsav_deploy.artifacts.checkpoint import file_sha256
+from tsav_deploy.artifacts.manifest import write_json_atomic
 from tsav_deploy.errors import ArtifactError, TsavError
 from tsav_deploy.export import verify_export
 from tsav_deploy.export.probes import probe_inputs
 from tsav_deploy.model import TSAV, ModelConfig
-from tsav_deploy.predictions import decode
+from tsav_deploy.results.predictions import decode
 from tsav_deploy.runtime import Engine
 
 REDUCED = ModelConfig.reduced()

@@ -7,7 +7,9 @@ import numpy as np
 from synthetic_data import SECONDS, VIDEOS
 
 from tsav_deploy.faces import get_backend
-from tsav_deploy.media import iter_frames, probe, read_audio
+from tsav_deploy.media.audio import read_audio
+from tsav_deploy.media.frames import iter_frames
+from tsav_deploy.media.probe import probe
 from tsav_deploy.train.labels import read_annotations
 from tsav_deploy.train.synthetic import FPS, HEIGHT, WIDTH
 

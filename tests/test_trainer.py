@@ -13,7 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from tsav_deploy import load_model
-from tsav_deploy.checkpoint import load_checkpoint
+from tsav_deploy.artifacts.checkpoint import load_checkpoint
 from tsav_deploy.cli import app
 from tsav_deploy.export import Exporter
 from tsav_deploy.train.cache import open_cache

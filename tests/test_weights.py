@@ -20,13 +20,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from tsav_deploy.checkpoint import load_checkpoint
+from tsav_deploy.artifacts.checkpoint import load_checkpoint
+from tsav_deploy.artifacts.download import DownloadError
+from tsav_deploy.artifacts.weights import REGISTRY, Published, fetch, resolve, verify
 from tsav_deploy.cli import app
-from tsav_deploy.download import DownloadError
 from tsav_deploy.errors import CheckpointError, TsavError
 from tsav_deploy.model import TSAV, R2Plus1D18, ResNet18
 from tsav_deploy.model.pretrained import init_aural_from_imagenet, init_visual_from_kinetics
-from tsav_deploy.weights import REGISTRY, Published, fetch, resolve, verify
 
 ERROR_PAGE = b"<!DOCTYPE html>\n<html><head><title>503 Service Unavailable</title></head><body>busy</body></html>\n"
 

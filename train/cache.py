@@ -16,7 +16,7 @@ The crops are the very bytes of the authors' files (:mod:`tsav_deploy.faces.crop
 same call as annotation decodes them, so a training clip is bit for bit the clip annotation feeds the
 network for the same frame. The wave is exact too (the frontend's samples are 16-bit values): each
 training sample's aural window is cut from it by the same rule as annotation's
-(:class:`tsav_deploy.audio.SpecWindows`), at 88 kB per second of video.
+(:class:`tsav_deploy.inputs.windows.SpecWindows`), at 88 kB per second of video.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tsav_deploy.atomic import atomic_path, write_text
-from tsav_deploy.constants import CROP_SIZE, preprocessing_dict, preprocessing_differences
+from tsav_deploy.contract import CROP_SIZE, preprocessing_dict, preprocessing_differences
 from tsav_deploy.errors import TsavError
 from tsav_deploy.faces import EncodedCrop
 

@@ -5,7 +5,7 @@
   the paper's filter and must have a face and a target (a label, or a pseudo label that can be drawn);
   validation frames are every annotated frame, unfiltered, as the metric sees them.
 - :class:`ClipDataset` builds the clip of a frame from the cached crops with the same frame choice as
-  annotation (:func:`tsav_deploy.clips.clip_frame_indices`), the aural window by annotation's rule
+  annotation (:func:`tsav_deploy.inputs.clips.clip_frame_indices`), the aural window by annotation's rule
   (``SpecWindows.frame_windows``), the augmentation (flip, HSV jitter) and the pseudo labels. Clips leave the loader as uint8 crops (a
   quarter of the float size to collate and copy) and are normalized on the training device by
   :func:`normalize_batch`, bit-identical to ``normalize_clip`` (it uses a table read off that function).
@@ -22,14 +22,13 @@ import cv2
 import numpy as np
 import torch
 
-from tsav_deploy.audio import SpecWindows
-from tsav_deploy.clips import clip_frame_indices, normalize_clip
-from tsav_deploy.constants import CLIP_FRAMES, CROP_SIZE, EXPRESSIONS
-
-from .cache import CachedVideo, CacheIndex
-from .filtering import filter_frames
-from .labels import AU_MISSING, EXPR_MISSING, LabelTable, VideoMatch
-from .pseudo_labels import DEFAULT_PSEUDO, VAHistograms, pseudo_label_masks, pseudo_targets
+from tsav_deploy.contract import CLIP_FRAMES, CROP_SIZE, EXPRESSIONS
+from tsav_deploy.inputs.clips import clip_frame_indices, normalize_clip
+from tsav_deploy.inputs.windows import SpecWindows
+from tsav_deploy.train.cache import CachedVideo, CacheIndex
+from tsav_deploy.train.filtering import filter_frames
+from tsav_deploy.train.labels import AU_MISSING, EXPR_MISSING, LabelTable, VideoMatch
+from tsav_deploy.train.pseudo_labels import DEFAULT_PSEUDO, VAHistograms, pseudo_label_masks, pseudo_targets
 
 # HSV jitter ranges (OpenCV uint8 HSV: hue 0–179, saturation and value 0–255).
 HUE_JITTER, SATURATION_JITTER, VALUE_JITTER = 10, 25, 20

@@ -21,9 +21,8 @@ import pathlib
 import numpy as np
 
 from tsav_deploy.errors import LabelError
-
-from .labels import SPLIT_FOLDERS, TASK_FOLDERS, TASKS, label_files, read_task_file
-from .metrics import au_scores, expression_scores, va_scores
+from tsav_deploy.train.labels import SPLIT_FOLDERS, TASK_FOLDERS, TASKS, label_files, read_task_file
+from tsav_deploy.train.metrics import au_scores, expression_scores, va_scores
 
 _SCORERS = {"VA": va_scores, "EXPR": expression_scores, "AU": au_scores}
 

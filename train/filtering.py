@@ -20,9 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tsav_deploy.constants import EXPRESSIONS
-
-from .labels import AU_MISSING, LabelTable, in_range
+from tsav_deploy.contract import EXPRESSIONS
+from tsav_deploy.train.labels import AU_MISSING, LabelTable, in_range
 
 FILTER_RULES = ("out_of_range", "happy_negative_valence", "sad_positive_valence", "neutral_high_intensity")
 NEUTRAL_MAX_INTENSITY = 0.5

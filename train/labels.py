@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tsav_deploy.constants import ACTION_UNITS, EXPRESSIONS
+from tsav_deploy.contract import ACTION_UNITS, EXPRESSIONS
 from tsav_deploy.errors import LabelError
 
 TASKS = ("VA", "EXPR", "AU")

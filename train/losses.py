@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from tsav_deploy.constants import AU_SLICE, EXPR_SLICE, EXPRESSIONS, VA_SLICE
+from tsav_deploy.contract import AU_SLICE, EXPR_SLICE, EXPRESSIONS, VA_SLICE
 
 CCC_EPS = 1e-8  # keeps 1 − CCC finite when predictions and targets are all constant
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tsav_deploy.constants import EXPRESSIONS
+from tsav_deploy.contract import EXPRESSIONS
 
 EXPR_F1_WEIGHT = 0.67
 AU_F1_WEIGHT = 0.5

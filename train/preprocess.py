@@ -2,7 +2,7 @@
 
 Per video (the annotated main person): pass 1 finds and tracks the faces, pass 2 yields the aligned
 RGB + mask crops exactly as ``tsav annotate`` builds them, and the whole audio track is kept as the
-16-bit wave the aural windows are cut from (:mod:`tsav_deploy.frontend`); :mod:`.cache` stores them. Videos run in parallel in a process pool; a
+16-bit wave the aural windows are cut from (:mod:`tsav_deploy.pipeline.frontend`); :mod:`.cache` stores them. Videos run in parallel in a process pool; a
 video whose ``entry.json`` exists is finished and skipped, so an interrupted run resumes where it stopped.
 """
 
@@ -15,9 +15,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 from tsav_deploy.errors import TsavError
-
-from .cache import VideoCacheWriter, check_compatible, read_entry, video_folder, write_index
-from .labels import find_videos
+from tsav_deploy.train.cache import VideoCacheWriter, check_compatible, read_entry, video_folder, write_index
+from tsav_deploy.train.labels import find_videos
 
 _backend = None  # the face backend of this worker process, loaded once for all its videos
 
@@ -37,7 +36,7 @@ def _init_worker(faces: str, detector: str | None, threads: int | None) -> None:
 
 def preprocess_video(video: pathlib.Path, cache: pathlib.Path) -> dict:
     """Cache one video (main person) in this process; returns its entry. Needs :func:`_init_worker`."""
-    from tsav_deploy import frontend
+    from tsav_deploy.pipeline import frontend
 
     timeline = frontend.scan_faces(video, _backend)
     writer = VideoCacheWriter(video_folder(cache, video.stem))

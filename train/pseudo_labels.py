@@ -21,10 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tsav_deploy.constants import EXPRESSIONS
+from tsav_deploy.contract import EXPRESSIONS
 from tsav_deploy.errors import CheckpointError, TsavError
-
-from .labels import EXPR_MISSING, LabelTable, in_range
+from tsav_deploy.train.labels import EXPR_MISSING, LabelTable, in_range
 
 PSEUDO_KINDS = ("valence", "arousal", "expression")
 DEFAULT_PSEUDO = ("valence",)

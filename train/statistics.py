@@ -12,11 +12,16 @@ from __future__ import annotations
 import pathlib
 from collections.abc import Iterable
 
-from tsav_deploy.constants import EXPRESSIONS
-
-from .filtering import FILTER_RULES, FilterResult, filter_frames
-from .labels import LabelTable, match_videos, read_annotations
-from .pseudo_labels import DEFAULT_PSEUDO, HISTOGRAM_BINS, VAHistograms, check_kinds, pseudo_label_masks
+from tsav_deploy.contract import EXPRESSIONS
+from tsav_deploy.train.filtering import FILTER_RULES, FilterResult, filter_frames
+from tsav_deploy.train.labels import LabelTable, match_videos, read_annotations
+from tsav_deploy.train.pseudo_labels import (
+    DEFAULT_PSEUDO,
+    HISTOGRAM_BINS,
+    VAHistograms,
+    check_kinds,
+    pseudo_label_masks,
+)
 
 
 def split_statistics(

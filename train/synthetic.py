@@ -27,9 +27,8 @@ import cv2
 import numpy as np
 
 from tsav_deploy.atomic import atomic_path
-from tsav_deploy.constants import ACTION_UNITS, EXPRESSIONS, SAMPLE_RATE
-
-from .labels import HEADERS, TASK_FOLDERS
+from tsav_deploy.contract import ACTION_UNITS, EXPRESSIONS, SAMPLE_RATE
+from tsav_deploy.train.labels import HEADERS, TASK_FOLDERS
 
 WIDTH, HEIGHT = 320, 240
 FPS = 30

@@ -30,15 +30,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from tsav_deploy.artifacts.checkpoint import save_checkpoint
 from tsav_deploy.atomic import atomic_path, write_text
-from tsav_deploy.checkpoint import save_checkpoint
 from tsav_deploy.errors import TsavError
 from tsav_deploy.model import TSAV, ModelConfig
-from tsav_deploy.predictions import decode
-
-from . import ddp
-from .cache import CacheIndex, open_cache
-from .dataset import (
+from tsav_deploy.results.predictions import decode
+from tsav_deploy.train import ddp
+from tsav_deploy.train.cache import CacheIndex, open_cache
+from tsav_deploy.train.dataset import (
     ClipDataset,
     Samples,
     StepSchedule,
@@ -47,10 +46,10 @@ from .dataset import (
     normalization_table,
     normalize_batch,
 )
-from .labels import read_annotations
-from .losses import tsav_loss
-from .metrics import au_scores, expression_scores, va_scores
-from .pseudo_labels import DEFAULT_PSEUDO, VAHistograms, check_kinds
+from tsav_deploy.train.labels import read_annotations
+from tsav_deploy.train.losses import tsav_loss
+from tsav_deploy.train.metrics import au_scores, expression_scores, va_scores
+from tsav_deploy.train.pseudo_labels import DEFAULT_PSEUDO, VAHistograms, check_kinds
 
 ARCHITECTURES = {"paper": ModelConfig(), "reduced": ModelConfig.reduced()}
 AMP_MODES = ("auto", "off", "bf16", "fp16")
@@ -152,8 +151,8 @@ def load_training_data(config: TrainConfig) -> TrainingData:
 
 def build_model(config: TrainConfig) -> TSAV:
     """A fresh network (seeded), the visual stream from Kinetics-400 where asked (docs/model-contract.md)."""
+    from tsav_deploy.artifacts.weights import resolve
     from tsav_deploy.model.pretrained import init_visual_from_kinetics
-    from tsav_deploy.weights import resolve
 
     torch.manual_seed(config.seed)
     model = TSAV(ARCHITECTURES[config.arch])

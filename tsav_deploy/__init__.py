@@ -1,14 +1,22 @@
 """tsav-deploy: the two-stream aural-visual affect model (Kuhnke, Rumberg, Ostermann, ABAW 2020).
 
 Library first: ``Predictor(weights=...).predict("video.mp4").to_pandas()`` annotates a video into
-one table; ``read_table`` gathers a folder of results; ``load_model`` gives the network itself; the
-frontends (``media``, ``faces``, ``audio``, ``clips``) make its inputs; ``predictions.decode`` turns
-logits into valence, arousal, expressions and action units. The ``tsav`` command is a thin layer
-over these.
+one table; ``read_table`` gathers a folder of results; ``load_model`` gives the network itself.
+
+The package follows the data flow, each layer importing only those below it:
+``media`` (decoding) -> ``faces`` -> ``inputs`` (the network's clips and aural windows) ->
+``model`` / ``artifacts`` (checkpoints, weights, export manifest) -> ``runtime`` (the ``Engine``) ->
+``results`` -> ``pipeline`` (offline passes, live stream) -> ``outputs`` (files, plot, overlay,
+report) -> ``api`` (``Predictor``, ``Annotation``) -> ``runs`` (batch, isolated, Ray, live) ->
+``cli``. ``train`` and ``export`` sit beside the front door and use the same layers.
+
+Everything named in ``__all__`` is importable from here without loading torch, OpenVINO or dlib
+until it is first used.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 
 __version__ = "0.1.0"
@@ -20,23 +28,40 @@ def load_model(path: str | os.PathLike):
     Accepts the project's checkpoints and the authors' ``{'state_dict': ...}`` files
     (e.g. TSAV416k.pth.tar); see ``tsav weights list`` for published names.
     """
-    from .checkpoint import load_checkpoint
-    from .weights import resolve
+    from tsav_deploy.artifacts.checkpoint import load_checkpoint
+    from tsav_deploy.artifacts.weights import resolve
 
     return load_checkpoint(resolve(path)).build_model()
 
 
-_LAZY = {"TSAV": "model", "Predictor": "engine", "Annotation": "engine", "read_table": "engine"}
+# Where each public name lives (imported on first use, so `import tsav_deploy` and `tsav --help`
+# stay fast).
+_LAZY = {
+    "Predictor": "tsav_deploy.api",
+    "Annotation": "tsav_deploy.api",
+    "read_table": "tsav_deploy.api",
+    "Engine": "tsav_deploy.runtime",
+    "TSAV": "tsav_deploy.model",
+    "ModelConfig": "tsav_deploy.model",
+    "save_checkpoint": "tsav_deploy.artifacts.checkpoint",
+    "load_checkpoint": "tsav_deploy.artifacts.checkpoint",
+    "spec_window": "tsav_deploy.inputs.windows",
+    "SpecWindows": "tsav_deploy.inputs.windows",
+    "clip_frame_indices": "tsav_deploy.inputs.clips",
+    "ClipAssembler": "tsav_deploy.inputs.clips",
+    "align_face": "tsav_deploy.faces.align",
+    "render_mask": "tsav_deploy.faces.mask",
+    "Exporter": "tsav_deploy.export",
+    "verify_export": "tsav_deploy.export",
+    "TrainConfig": "tsav_deploy.train.trainer",
+    "Trainer": "tsav_deploy.train.trainer",
+}
 
 
 def __getattr__(name: str):
-    # Importable from the top level without making `import tsav_deploy` (and `tsav --help`) pay for
-    # torch, OpenVINO and dlib.
     if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(name)
 
 
-__all__ = ["Predictor", "Annotation", "read_table", "load_model", "TSAV", "__version__"]
+__all__ = ["__version__", "load_model", *_LAZY]

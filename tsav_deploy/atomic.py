@@ -17,7 +17,7 @@ import re
 import stat
 from collections.abc import Iterator
 
-from .errors import TsavError
+from tsav_deploy.errors import TsavError
 
 try:
     import fcntl

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from numbers import Real
 
-from .errors import MediaError, TsavError
+from tsav_deploy.errors import MediaError, TsavError
 
 # (lowest, highest) of each option; why each upper bound is where it is, in the README's "Reliability".
 BATCH_SIZE = (1, 256)  # frames per network batch: beyond it memory grows and speed does not

@@ -1,161 +1,141 @@
-"""What the exporter writes and the runtime reads: the I/O contract of every network part, the export
-directory's manifest (what each file is, its hash, how it was verified), and the frontend's constant
-inputs whose float32 features int8 exports store.
+"""The model contract and preprocessing constants (docs/model-contract.md, docs/preprocessing.md), in one place.
 
-``manifest.json`` is written last (atomically) and read first: a runtime trusts a file only if the
-manifest names it and its SHA-256 still matches, so a half-finished or tampered export is never run.
+Everything that training and inference must agree on lives here and is copied into every checkpoint
+and export manifest, so a file always says how its inputs were made.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import pathlib
-from dataclasses import dataclass
+# --- model contract -------------------------------------------------------------------------------
+CLIP_FRAMES = 8
+CLIP_STEP_FRAMES = 6  # the clip of frame i: frames i - 42, i - 36, ..., i (by index, at every frame rate)
+CROP_SIZE = 112
+CLIP_SHAPE = (4, CLIP_FRAMES, CROP_SIZE, CROP_SIZE)  # R, G, B, mask; oldest frame first
+N_MELS = 64
+WINDOW_COLUMNS = 1001  # 10 s of 10 ms hops (the frame's position in them: tsav_deploy.inputs.windows)
+SPEC_SHAPE = (1, N_MELS, WINDOW_COLUMNS)
+FEATURES = 512
+N_OUTPUTS = 17
 
-import numpy as np
+EXPRESSIONS = ("Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise")
+ACTION_UNITS = ("AU1", "AU2", "AU4", "AU6", "AU12", "AU15", "AU20", "AU25")
+EXPR_SLICE = slice(0, 7)
+VA_SLICE = slice(7, 9)
+AU_SLICE = slice(9, 17)
 
-from .atomic import plain_name, write_text
-from .audio import silent_window
-from .checkpoint import file_sha256
-from .clips import ClipAssembler
-from .constants import CLIP_SHAPE, N_OUTPUTS, SPEC_SHAPE, preprocessing_differences
-from .errors import ArtifactError
-from .model import ModelConfig
+# --- video frontend -------------------------------------------------------------------------------
+# Kinetics-400 mean/std for RGB (as torchvision's video models), 0.5/0.225 for the landmark mask.
+CLIP_MEAN = (0.43216, 0.394666, 0.37645, 0.5)
+CLIP_STD = (0.22803, 0.22145, 0.216989, 0.225)
+# ArcFace 112x112 five-point template: left eye, right eye, nose tip, left and right mouth corner.
+ARCFACE_TEMPLATE = (
+    (38.2946, 51.6963),
+    (73.5318, 51.5014),
+    (56.0252, 71.7366),
+    (41.5493, 92.3655),
+    (70.7299, 92.2041),
+)
+# Mask polylines in drawing order (later on top): (first, last landmark inclusive, closed, gray).
+MASK_POLYLINES = (
+    (48, 59, True, 255),  # outer mouth
+    (17, 21, False, 223),  # left brow
+    (22, 26, False, 191),  # right brow
+    (36, 41, True, 159),  # left eye
+    (42, 47, True, 127),  # right eye
+    (28, 30, False, 63),  # nose bridge
+    (6, 10, False, 31),  # chin
+)
 
-FORMAT = "tsav-deploy/export"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-PARTS = ("visual", "aural", "fusion")
+# How a clip frame is made, stored with every checkpoint, export and cache (docs/preprocessing.md):
+# frames by index ("authors-index"), YUV decoded with BT.601 as OpenCV 4.x's VideoCapture does
+# whatever the stream's tags say, OpenCV 4.x's bicubic warp, and the authors' JPEG files of the crop
+# (quality 95, 4:2:0, read back with PIL) and of the mask (gray, quality 100).
+CLIP_RULE = "authors-index"
+DECODE_COLORSPACE = "bt601"
+WARP = "opencv4-bicubic"
+CROP_CODEC = "jpeg-q95-420+mask-jpeg-q100"
 
-# File names inside an export directory, by format and network part.
-ONNX_FILES = {part: f"{part}.onnx" for part in PARTS}
-ENGINE_FILES = {part: f"{part}.engine" for part in PARTS}
-INT8_FILES = {part: f"{part}.int8.onnx" for part in ("visual", "aural")}  # the fusion head stays float32
-TORCHSCRIPT_FILE = "tsav.ts"
-TIMING_CACHE = "timing.cache"
-REFERENCE_FILE = "parity_reference.npz"
-CONSTANT_FEATURES_FILE = "constant_features.npz"  # float32 features of the frontend's constant inputs
+# --- audio frontend -------------------------------------------------------------------------------
+SAMPLE_RATE = 44_100  # the authors' code (the paper's text says 41 kHz)
+N_FFT = 1024
+WIN_LENGTH = 882  # 20 ms
+HOP_LENGTH = 441  # 10 ms -> 100 columns per second
+F_MIN = 0.0
+F_MAX = SAMPLE_RATE / 2
+COLUMNS_PER_SECOND = SAMPLE_RATE / HOP_LENGTH
+TOP_DB = 80.0
+AMIN = 1e-10
+SPEC_MEAN = -14.8  # (dB + 14.8) / 19.895
+SPEC_STD = 19.895
+# The authors' segment of a frame with s = int(t · 44100): [max(s − 220500, 0), + min(441000, max(s, 882))).
+SEGMENT_SAMPLES = 441_000  # 10 s
+SEGMENT_LEAD_SAMPLES = 220_500  # 5 s before the frame's sample
+MIN_SEGMENT_SAMPLES = WIN_LENGTH  # the authors' floor, int(window_size · sample_rate)
+# The authors' WAVs are `ffmpeg -ar 44100 -ac 1` output: 16-bit PCM, stereo downmixed to (L + R) / 2.
+WAVE_FORMAT = "s16"
+# How the window of a frame is cut, stored with every checkpoint, export and cache: "authors-segment"
+# is Aff2CompDataset.__getitem__'s own segment and spectrogram per frame (tsav_deploy.inputs.windows).
+WINDOW_RULE = "authors-segment"
 
 
-def contract(config: ModelConfig) -> dict:
-    """Input/output names, shapes ("batch" = the dynamic axis) and dtypes of every part."""
-    features = {"shape": ["batch", config.widths[3]], "dtype": "float32"}
-    clip = {"shape": ["batch", *CLIP_SHAPE], "dtype": "float32"}
-    spec = {"shape": ["batch", *SPEC_SHAPE], "dtype": "float32"}
-    logits = {"shape": ["batch", N_OUTPUTS], "dtype": "float32"}
+def preprocessing_dict() -> dict:
+    """The constants above as plain JSON-able data, stored in checkpoints and export manifests."""
     return {
-        "visual": {"inputs": {"clip": clip}, "outputs": {"visual_features": features}},
-        "aural": {"inputs": {"spec": spec}, "outputs": {"aural_features": features}},
-        # Aural first, as in the authors' concatenation.
-        "fusion": {"inputs": {"aural_features": features, "visual_features": features}, "outputs": {"logits": logits}},
-        "network": {"inputs": {"clip": clip, "spec": spec}, "outputs": {"logits": logits}},
+        "clip": {
+            "frames": CLIP_FRAMES,
+            "step_frames": CLIP_STEP_FRAMES,
+            "rule": CLIP_RULE,
+            "decode_colorspace": DECODE_COLORSPACE,
+            "warp": WARP,
+            "crop_codec": CROP_CODEC,
+            "size": CROP_SIZE,
+            "mean": list(CLIP_MEAN),
+            "std": list(CLIP_STD),
+            "template": [list(p) for p in ARCFACE_TEMPLATE],
+            "mask_polylines": [list(p) for p in MASK_POLYLINES],
+        },
+        "audio": {
+            "sample_rate": SAMPLE_RATE,
+            "n_fft": N_FFT,
+            "win_length": WIN_LENGTH,
+            "hop_length": HOP_LENGTH,
+            "n_mels": N_MELS,
+            "f_min": F_MIN,
+            "f_max": F_MAX,
+            "window_columns": WINDOW_COLUMNS,
+            "window_rule": WINDOW_RULE,
+            "segment_samples": SEGMENT_SAMPLES,
+            "segment_lead_samples": SEGMENT_LEAD_SAMPLES,
+            "min_segment_samples": MIN_SEGMENT_SAMPLES,
+            "wave_format": WAVE_FORMAT,
+            "top_db": TOP_DB,
+            "mean": SPEC_MEAN,
+            "std": SPEC_STD,
+        },
+        "outputs": {"expressions": list(EXPRESSIONS), "action_units": list(ACTION_UNITS)},
     }
 
 
-def write_json_atomic(path: pathlib.Path, data: dict) -> None:
-    """Readers see the old manifest or the whole new one (``atomic.write_text``)."""
-    write_text(path, json.dumps(data, indent=1, sort_keys=False) + "\n")
+def preprocessing_differences(recorded: object) -> list[str]:
+    """What differs between recorded preprocessing constants and this version's, one phrase per
+    constant (``"audio.window_rule: none recorded, this version authors-segment"``); empty when equal."""
+    current = _json_like(preprocessing_dict())
+    recorded = _json_like(recorded) if isinstance(recorded, dict) else {}
+    differences = []
+    for section, values in current.items():
+        theirs = recorded.get(section)
+        theirs = theirs if isinstance(theirs, dict) else {}
+        for key, value in values.items():
+            if theirs.get(key) != value:
+                was = "none recorded" if key not in theirs else repr(theirs[key])
+                differences.append(f"{section}.{key}: {was}, this version {value!r}")
+    return differences
 
 
-def file_entry(path: pathlib.Path, **info) -> dict:
-    return {**info, "sha256": file_sha256(path), "bytes": path.stat().st_size}
-
-
-@dataclass
-class Manifest:
-    """A validated ``manifest.json`` and the directory it describes."""
-
-    folder: pathlib.Path
-    data: dict
-
-    @property
-    def config(self) -> ModelConfig:
-        return ModelConfig.from_dict(self.data["model_config"])
-
-    @property
-    def artifacts(self) -> dict[str, dict]:
-        return self.data["artifacts"]
-
-    def files(self, fmt: str) -> dict[str, str]:
-        """``{part: file name}`` of the artifacts in format ``fmt`` ("onnx", "torchscript", "tensorrt")."""
-        return {entry["part"]: name for name, entry in self.artifacts.items() if entry.get("format") == fmt}
-
-    def checked_path(self, name: str) -> pathlib.Path:
-        """The artifact's path after checking it exists and still has the hash the manifest records."""
-        entry = self.artifacts.get(name)
-        if entry is None:
-            raise ArtifactError(f"{self.folder}: the manifest lists no {name}; re-export with the format that makes it")
-        path = self.folder / name
-        if not path.is_file():
-            raise ArtifactError(f"{path}: missing (the manifest lists it); re-export or copy the whole directory")
-        if path.stat().st_size != entry["bytes"] or file_sha256(path) != entry["sha256"]:
-            raise ArtifactError(
-                f"{path}: sha256 mismatch with {MANIFEST} (file changed or corrupted since export); re-export"
-            )
-        return path
-
-
-def read_manifest(folder: str | os.PathLike) -> Manifest:
-    """Load and validate an export directory's manifest; every problem is one ``ArtifactError`` line."""
-    folder = pathlib.Path(folder)
-    if not folder.is_dir():
-        raise ArtifactError(f"{folder}: not an export directory (run `tsav export CHECKPOINT --out {folder}`)")
-    path = folder / MANIFEST
-    if not path.is_file():
-        raise ArtifactError(f"{folder}: no {MANIFEST}; not a finished export (re-run `tsav export`)")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ArtifactError(f"{path}: not a tsav-deploy export manifest")
-    if data.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(
-            f"{path}: export format version {data.get('format_version')}, this tsav-deploy reads version {FORMAT_VERSION}; re-export"
-        )
-    try:
-        manifest = Manifest(folder, data)
-        expected = contract(manifest.config)
-        artifacts = manifest.artifacts
-        recorded_contract, recorded_preprocessing = data["contract"], data["preprocessing"]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ArtifactError(f"{path}: incomplete manifest ({type(exc).__name__}: {exc})") from None
-    for part, spec in expected.items():
-        if _normalised(recorded_contract.get(part)) != _normalised(spec):
-            raise ArtifactError(
-                f"{path}: the contract of '{part}' ({recorded_contract.get(part)}) is not this version's ({spec})"
-            )
-    # A preprocessing difference between export and inference silently ruins predictions: refuse it.
-    differences = preprocessing_differences(recorded_preprocessing)
-    if differences:
-        raise ArtifactError(
-            f"{path}: exported with other preprocessing than this tsav-deploy feeds the network ({differences[0]}"
-            f"{f' and {len(differences) - 1} more' if len(differences) > 1 else ''}); re-export from the checkpoint"
-        )
-    if not isinstance(artifacts, dict) or not all(
-        isinstance(e, dict) and {"sha256", "bytes"} <= e.keys() for e in artifacts.values()
-    ):
-        raise ArtifactError(f"{path}: malformed 'artifacts' table")
-    outside = next((name for name in artifacts if plain_name(name) is None), None)
-    if outside is not None:
-        raise ArtifactError(f"{path}: names {outside!r}, which is not a file of the export folder; re-export")
-    return manifest
-
-
-def _normalised(value):
-    """JSON round trip, so tuples and lists (and int/float keys) compare alike."""
-    return json.loads(json.dumps(value))
-
-
-def constant_inputs() -> dict[str, np.ndarray]:
-    """One of each: ``"clip"``, the black clip of a face-less stretch (42 frames without the person), and
-    ``"spec"``, the window of digital silence (or of a file without audio), whatever the length of
-    its segment.
-
-    Even calibrated on them, the int8 streams compute their features with an error that does not
-    average out (it is the same on every such frame): +0.09 on the arousal logit of every frame of a
-    silent clip with a trained paper-size network. So the export stores their float32 features
-    (``constant_features.npz``) and the int8 engines use those instead.
-    """
-    return {"clip": ClipAssembler().push(0, None)[None], "spec": silent_window()}
+def _json_like(value):
+    """Tuples as lists, as a JSON round trip would make them, so stored and live constants compare."""
+    if isinstance(value, dict):
+        return {str(k): _json_like(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_like(v) for v in value]
+    return value

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..constants import ARCFACE_TEMPLATE, CROP_SIZE
-from .warp import warp_affine_cubic
+from tsav_deploy.contract import ARCFACE_TEMPLATE, CROP_SIZE
+from tsav_deploy.faces.warp import warp_affine_cubic
 
 _TEMPLATE = np.asarray(ARCFACE_TEMPLATE, dtype=np.float64)
 # iBUG 68 (0-based): eye contours, nose tip, outer mouth corners.

@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ..constants import CROP_SIZE
-from .mask import crop_and_mask
+from tsav_deploy.contract import CROP_SIZE
+from tsav_deploy.faces.mask import crop_and_mask
 
 RGB_QUALITY = 95
 MASK_QUALITY = 100

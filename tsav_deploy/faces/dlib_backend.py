@@ -23,8 +23,8 @@ import cv2
 import dlib
 import numpy as np
 
-from .face import Face, FaceBackendError, error_summary, followable, iou_matrix, make_face
-from .mtcnn import CONFIRM_THRESHOLDS, Mtcnn
+from tsav_deploy.faces.face import Face, FaceBackendError, error_summary, followable, iou_matrix, make_face
+from tsav_deploy.faces.mtcnn import CONFIRM_THRESHOLDS, Mtcnn
 
 DETECTORS = ("mtcnn", "hog", "cnn", "hog+cnn")
 DEFAULT_DETECTOR = "mtcnn"

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .face import Face, iou_matrix, match_boxes
+from tsav_deploy.faces.face import Face, iou_matrix, match_boxes
 
 MATCH_IOU = 0.3
 SIZE_BUCKETS = ((24, 48), (48, 96), (96, 10_000))  # labelled box width, source pixels

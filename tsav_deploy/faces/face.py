@@ -7,7 +7,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..errors import TsavError
+from tsav_deploy.errors import TsavError
 
 
 class FaceBackendError(TsavError):

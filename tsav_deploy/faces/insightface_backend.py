@@ -12,9 +12,9 @@ import os
 
 import numpy as np
 
-from . import insightface_pack
-from .align import five_points
-from .face import Face, FaceBackendError, error_summary, followable, make_face
+from tsav_deploy.faces import insightface_pack
+from tsav_deploy.faces.align import five_points
+from tsav_deploy.faces.face import Face, FaceBackendError, error_summary, followable, make_face
 
 _TASKS = ("detection", "landmark_3d_68", "recognition")
 # The landmark model crops 1.5× the larger side of the box it is given, centred on it; a detector box

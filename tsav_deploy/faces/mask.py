@@ -10,8 +10,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..constants import CROP_SIZE, MASK_POLYLINES
-from .align import align_face, transform_points
+from tsav_deploy.contract import CROP_SIZE, MASK_POLYLINES
+from tsav_deploy.faces.align import align_face, transform_points
 
 
 def render_mask(landmarks68_in_aligned_frame: np.ndarray) -> np.ndarray:

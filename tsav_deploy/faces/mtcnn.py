@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .face import FaceBackendError, error_summary
+from tsav_deploy.faces.face import FaceBackendError, error_summary
 
 PYRAMID_FACTOR = 0.709  # the paper's: each level is half the previous one's area
 # Face probability kept after PNet, RNet and ONet. The paper's ONet threshold is 0.7; on the labelled

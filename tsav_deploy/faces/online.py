@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .face import Face
+from tsav_deploy.faces.face import Face
 
 MAIN_LEAD = 30  # frames (1 s at 30 fps)
 TRACKLET_IDLE = 300

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from . import insightface_backend, insightface_pack
-from .face import FaceBackend, FaceBackendError
+from tsav_deploy.faces import insightface_backend, insightface_pack
+from tsav_deploy.faces.face import FaceBackend, FaceBackendError
 
 BACKEND_CHOICES = ("auto", "insightface", "dlib")
 
@@ -52,6 +52,6 @@ def get_backend(
         return insightface_backend.InsightFaceBackend(
             root=root, download=download and name == "insightface", det_size=detect_size or 640
         )
-    from .dlib_backend import DEFAULT_DETECTOR, DlibBackend
+    from tsav_deploy.faces.dlib_backend import DEFAULT_DETECTOR, DlibBackend
 
     return DlibBackend(detector=detector or DEFAULT_DETECTOR, detect_size=detect_size)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .face import Face, match_boxes
+from tsav_deploy.faces.face import Face, match_boxes
 
 PERSON_CHOICES = ("main", "all")
 _LINK_IOU = 0.3

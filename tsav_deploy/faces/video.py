@@ -28,7 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import cv2
 import numpy as np
 
-from .face import Face, FaceBackend, iou_matrix, match_boxes
+from tsav_deploy.faces.face import Face, FaceBackend, iou_matrix, match_boxes
 
 DETECT_EVERY = 5
 # Bhattacharyya distance between consecutive frames' hue/saturation histograms. On the shared

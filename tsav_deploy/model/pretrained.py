@@ -12,8 +12,8 @@ import pathlib
 
 import torch
 
-from ..errors import CheckpointError
-from .tsav import TSAV
+from tsav_deploy.errors import CheckpointError
+from tsav_deploy.model.tsav import TSAV
 
 
 def _read_backbone(path: pathlib.Path) -> dict[str, torch.Tensor]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .resnet import _init_weights, make_stages
+from tsav_deploy.model.resnet import _init_weights, make_stages
 
 
 def midplanes(inplanes: int, planes: int) -> int:

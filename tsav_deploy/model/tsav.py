@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from ..constants import N_OUTPUTS
-from .r2plus1d import R2Plus1D18
-from .resnet import ResNet18
+from tsav_deploy.contract import N_OUTPUTS
+from tsav_deploy.model.r2plus1d import R2Plus1D18
+from tsav_deploy.model.resnet import ResNet18
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Inference over any backend: ``Engine.load(export_dir_or_checkpoint, engine="auto")``."""
 
-from .engine import AUTO_ORDER, ENGINES, Engine
+from tsav_deploy.runtime.engine import AUTO_ORDER, ENGINES, Engine
 
 __all__ = ["Engine", "ENGINES", "AUTO_ORDER"]

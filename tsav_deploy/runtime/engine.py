@@ -15,11 +15,11 @@ import pathlib
 import numpy as np
 import torch
 
-from ..constants import CLIP_SHAPE, N_OUTPUTS, SPEC_SHAPE
-from ..contract import CONSTANT_FEATURES_FILE, Manifest, read_manifest
-from ..errors import ArtifactError, TsavError
-from ..model import ModelConfig
-from .backend import Array, Backend
+from tsav_deploy.artifacts.manifest import CONSTANT_FEATURES_FILE, Manifest, read_manifest
+from tsav_deploy.contract import CLIP_SHAPE, N_OUTPUTS, SPEC_SHAPE
+from tsav_deploy.errors import ArtifactError, TsavError
+from tsav_deploy.model import ModelConfig
+from tsav_deploy.runtime.backend import Array, Backend
 
 # *-int8: the statically quantized streams of `tsav export --int8` (never picked by auto: they change
 # the numerics; agreement with float32 is in the export's manifest).
@@ -105,9 +105,9 @@ class Engine:
             raise ArtifactError(
                 f"{source}: the {engine} engine needs an export directory (tsav export CHECKPOINT --out DIR)"
             )
-        from ..checkpoint import load_checkpoint
-        from ..weights import resolve
-        from .torch_backend import TorchBackend
+        from tsav_deploy.artifacts.checkpoint import load_checkpoint
+        from tsav_deploy.artifacts.weights import resolve
+        from tsav_deploy.runtime.torch_backend import TorchBackend
 
         checkpoint = load_checkpoint(resolve(source))
         checkpoint.require_current_preprocessing()
@@ -213,15 +213,15 @@ def parse_device(device: str) -> torch.device:
 def open_backend(manifest: Manifest, engine: str, device: torch.device, *, check_hashes: bool = True) -> Backend:
     """The backend for one artifact format of an export directory."""
     if engine in ("onnx", "onnx-int8"):
-        from .onnx_backend import OnnxBackend
+        from tsav_deploy.runtime.onnx_backend import OnnxBackend
 
         return OnnxBackend(manifest, device=device, check_hashes=check_hashes, int8=engine == "onnx-int8")
     if engine in ("openvino", "openvino-int8"):
-        from .openvino_backend import OpenVinoBackend
+        from tsav_deploy.runtime.openvino_backend import OpenVinoBackend
 
         return OpenVinoBackend(manifest, device=device, check_hashes=check_hashes, int8=engine == "openvino-int8")
     if engine == "torchscript":
-        from .torch_backend import TorchBackend
+        from tsav_deploy.runtime.torch_backend import TorchBackend
 
         name = next(iter(manifest.files("torchscript").values()), None)
         if name is None:
@@ -229,7 +229,7 @@ def open_backend(manifest: Manifest, engine: str, device: torch.device, *, check
         path = manifest.checked_path(name) if check_hashes else manifest.folder / name
         return TorchBackend.torchscript(path, device=device)
     if engine == "tensorrt":
-        from .tensorrt_backend import TensorRTBackend
+        from tsav_deploy.runtime.tensorrt_backend import TensorRTBackend
 
         return TensorRTBackend(manifest, device=device, check_hashes=check_hashes)
     raise ValueError(f"no backend for engine {engine!r}")

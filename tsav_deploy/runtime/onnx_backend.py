@@ -8,9 +8,9 @@ import pathlib
 import numpy as np
 import torch
 
-from ..contract import Manifest, contract
-from ..errors import ArtifactError, TsavError
-from .backend import Array, Backend, as_numpy
+from tsav_deploy.artifacts.manifest import Manifest, contract
+from tsav_deploy.errors import ArtifactError, TsavError
+from tsav_deploy.runtime.backend import Array, Backend, as_numpy
 
 
 def physical_cores() -> int:

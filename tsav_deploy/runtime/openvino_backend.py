@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..contract import Manifest, contract
-from ..errors import ArtifactError, TsavError
-from .backend import Array, Backend, as_numpy
-from .onnx_backend import check_io, onnx_files, physical_cores
+from tsav_deploy.artifacts.manifest import Manifest, contract
+from tsav_deploy.errors import ArtifactError, TsavError
+from tsav_deploy.runtime.backend import Array, Backend, as_numpy
+from tsav_deploy.runtime.onnx_backend import check_io, onnx_files, physical_cores
 
 
 class OpenVinoBackend(Backend):

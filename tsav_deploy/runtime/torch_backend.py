@@ -12,8 +12,8 @@ import warnings
 import numpy as np
 import torch
 
-from ..errors import ArtifactError
-from .backend import Array, Backend
+from tsav_deploy.errors import ArtifactError
+from tsav_deploy.runtime.backend import Array, Backend
 
 
 class TorchBackend(Backend):

@@ -1,0 +1,3 @@
+from tsav_deploy.cli.main import app
+
+app()

@@ -1,0 +1,142 @@
+"""What a live stream's frames become: one row (dict) per frame and person, with the per-frame
+table's columns, and at the stream's end a :class:`~tsav_deploy.results.video.VideoResult` of
+everything that arrived (ABAW files, table, plot)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tsav_deploy import __version__
+from tsav_deploy.contract import ACTION_UNITS, EXPRESSIONS
+from tsav_deploy.faces import Face
+from tsav_deploy.pipeline.frontend import video_duration
+from tsav_deploy.pipeline.stream import LiveEntry, LiveFrame
+from tsav_deploy.results.predictions import decode
+from tsav_deploy.results.video import PersonResult, VideoResult
+
+LIVE_COLUMNS = ("latency_s", "stride")  # after the table's columns
+
+
+def live_rows(frame: LiveFrame, au_threshold: float) -> list[dict]:
+    """The frame's rows: the per-frame table's columns, rounded as ``Annotation.to_pandas`` rounds
+    them (None where the table has NaN: no face), then ``latency_s`` and ``stride``."""
+    predictions = decode(np.stack([entry.logits for entry in frame.entries]), au_threshold)
+    rows = []
+    for k, entry in enumerate(frame.entries):
+        row = {
+            "frame": frame.index,
+            "time": round(frame.time, 4),
+            "person": entry.person,
+            "face_found": entry.face is not None,
+            "track_id": entry.track_id if entry.face is not None else -1,
+            **_face_columns(entry),
+            "valence": round(float(predictions.valence[k]), 4),
+            "arousal": round(float(predictions.arousal[k]), 4),
+        }
+        row |= {f"p_{e}": round(float(p), 4) for e, p in zip(EXPRESSIONS, predictions.expression_probs[k])}
+        row["expression"] = EXPRESSIONS[predictions.expression[k]]
+        row |= {f"p_{au}": round(float(p), 4) for au, p in zip(ACTION_UNITS, predictions.au_probs[k])}
+        row |= {au: int(d) for au, d in zip(ACTION_UNITS, predictions.au[k])}
+        row |= {"latency_s": round(frame.latency_s, 3), "stride": frame.stride}
+        rows.append(row)
+    return rows
+
+
+def _face_columns(entry: LiveEntry) -> dict:
+    if entry.face is None:
+        return dict.fromkeys(("x1", "y1", "x2", "y2", "det_score"))
+    box = [round(float(v), 1) for v in entry.face.box]
+    score = float(entry.face.score)
+    return {**dict(zip(("x1", "y1", "x2", "y2"), box)), "det_score": round(score, 3) if math.isfinite(score) else None}
+
+
+class LiveRecording:
+    """Keeps what every frame of a stream needs for the files ``tsav annotate`` writes (logits,
+    boxes; no pictures), to make one :class:`~tsav_deploy.results.video.VideoResult` of the stream when it ends."""
+
+    def __init__(self, name: str, au_threshold: float):
+        self.name, self.au_threshold = name, au_threshold
+        self.frames: list[LiveFrame] = []
+
+    def add(self, frame: LiveFrame) -> None:
+        """Keep the frame's logits, boxes and scores (not its picture, landmarks or embeddings)."""
+        entries = [
+            LiveEntry(e.person, e.track_id, None if e.face is None else _box_only(e.face), e.logits)
+            for e in frame.entries
+        ]
+        self.frames.append(LiveFrame(frame.index, frame.time, frame.latency_s, frame.stride, entries, frame.absent))
+
+    def result(self, info: dict | None = None, dropped: list[tuple[int, float]] = ()) -> VideoResult:
+        """The stream as one video, one row per frame of the source: one person (main), or with
+        ``--person all`` everyone seen, ``_person<id>``, with the absent prediction on frames
+        without their row. ``dropped`` (``(index, time)`` of the frames the source dropped while
+        falling behind): each repeats the prediction of the frame before it, without a face.
+        ``info`` goes into the summary before what the frames say (frames, seconds, faces found)."""
+        frames = _with_dropped(self.frames, dropped)
+        n = len(frames)
+        keys: list[str] = []
+        for frame in frames:
+            keys += [e.person for e in frame.entries if e.person not in keys]
+        if len(keys) > 1:
+            keys = [k for k in keys if k != "main"]  # the face-less row before anyone was seen
+        people = []
+        for key in keys:
+            found = np.zeros(n, dtype=bool)
+            boxes = np.full((n, 4), np.nan, dtype=np.float32)
+            scores = np.full(n, np.nan, dtype=np.float32)
+            ids = np.full(n, -1, dtype=np.int64)
+            logits = np.empty((n, 17), dtype=np.float32)
+            for i, frame in enumerate(frames):
+                entry = next((e for e in frame.entries if e.person == key), None)
+                logits[i] = entry.logits if entry is not None else frame.absent
+                if entry is not None and entry.face is not None:
+                    found[i], boxes[i], scores[i], ids[i] = True, entry.face.box, entry.face.score, entry.track_id
+            suffix = "" if key == "main" else f"_{key}"
+            people.append(PersonResult(suffix, ids, found, boxes, scores, decode(logits, self.au_threshold)))
+        times = np.array([f.time for f in frames], dtype=np.float64)
+        summary = {
+            **(info or {}),
+            "frames": n,
+            "seconds": round(video_duration(times), 3),
+            "faces_found": {p.suffix.lstrip("_") or "main": int(p.face_found.sum()) for p in people},
+            "tsav_version": __version__,
+        }
+        return VideoResult(self.name, times, people, summary)
+
+
+def _with_dropped(frames: list[LiveFrame], dropped: list[tuple[int, float]]) -> list[LiveFrame]:
+    """``frames`` with the dropped ones put back in order, each a face-less copy of its predecessor
+    (of its successor before the first frame that has a row)."""
+    if not dropped or not frames:
+        return frames
+    merged: list[LiveFrame] = []
+    pending = sorted(dropped)
+    k = 0
+    for frame in frames:
+        while k < len(pending) and pending[k][0] < frame.index:
+            merged.append(_stand_in(merged[-1] if merged else frame, *pending[k]))
+            k += 1
+        merged.append(frame)
+    merged += [_stand_in(merged[-1], index, time) for index, time in pending[k:]]
+    return merged
+
+
+_NO_LANDMARKS = np.zeros((0, 2), dtype=np.float32)
+
+
+def _box_only(face: Face) -> Face:
+    return Face(face.box, face.score, _NO_LANDMARKS)
+
+
+def _stand_in(source: LiveFrame, index: int, time: float) -> LiveFrame:
+    entries = [LiveEntry(e.person, -1, None, e.logits) for e in source.entries]
+    return LiveFrame(index, time, 0.0, source.stride, entries, source.absent)
+
+
+def frame_result(frame: LiveFrame, au_threshold: float) -> VideoResult:
+    """One frame as a one-frame :class:`VideoResult` (what the overlay draws)."""
+    recording = LiveRecording("", au_threshold)
+    recording.add(frame)
+    return recording.result()

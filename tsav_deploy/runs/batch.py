@@ -1,0 +1,166 @@
+"""Many videos into one output folder, each in its own guarded region.
+
+Everything done for one video (its claim on the folder, the check for finished outputs, the
+annotation with both passes, every writer, the record, and the caller's own per-video work) runs
+inside one region: whatever fails there becomes that video's one line (engine/failures.py) and the
+batch goes on. A bug's traceback goes to ``<out>/tsav-errors.log``, named in the line.
+
+Two runs may share an output folder: a video is written only by the run that holds its claim
+(engine/records.py); a run that finds a video claimed does the others first and then waits for it,
+so it finds it finished and skips it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import pathlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from tsav_deploy.atomic import append_text
+from tsav_deploy.errors import TsavError, shown
+from tsav_deploy.failures import Failure, describe_failure
+from tsav_deploy.outputs.records import ERROR_LOG, OutputOptions, check_output_folder, claim, is_complete, output_name, read_record, release, save_outputs, write_failure
+from tsav_deploy.api.annotation import Annotation
+
+AnnotateMany = Callable[[Iterable[pathlib.Path]], Iterable[Annotation]]
+
+
+@dataclass
+class Outcome:
+    """What became of one video: ``done`` (with its annotation), ``skipped`` (finished before; its
+    record) or ``failed`` (the one line)."""
+
+    video: pathlib.Path
+    status: str
+    annotation: Annotation | None = None
+    record: dict | None = None
+    error: str | None = None
+
+
+class Batch:
+    """Annotate ``videos`` into ``out`` with ``annotate_many`` (``Predictor.predict_many`` or any
+    function that turns videos into Annotations, in any order, one per video)."""
+
+    def __init__(self, out: pathlib.Path, outputs: OutputOptions):
+        self.out, self.outputs = out, outputs
+        check_output_folder(out)
+        self._claims: dict[str, int] = {}  # by name: callers may hand back the video spelled otherwise
+
+    def run(
+        self,
+        videos: Sequence[pathlib.Path],
+        annotate_many: AnnotateMany,
+        on_start: Callable[[pathlib.Path], None] | None = None,
+    ) -> Iterator[Outcome]:
+        """Outcomes as videos finish; ``on_start(video)`` runs inside the video's region before it
+        is annotated."""
+        todo, clashes = _unique_names(videos)
+        for video, other in clashes:
+            line = shown(
+                f"{video}: same name as {other}; ABAW files are named by video, annotate it into another --out"
+            )
+            yield self.failed(video, Failure(line), recorded=False)  # the record's name is the other video's
+        busy: list[pathlib.Path] = []
+        try:
+            for wait, queue in ((False, todo), (True, busy)):
+                noted: list[Outcome] = []
+                feed = self._feed(list(queue), wait, busy, noted, on_start)
+                for annotation in annotate_many(feed):
+                    yield from _drain(noted)
+                    yield self.finish(annotation)
+                yield from _drain(noted)
+        finally:
+            for stem in list(self._claims):
+                release(self.out, stem, self._claims.pop(stem))
+
+    def _feed(
+        self,
+        queue: list[pathlib.Path],
+        wait: bool,
+        busy: list[pathlib.Path],
+        noted: list[Outcome],
+        on_start: Callable[[pathlib.Path], None] | None,
+    ) -> Iterator[pathlib.Path]:
+        """The videos this run is to annotate, each claimed before it is handed out; the others go
+        to ``busy`` (claimed by another run) or ``noted`` (finished, or failed before annotating)."""
+        for video in queue:
+            try:
+                output_name(video.stem, f"{video}: the name")
+            except TsavError as exc:
+                noted.append(self.failed(video, Failure(shown(str(exc)))))
+                continue
+            try:
+                fd = claim(self.out, video.stem, wait=wait)
+                if fd is None:
+                    busy.append(video)
+                    continue
+                self._claims[video.stem] = fd
+                if not self.outputs.overwrite and is_complete(self.out, video.stem, self.outputs):
+                    self._release(video)
+                    noted.append(Outcome(video, "skipped", record=read_record(self.out, video.stem)))
+                    continue
+                if on_start is not None:
+                    on_start(video)
+            except Exception as exc:
+                held = video.stem in self._claims  # without the claim, the record is another run's
+                self._release(video)
+                noted.append(self.failed(video, describe_failure(video, exc), recorded=held))
+                continue
+            yield video
+
+    def finish(self, annotation: Annotation) -> Outcome:
+        """Write a finished annotation's files and record (or record its failure); the video's
+        claim, if this run holds it, is given up either way."""
+        video = annotation.video
+        try:
+            if not annotation.ok:
+                return self.failed(video, Failure(annotation.error or "failed", annotation.traceback))
+            save_outputs(self.out, annotation, self.outputs)
+            return Outcome(video, "done", annotation=annotation)
+        except Exception as exc:
+            return self.failed(video, describe_failure(video, exc))
+        finally:
+            self._release(video)
+
+    def failed(self, video: pathlib.Path, failure: Failure, *, recorded: bool = True) -> Outcome:
+        """The outcome of a failed video, its traceback logged and its failure recorded (both
+        best-effort: on a full disk the line itself must still reach the user)."""
+        line = failure.line
+        if failure.traceback:
+            log = self.out / ERROR_LOG
+            try:
+                stamp = datetime.datetime.now().isoformat(timespec="seconds")
+                append_text(log, f"=== {stamp} {shown(str(video))}\n{failure.traceback}")
+                line += f"; traceback in {log}"
+            except (OSError, ValueError, TsavError):
+                pass
+        if recorded:
+            try:
+                write_failure(self.out, video, line)
+            except (OSError, ValueError):
+                pass
+        return Outcome(video, "failed", error=line)
+
+    def _release(self, video: pathlib.Path) -> None:
+        fd = self._claims.pop(video.stem, None)
+        if fd is not None:
+            release(self.out, video.stem, fd)
+
+
+def _unique_names(videos: Sequence[pathlib.Path]) -> tuple[list[pathlib.Path], list[tuple[pathlib.Path, pathlib.Path]]]:
+    """Videos with distinct names (outputs are named by video), and each later one that clashes."""
+    first: dict[str, pathlib.Path] = {}
+    todo, clashes = [], []
+    for video in videos:
+        if video.stem in first:
+            clashes.append((video, first[video.stem]))
+        else:
+            first[video.stem] = video
+            todo.append(video)
+    return todo, clashes
+
+
+def _drain(items: list[Outcome]) -> Iterator[Outcome]:
+    while items:
+        yield items.pop(0)
