@@ -23,13 +23,13 @@ import time
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the DevTools client and the synthetic annotation
-
-from chromium import CHROMIUM, Browser  # noqa: E402
-from synthetic_annotation import synthetic_result  # noqa: E402
+sys.path.insert(0, str(ROOT / "tests"))  # helpers: the DevTools client and the synthetic annotation
 
 from tsav_deploy.api import Annotation  # noqa: E402
 from tsav_deploy.outputs.report import ReportVideo, write_report  # noqa: E402
+
+from helpers.chromium import CHROMIUM, Browser  # noqa: E402
+from helpers.synthetic_annotation import synthetic_result  # noqa: E402
 
 DRAWN = "new Promise((r) => { const c = () => (window.tsavReport && window.tsavReport.draws > 0 ? r(true) : setTimeout(c, 5)); c(); })"
 

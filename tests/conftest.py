@@ -1,14 +1,18 @@
 """Shared fixtures: the real recordings live beside the checkout (``../shared/media``; tests that need
 them skip cleanly where that folder is absent, e.g. on a user's clone); the authors' reference
-figures are in ``tests/data`` (``reference.py`` reads them)."""
+figures are in ``tests/data`` (``helpers/reference.py`` reads them)."""
 
 from __future__ import annotations
 
 import pathlib
+import sys
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+# Shared test code is imported as ``helpers.…`` whatever pytest's import mode.
+if str(ROOT / "tests") not in sys.path:
+    sys.path.insert(0, str(ROOT / "tests"))
 SHARED = ROOT.parent / "shared"
 MEDIA = SHARED / "media"
 
@@ -23,7 +27,7 @@ def media_dir() -> pathlib.Path:
 @pytest.fixture(scope="session")
 def reference():
     """The authors' figures (tests/data) and the seeded weights, inputs and signal they belong to."""
-    import reference as module
+    from helpers import reference as module
 
     return module
 
@@ -69,8 +73,8 @@ def small_export(small_checkpoint, tmp_path_factory) -> pathlib.Path:
 
 @pytest.fixture(scope="module")
 def one_thread():
-    """Training tests run torch on one thread (see synthetic_data.single_thread_torch)."""
-    from synthetic_data import single_thread_torch
+    """Training tests run torch on one thread (see helpers.synthetic_data.single_thread_torch)."""
+    from helpers.synthetic_data import single_thread_torch
 
     with single_thread_torch():
         yield
@@ -78,13 +82,13 @@ def one_thread():
 
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory):
-    from synthetic_data import synthetic_dataset
+    from helpers.synthetic_data import synthetic_dataset
 
     return synthetic_dataset(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def cache(tmp_path_factory):
-    from synthetic_data import synthetic_cache
+    from helpers.synthetic_data import synthetic_cache
 
     return synthetic_cache(tmp_path_factory)

@@ -1,6 +1,6 @@
 """The visual input is the authors' clip as a whole, checked against their pipeline run on real recordings.
 
-The reference (tests/authors_pipeline.py) is written from the authors' code and runs in a process of
+The reference (tests/helpers/authors_pipeline.py) is written from the authors' code and runs in a process of
 its own with OpenCV 4.12 (their generation: ``VideoCapture`` with BT.601, the 4.x bicubic warp), fed
 the same 68 landmarks per frame as ours. Every clip ``Predictor.network_inputs`` yields must equal
 it value for value; the tests also show that a clip shifted by one frame, raw (non-JPEG) crops and a
@@ -22,7 +22,7 @@ from tsav_deploy import Predictor
 from tsav_deploy.pipeline.offline import find_people
 
 OPENCV4 = pathlib.Path(sys.prefix) / "opencv4"
-SCRIPT = pathlib.Path(__file__).with_name("authors_pipeline.py")
+SCRIPT = pathlib.Path(__file__).parent / "helpers" / "authors_pipeline.py"
 pytestmark = pytest.mark.skipif(
     not (OPENCV4 / "cv2").is_dir(), reason="OpenCV 4.12 for the reference is not in .venv/opencv4 (scripts/setup.sh)"
 )

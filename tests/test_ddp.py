@@ -10,10 +10,11 @@ import socket
 import numpy as np
 import pytest
 import torch.multiprocessing as mp
-from synthetic_data import single_thread_torch
 
 from tsav_deploy.train.dataset import StepSchedule
 from tsav_deploy.train.trainer import TrainConfig, train
+
+from helpers.synthetic_data import single_thread_torch
 
 STEPS = 3
 

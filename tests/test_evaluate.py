@@ -6,11 +6,12 @@ import json
 
 import numpy as np
 import pytest
-from abaw_testdata import write_task
 from sklearn.metrics import accuracy_score, f1_score
 from typer.testing import CliRunner
 
 from tsav_deploy.cli import app
+
+from helpers.abaw_testdata import write_task
 
 runner = CliRunner()
 LENGTHS = {"v1": 200, "v2_left": 150}

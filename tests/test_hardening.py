@@ -20,8 +20,6 @@ import zipfile
 import av
 import numpy as np
 import pytest
-from hostile_media import SOURCE
-from synthetic_annotation import synthetic_result
 from typer.testing import CliRunner
 
 from tsav_deploy import atomic
@@ -33,6 +31,9 @@ from tsav_deploy.cli import app
 from tsav_deploy.errors import ArtifactError, TsavError
 from tsav_deploy.export import Exporter
 from tsav_deploy.outputs.records import OutputOptions, check_output_folder, save_outputs
+
+from helpers.hostile_media import SOURCE
+from helpers.synthetic_annotation import synthetic_result
 
 
 def run_cli(*args: str, input: str | None = None):
@@ -685,7 +686,7 @@ def _encode_clip(
     (PCM in a .mov for 192 kHz, AAC otherwise) whose second half is ``audio_gap_s`` later."""
     from fractions import Fraction
 
-    from hostile_media import source_frames
+    from helpers.hostile_media import source_frames
 
     frames = source_frames(media_dir, 24, 3)
     with av.open(str(path), "w") as out:

@@ -11,7 +11,6 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from abaw_testdata import AU_HEADER, EXPR_HEADER, VA_HEADER, write_task
 from scipy import stats
 
 from tsav_deploy.errors import CheckpointError, LabelError, TsavError
@@ -19,6 +18,8 @@ from tsav_deploy.train.filtering import filter_frames
 from tsav_deploy.train.labels import match_videos, read_annotations
 from tsav_deploy.train.pseudo_labels import VAHistograms, pseudo_targets
 from tsav_deploy.train.statistics import label_statistics
+
+from helpers.abaw_testdata import AU_HEADER, EXPR_HEADER, VA_HEADER, write_task
 
 NAN = np.nan
 HIST_RANGE = [[-1, 1], [-1, 1]]

@@ -17,7 +17,6 @@ import av
 import numpy as np
 import pandas as pd
 import pytest
-from test_annotate import check_outputs, run_cli
 
 from tsav_deploy.api import Predictor
 from tsav_deploy.contract import ACTION_UNITS, SAMPLE_RATE
@@ -28,8 +27,10 @@ from tsav_deploy.media.audio import LiveTrack, read_audio
 from tsav_deploy.outputs.writers import TABLE_COLUMNS
 from tsav_deploy.results.predictions import decode
 
+from helpers.annotate_outputs import check_outputs, run_cli
+
 TSAV = [sys.executable, "-m", "tsav_deploy.cli"]
-SENDER = [sys.executable, str(pathlib.Path(__file__).with_name("stream_sender.py"))]
+SENDER = [sys.executable, str(pathlib.Path(__file__).parent / "helpers" / "stream_sender.py")]
 ENV = {**os.environ, "COLUMNS": "400"}
 
 
@@ -146,7 +147,7 @@ def test_recording_puts_dropped_frames_back():
 def long_speech(media_dir, tmp_path_factory) -> pathlib.Path:
     """24.8 s of a talking head whose audio ends at 12.2 s: windows wait for their whole look-ahead
     mid-stream, and the audio's end is found while the pictures go on."""
-    from stream_sender import repeat
+    from helpers.stream_sender import repeat
 
     path = tmp_path_factory.mktemp("long") / "long_speech.mp4"
     repeat(str(media_dir / "talking_head_vfr.mp4"), str(path), copies=4, audio_copies=2)
@@ -156,7 +157,7 @@ def long_speech(media_dir, tmp_path_factory) -> pathlib.Path:
 @pytest.fixture(scope="module")
 def no_audio(media_dir, tmp_path_factory) -> pathlib.Path:
     """The webcam clip without its audio track: the aural stream hears silence, nothing waits."""
-    from stream_sender import repeat
+    from helpers.stream_sender import repeat
 
     path = tmp_path_factory.mktemp("mute") / "webcam_no_audio.mp4"
     repeat(str(media_dir / "webcam_man_mp3.mp4"), str(path), copies=1, audio_copies=0)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from synthetic_annotation import synthetic_result
 
 from tsav_deploy.contract import ACTION_UNITS
 from tsav_deploy.outputs.overlay import draw_panel
+
+from helpers.synthetic_annotation import synthetic_result
 
 SIZES = [(320, 240), (640, 360), (1280, 720), (1920, 1080), (3840, 2160), (1080, 1920)]
 

@@ -1,4 +1,4 @@
-"""tests/data and tests/reference.py against the shared reference folder they come from (skipped
+"""tests/data and tests/helpers/reference.py against the shared reference folder they come from (skipped
 where ../shared/reference is absent): the same figures, and the same seeded weights, inputs and
 signal from the project's own generator."""
 
@@ -10,7 +10,8 @@ import pathlib
 
 import numpy as np
 import pytest
-import reference
+
+from helpers import reference
 
 SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "reference"
 

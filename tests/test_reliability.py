@@ -14,14 +14,15 @@ import time
 
 import numpy as np
 import pytest
-from hostile_media import SOURCE, build_corpus, decoded_frames
-from test_annotate import check_outputs, run_cli
 
 from tsav_deploy.api import Predictor
 from tsav_deploy.errors import TsavError
 from tsav_deploy.faces.select import check_detector
 from tsav_deploy.outputs.records import RECORDS, OutputOptions, write_summary
 from tsav_deploy.runs.batch import ERROR_LOG, Batch
+
+from helpers.annotate_outputs import check_outputs, run_cli
+from helpers.hostile_media import SOURCE, build_corpus, decoded_frames
 
 TSAV = [sys.executable, "-m", "tsav_deploy.cli"]
 # The two outputs of every video whose bytes do not depend on when or how often it ran.

@@ -1,5 +1,5 @@
 """The HTML report in a real browser: headless Chromium driven through the DevTools protocol
-(tests/chromium.py) loads the pages from disk and must show no error, ask for nothing but local
+(tests/helpers/chromium.py) loads the pages from disk and must show no error, ask for nothing but local
 files, carry the CSV's values, seek the video by a click or a drag on the curves (checked against
 the frame the decoder presents), draw no curve where there is no face and switch people. Also
 `tsav report` and the index from saved outputs. Skipped where Debian's chromium is absent."""
@@ -19,8 +19,6 @@ import time
 import cv2
 import numpy as np
 import pytest
-from chromium import CHROMIUM, Browser
-from synthetic_annotation import synthetic_result
 from typer.testing import CliRunner
 
 from tsav_deploy.api import Annotation
@@ -29,6 +27,9 @@ from tsav_deploy.contract import ACTION_UNITS, EXPRESSIONS
 from tsav_deploy.media.frames import iter_frames
 from tsav_deploy.media.probe import probe
 from tsav_deploy.outputs.records import OutputOptions, is_complete
+
+from helpers.chromium import CHROMIUM, Browser
+from helpers.synthetic_annotation import synthetic_result
 
 NETWORK_SCHEMES = re.compile(r"\b(?:https?|wss?|ftp):", re.IGNORECASE)
 # Resolves once the page has drawn and the video (if any) can show a frame.

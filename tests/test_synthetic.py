@@ -4,7 +4,6 @@ annotation folders the label reader accepts, and labels that the picture and the
 from __future__ import annotations
 
 import numpy as np
-from synthetic_data import SECONDS, VIDEOS
 
 from tsav_deploy.faces import get_backend
 from tsav_deploy.media.audio import read_audio
@@ -12,6 +11,8 @@ from tsav_deploy.media.frames import iter_frames
 from tsav_deploy.media.probe import probe
 from tsav_deploy.train.labels import read_annotations
 from tsav_deploy.train.synthetic import FPS, HEIGHT, WIDTH
+
+from helpers.synthetic_data import SECONDS, VIDEOS
 
 
 def test_videos_decode_with_sound(synth):

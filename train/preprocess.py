@@ -134,20 +134,33 @@ def preprocess(
         if on_video:
             on_video(stem, "failed" if entry is None else "done", len(videos))
 
+    _run_all(todo, cache, faces, detector, workers, record)
+    write_index(cache, report.entries, faces)
+    return report
+
+
+def _run_all(
+    todo: list[pathlib.Path],
+    cache: pathlib.Path,
+    faces: str,
+    detector: str | None,
+    workers: int,
+    record: Callable[[str, dict | None, str | None], None],
+) -> None:
+    """Cache each video of ``todo``, in this process or in ``workers`` processes, handing each
+    outcome to ``record`` as it ends."""
     if workers <= 1 or len(todo) <= 1:
         _init_worker(faces, detector, None)
         for path in todo:
             record(*_run_one(path, cache))
-    else:
-        import multiprocessing
+        return
+    import multiprocessing
 
-        # spawn, not fork: the parent may hold torch/OpenMP threads, which do not survive a fork.
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(
-            min(workers, len(todo)), mp_context=context, initializer=_init_worker, initargs=(faces, detector, 1)
-        ) as pool:
-            futures = [pool.submit(_run_one, path, cache) for path in todo]
-            for future in as_completed(futures):
-                record(*future.result())
-    write_index(cache, report.entries, faces)
-    return report
+    # spawn, not fork: the parent may hold torch/OpenMP threads, which do not survive a fork.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        min(workers, len(todo)), mp_context=context, initializer=_init_worker, initargs=(faces, detector, 1)
+    ) as pool:
+        futures = [pool.submit(_run_one, path, cache) for path in todo]
+        for future in as_completed(futures):
+            record(*future.result())

@@ -99,9 +99,24 @@ class Manifest:
 def read_manifest(folder: str | os.PathLike) -> Manifest:
     """Load and validate an export directory's manifest; every problem is one ``ArtifactError`` line."""
     folder = pathlib.Path(folder)
+    path = folder / MANIFEST
+    data = _read_manifest_json(folder, path)
+    try:
+        manifest = Manifest(folder, data)
+        expected = contract(manifest.config)
+        artifacts = manifest.artifacts
+        recorded_contract, recorded_preprocessing = data["contract"], data["preprocessing"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"{path}: incomplete manifest ({type(exc).__name__}: {exc})") from None
+    _check_contract(path, expected, recorded_contract, recorded_preprocessing)
+    _check_artifacts(path, artifacts)
+    return manifest
+
+
+def _read_manifest_json(folder: pathlib.Path, path: pathlib.Path) -> dict:
+    """The manifest's JSON, once it is a tsav-deploy export manifest of this format version."""
     if not folder.is_dir():
         raise ArtifactError(f"{folder}: not an export directory (run `tsav export CHECKPOINT --out {folder}`)")
-    path = folder / MANIFEST
     if not path.is_file():
         raise ArtifactError(f"{folder}: no {MANIFEST}; not a finished export (re-run `tsav export`)")
     try:
@@ -114,13 +129,11 @@ def read_manifest(folder: str | os.PathLike) -> Manifest:
         raise ArtifactError(
             f"{path}: export format version {data.get('format_version')}, this tsav-deploy reads version {FORMAT_VERSION}; re-export"
         )
-    try:
-        manifest = Manifest(folder, data)
-        expected = contract(manifest.config)
-        artifacts = manifest.artifacts
-        recorded_contract, recorded_preprocessing = data["contract"], data["preprocessing"]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ArtifactError(f"{path}: incomplete manifest ({type(exc).__name__}: {exc})") from None
+    return data
+
+
+def _check_contract(path: pathlib.Path, expected: dict, recorded_contract: dict, recorded_preprocessing) -> None:
+    """The recorded contract and preprocessing are this version's."""
     for part, spec in expected.items():
         if _normalised(recorded_contract.get(part)) != _normalised(spec):
             raise ArtifactError(
@@ -133,6 +146,10 @@ def read_manifest(folder: str | os.PathLike) -> Manifest:
             f"{path}: exported with other preprocessing than this tsav-deploy feeds the network ({differences[0]}"
             f"{f' and {len(differences) - 1} more' if len(differences) > 1 else ''}); re-export from the checkpoint"
         )
+
+
+def _check_artifacts(path: pathlib.Path, artifacts) -> None:
+    """The artifacts table lists files of the export folder, each with its hash and size."""
     if not isinstance(artifacts, dict) or not all(
         isinstance(e, dict) and {"sha256", "bytes"} <= e.keys() for e in artifacts.values()
     ):
@@ -140,7 +157,6 @@ def read_manifest(folder: str | os.PathLike) -> Manifest:
     outside = next((name for name in artifacts if plain_name(name) is None), None)
     if outside is not None:
         raise ArtifactError(f"{path}: names {outside!r}, which is not a file of the export folder; re-export")
-    return manifest
 
 
 def _normalised(value):

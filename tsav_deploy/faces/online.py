@@ -57,30 +57,40 @@ class OnlinePeople:
     def update(self, number: int, faces: list[Face]) -> dict[int, Face]:
         """The faces of frame ``number`` by person id (one face per person: the larger one should
         two tracklets of one person ever meet)."""
-        for k, face in enumerate(faces):
-            if face.tracklet is None:  # faces the video tracker did not follow: one frame each
-                face.tracklet = -(number * 1000 + k + 1)
-        tracklets = [face.tracklet for face in faces]
-        for tracklet in tracklets:
-            if tracklet not in self._person_of:
-                self._start(tracklet, number)
-            self._last_frame[tracklet] = number
+        tracklets = self._follow(number, faces)
         present = {self._person_of[t] for t in tracklets}
         for face, tracklet in zip(faces, tracklets):
             if face.embedding is not None:
                 self._embeddings.setdefault(tracklet, []).append(np.asarray(face.embedding, dtype=np.float64))
                 self._identify(tracklet, present)
-        by_person: dict[int, Face] = {}
-        for face, tracklet in zip(faces, tracklets):
-            person = self._person_of[tracklet]
-            if person not in by_person or face.size > by_person[person].size:
-                by_person[person] = face
+        by_person = self._by_person(faces, tracklets)
         for person in by_person:
             self.people[person].frames += 1
             self.people[person].last_seen = number
         self._choose_main()
         if number % _PRUNE_EVERY == 0:
             self._prune(number)
+        return by_person
+
+    def _follow(self, number: int, faces: list[Face]) -> list[int]:
+        """Each face's tracklet (a face the video tracker did not follow is a tracklet of one frame),
+        a new one starting as a person of its own."""
+        for k, face in enumerate(faces):
+            if face.tracklet is None:
+                face.tracklet = -(number * 1000 + k + 1)
+        tracklets = [face.tracklet for face in faces]
+        for tracklet in tracklets:
+            if tracklet not in self._person_of:
+                self._start(tracklet, number)
+            self._last_frame[tracklet] = number
+        return tracklets
+
+    def _by_person(self, faces: list[Face], tracklets: list[int]) -> dict[int, Face]:
+        by_person: dict[int, Face] = {}
+        for face, tracklet in zip(faces, tracklets):
+            person = self._person_of[tracklet]
+            if person not in by_person or face.size > by_person[person].size:
+                by_person[person] = face
         return by_person
 
     def _choose_main(self) -> None:

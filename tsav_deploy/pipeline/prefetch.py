@@ -17,6 +17,9 @@ T = TypeVar("T")
 _POLL_S = 0.1  # how often a blocked producer checks whether the consumer went away
 
 
+_DONE = object()  # the producer's last entry, with the exception it ended on (or None)
+
+
 def prefetch(items: Iterable[T], depth: int) -> Iterator[T]:
     """Yield ``items`` in order, produced by a background thread at most ``depth`` items ahead.
 
@@ -27,37 +30,12 @@ def prefetch(items: Iterable[T], depth: int) -> Iterator[T]:
         raise ValueError("depth must be at least 1")
     buffer: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
-    done = object()
-
-    def put(entry) -> bool:
-        while not stop.is_set():
-            try:
-                buffer.put(entry, timeout=_POLL_S)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        iterator = iter(items)
-        try:
-            for item in iterator:
-                if not put((item, None)):
-                    return
-            put((done, None))
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            put((done, exc))
-        finally:
-            close = getattr(iterator, "close", None)
-            if close is not None:
-                close()
-
-    thread = threading.Thread(target=produce, name="tsav-prefetch", daemon=True)
+    thread = threading.Thread(target=_produce, args=(items, buffer, stop), name="tsav-prefetch", daemon=True)
     thread.start()
     try:
         while True:
             item, error = buffer.get()
-            if item is done:
+            if item is _DONE:
                 if error is not None:
                     raise error
                 return
@@ -65,3 +43,29 @@ def prefetch(items: Iterable[T], depth: int) -> Iterator[T]:
     finally:
         stop.set()
         thread.join()
+
+
+def _put(buffer: queue.Queue, stop: threading.Event, entry) -> bool:
+    """Put ``entry`` once there is room; False when the consumer went away first."""
+    while not stop.is_set():
+        try:
+            buffer.put(entry, timeout=_POLL_S)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _produce(items: Iterable, buffer: queue.Queue, stop: threading.Event) -> None:
+    iterator = iter(items)
+    try:
+        for item in iterator:
+            if not _put(buffer, stop, (item, None)):
+                return
+        _put(buffer, stop, (_DONE, None))
+    except BaseException as exc:  # handed to the consumer, which re-raises it
+        _put(buffer, stop, (_DONE, exc))
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()

@@ -14,7 +14,7 @@ import pathlib
 
 import numpy as np
 
-DATA = pathlib.Path(__file__).resolve().parent / "data"
+DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
 
 
 def load_json(name: str):
