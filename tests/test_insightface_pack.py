@@ -10,8 +10,8 @@ import zipfile
 
 import pytest
 
-from tsav_deploy.artifacts.download import DownloadError
 from tsav_deploy.atomic import partial_path
+from tsav_deploy.download import DownloadError
 from tsav_deploy.errors import TsavError
 from tsav_deploy.faces import FaceBackendError, get_backend, insightface_pack
 from tsav_deploy.faces.insightface_pack import PackSource, archive_path, check_files, ensure, pack_dir

@@ -21,9 +21,9 @@ import torch
 from typer.testing import CliRunner
 
 from tsav_deploy.artifacts.checkpoint import load_checkpoint
-from tsav_deploy.artifacts.download import DownloadError
 from tsav_deploy.artifacts.weights import REGISTRY, Published, fetch, resolve, verify
 from tsav_deploy.cli import app
+from tsav_deploy.download import DownloadError
 from tsav_deploy.errors import CheckpointError, TsavError
 from tsav_deploy.model import TSAV, R2Plus1D18, ResNet18
 from tsav_deploy.model.pretrained import init_aural_from_imagenet, init_visual_from_kinetics

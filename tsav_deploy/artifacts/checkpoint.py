@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from tsav_deploy import __version__
-from tsav_deploy.artifacts.download import file_sha256
 from tsav_deploy.atomic import atomic_path
 from tsav_deploy.contract import preprocessing_dict, preprocessing_differences
+from tsav_deploy.download import file_sha256
 from tsav_deploy.errors import CheckpointError
 from tsav_deploy.model import TSAV, ModelConfig
 

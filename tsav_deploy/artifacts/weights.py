@@ -2,7 +2,7 @@
 
 The authors' models come as zip archives holding a ``.pth.tar``; torchvision's Kinetics-400 and
 ImageNet backbones (training initialisation) are plain ``.pth`` files. A file is downloaded once into
-``$TSAV_HOME`` (default ``~/.cache/tsav-deploy``) through :mod:`tsav_deploy.artifacts.download` and checked for
+``$TSAV_HOME`` (default ``~/.cache/tsav-deploy``) through :mod:`tsav_deploy.download` and checked for
 what it claims to be (a zip archive holding a checkpoint, or a PyTorch file) before its SHA-256 is
 checked against the registry where the hash is published, otherwise recorded (trust on first use).
 The checkpoint extracted from an archive gets its own recorded hash. Every use verifies the file it
@@ -18,7 +18,8 @@ import shutil
 import zipfile
 from dataclasses import dataclass
 
-from tsav_deploy.artifacts.download import (
+from tsav_deploy.atomic import atomic_path, locked, plain_name
+from tsav_deploy.download import (
     DownloadError,
     archive_members,
     download,
@@ -28,7 +29,6 @@ from tsav_deploy.artifacts.download import (
     remove_partials,
     write_record,
 )
-from tsav_deploy.atomic import atomic_path, locked, plain_name
 from tsav_deploy.errors import CheckpointError
 
 RECORD = "sha256.json"

@@ -4,7 +4,7 @@ published SHA-256s, and fetched again when only half of it is there.
 insightface 2.1 downloads ``buffalo_l.zip`` from its ``model-zoo`` GitHub release (versions before
 it from ``v0.7``) into ``<root>/models/``, extracts it into ``<root>/models/buffalo_l`` and leaves the
 289 MB zip beside it; it only asks whether that folder exists, so an interrupted extraction stays
-broken. Here the archive comes through :mod:`tsav_deploy.artifacts.download` from the URL the installed
+broken. Here the archive comes through :mod:`tsav_deploy.download` from the URL the installed
 insightface uses, is checked (a zip with intact members and the models this project loads; its
 SHA-256 where upstream publishes one), extracted file by file, and then removed.
 
@@ -24,7 +24,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from tsav_deploy.artifacts.download import (
+from tsav_deploy.atomic import atomic_path, locked, partial_path
+from tsav_deploy.download import (
     DownloadError,
     archive_members,
     download,
@@ -34,7 +35,6 @@ from tsav_deploy.artifacts.download import (
     remove_partials,
     write_record,
 )
-from tsav_deploy.atomic import atomic_path, locked, partial_path
 from tsav_deploy.errors import TsavError
 from tsav_deploy.faces.face import FaceBackendError
 

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 
 import av
 
-from tsav_deploy.artifacts.download import file_sha256
 from tsav_deploy.atomic import (
     PARTIAL_SUFFIX,
     confined,
@@ -33,6 +32,7 @@ from tsav_deploy.atomic import (
     unlock,
     write_text,
 )
+from tsav_deploy.download import file_sha256
 from tsav_deploy.errors import TsavError, shown
 from tsav_deploy.failures import machine_limit
 from tsav_deploy.outputs.overlay import write_overlay
