@@ -26,9 +26,8 @@ from tsav_deploy import __version__
 from tsav_deploy.atomic import atomic_path, write_text
 from tsav_deploy.contract import ACTION_UNITS, EXPRESSIONS
 from tsav_deploy.errors import shown
-from tsav_deploy.outputs.plot import EXPRESSION_COLOURS
+from tsav_deploy.outputs.palette import AROUSAL_COLOUR, EXPRESSION_COLOURS, VALENCE_COLOUR
 
-VALENCE_COLOUR, AROUSAL_COLOUR = "#1f77b4", "#d62728"  # as in the timeline PNG
 # What the page shows of a video's record, in this order, with the label it gets.
 PROVENANCE = (
     ("video", "input video"),
