@@ -25,8 +25,8 @@ from tsav_deploy.faces.face import Face
 from tsav_deploy.faces.online import MAIN_LEAD, OnlinePeople
 from tsav_deploy.inputs.windows import SpecWindows
 from tsav_deploy.media.audio import LiveTrack, read_audio
-from tsav_deploy.outputs.writers import TABLE_COLUMNS
 from tsav_deploy.results.predictions import decode
+from tsav_deploy.results.table import TABLE_COLUMNS
 
 TSAV = [sys.executable, "-m", "tsav_deploy.cli"]
 SENDER = [sys.executable, str(pathlib.Path(__file__).with_name("stream_sender.py"))]

@@ -14,7 +14,7 @@ from tsav_deploy import Predictor, read_table
 from tsav_deploy.cli import app
 from tsav_deploy.contract import ACTION_UNITS, EXPRESSIONS
 from tsav_deploy.errors import TsavError
-from tsav_deploy.outputs.writers import TABLE_COLUMNS
+from tsav_deploy.results.table import TABLE_COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -208,8 +208,8 @@ def test_network_inputs_are_what_predict_runs(media_dir, predictor, webcam):
 def test_landmarks_in_the_table(media_dir, small_checkpoint, predictor, webcam, tmp_path):
     """``to_pandas(landmarks=True)`` and ``--landmarks`` add x_0…x_67, y_0…y_67: the points pass 1
     found, in source pixels, inside each row's box; the CSV and Parquet files carry the same."""
-    from tsav_deploy.outputs.writers import LANDMARK_COLUMNS
     from tsav_deploy.pipeline.offline import find_people
+    from tsav_deploy.results.table import LANDMARK_COLUMNS
 
     df = webcam.to_pandas(landmarks=True)
     assert list(df.columns) == TABLE_COLUMNS + LANDMARK_COLUMNS
