@@ -196,7 +196,7 @@ def read_table(folder: str | os.PathLike) -> pd.DataFrame:
     names = sorted({p.stem for p in folder.glob("*.csv")} | {p.stem for p in folder.glob("*.parquet")})
     tables = []
     for name in names:
-        table = read_video_table(folder, name)
+        table = read_video_table(folder, name).copy()  # consolidated: an insert into many blocks warns
         table.insert(0, "video", name)
         tables.append(table)
     if not tables:
@@ -225,7 +225,9 @@ def _read_csv(path: pathlib.Path) -> pd.DataFrame:
     if "person" in table:
         table["person"] = table["person"].astype(str)
     if "expression" in table:
-        table["expression"] = pd.Categorical(table["expression"], categories=list(EXPRESSIONS))
+        # A name that is not an expression becomes NaN, which :func:`_checked` refuses.
+        known = table["expression"].where(table["expression"].isin(EXPRESSIONS))
+        table["expression"] = pd.Categorical(known, categories=list(EXPRESSIONS))
     return table
 
 
