@@ -260,7 +260,7 @@ def check_unclaimed(out: pathlib.Path, name: str, files: dict[str, list[str]]) -
 
 def video_summary(video: pathlib.Path, result: VideoResult | None, info: dict, error: str | None = None) -> dict:
     """What ``summary.json`` records of a video: its path, what the run says of it (``result.info``),
-    what was added since (``info``: output failures, timings), and why it failed, if it did."""
+    what the caller adds (``info``: output failures, timings), and why it failed, if it did."""
     return {
         "video": str(video),
         **(result.info if result else {}),
