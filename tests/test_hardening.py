@@ -274,7 +274,8 @@ def test_a_link_planted_at_any_temporary_name_of_a_video_gets_nothing_written_ou
         (out / task).mkdir()
     planted = partial_path(out / written.format(annotation.name))
     planted.symlink_to(outside / "planted")
-    written = save_outputs(out, annotation, ALL_OUTPUTS)  # the link is removed, never written through
+    # The link is removed, never written through.
+    written = save_outputs(out, annotation._require(), annotation.video, annotation.info, ALL_OUTPUTS)
     assert list(outside.iterdir()) == [] and not planted.is_symlink()
     assert len(written) == 8 and all(p.is_file() and not p.is_symlink() for p in written)
     assert (out / ".tsav" / f"{annotation.name}.json").is_file()
@@ -744,7 +745,7 @@ def test_each_optional_output_that_fails_costs_only_itself(blocked, annotation, 
     line, every other file and the record are written."""
     out = tmp_path / "out"
     (out / blocked.format(annotation.name)).mkdir(parents=True)
-    written = save_outputs(out, annotation, ALL_OUTPUTS)
+    written = save_outputs(out, annotation._require(), annotation.video, annotation.info, ALL_OUTPUTS)
     [line] = annotation.info.pop("output_failures")
     assert line.startswith(str(out / blocked.format(annotation.name))) and "predictions are kept" in line
     assert {str(p.relative_to(out)) for p in written} == {

@@ -24,8 +24,8 @@ from tsav_deploy.faces.face import Face
 from tsav_deploy.faces.online import MAIN_LEAD, OnlinePeople
 from tsav_deploy.inputs.windows import SpecWindows
 from tsav_deploy.media.audio import LiveTrack, read_audio
-from tsav_deploy.outputs.writers import TABLE_COLUMNS
 from tsav_deploy.results.predictions import decode
+from tsav_deploy.results.table import TABLE_COLUMNS
 
 from helpers.annotate_outputs import check_outputs, run_cli
 

@@ -16,7 +16,6 @@ import pathlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import av
 
@@ -38,11 +37,10 @@ from tsav_deploy.failures import machine_limit
 from tsav_deploy.outputs.overlay import write_overlay
 from tsav_deploy.outputs.plot import write_plot
 from tsav_deploy.outputs.report import report_video, write_report
-from tsav_deploy.outputs.writers import ABAW_TASKS, write_abaw, write_table
+from tsav_deploy.outputs.writers import ABAW_TASKS, write_abaw, write_parquet, write_table
+from tsav_deploy.results.table import frame_table
+from tsav_deploy.results.video import VideoResult
 from tsav_deploy.stages import stage
-
-if TYPE_CHECKING:
-    from tsav_deploy.api.annotation import Annotation
 
 RECORDS = ".tsav"
 ERROR_LOG = "tsav-errors.log"
@@ -230,10 +228,9 @@ def remove_partials(out: pathlib.Path, name: str) -> None:
                     path.unlink(missing_ok=True)
 
 
-def planned_files(annotation: Annotation, options: OutputOptions) -> dict[str, list[str]]:
-    """What saving ``annotation`` writes, relative to the output folder (the record aside), by the
+def planned_files(result: VideoResult, options: OutputOptions) -> dict[str, list[str]]:
+    """What saving ``result`` writes, relative to the output folder (the record aside), by the
     name each file carries: the video's own and each person's (``<name>_left``…)."""
-    result = annotation._require()
     files = {result.name + person.suffix: [] for person in result.persons}
     for person in files:
         files[person] += [f"{task}/{person}.txt" for task in ABAW_TASKS]
@@ -261,16 +258,32 @@ def check_unclaimed(out: pathlib.Path, name: str, files: dict[str, list[str]]) -
             )
 
 
-def save_outputs(out: pathlib.Path, annotation: Annotation, options: OutputOptions) -> list[pathlib.Path]:
-    """Write the video's files, then its record (which marks it complete); returns the files."""
+def video_summary(video: pathlib.Path, result: VideoResult | None, info: dict, error: str | None = None) -> dict:
+    """What ``summary.json`` records of a video: its path, what the run says of it (``result.info``),
+    what the caller adds (``info``: output failures, timings), and why it failed, if it did."""
+    return {
+        "video": str(video),
+        **(result.info if result else {}),
+        **info,
+        **({"error": error} if error else {}),
+    }
+
+
+def save_outputs(
+    out: pathlib.Path, result: VideoResult, video: pathlib.Path, info: dict, options: OutputOptions
+) -> list[pathlib.Path]:
+    """Write the files of ``result`` (annotated from ``video``), then its record (which marks it
+    complete); returns the files. ``info`` (an annotation's) goes into the record, and receives
+    ``output_failures`` where an optional output could not be written."""
     with stage("writers"):
-        return _save(out, annotation, options)
+        return _save(out, result, video, info, options)
 
 
-def _save(out: pathlib.Path, annotation: Annotation, options: OutputOptions) -> list[pathlib.Path]:
-    result = annotation._require()
+def _save(
+    out: pathlib.Path, result: VideoResult, video: pathlib.Path, info: dict, options: OutputOptions
+) -> list[pathlib.Path]:
     output_name(result.name)
-    check_unclaimed(out, result.name, planned_files(annotation, options))
+    check_unclaimed(out, result.name, planned_files(result, options))
     out.mkdir(parents=True, exist_ok=True)
     # Until the new record is written the video is incomplete: a redo that fails halfway must not
     # leave the old record vouching for a mix of two runs' files.
@@ -278,7 +291,7 @@ def _save(out: pathlib.Path, annotation: Annotation, options: OutputOptions) -> 
     remove_partials(out, result.name)
     written: list[pathlib.Path] = []
     try:
-        _write_files(out, annotation, options, written)
+        _write_files(out, result, video, info, options, written)
     except BaseException:
         # A video either has all its files or none: what a failed save wrote (a full disk at the
         # overlay, a damaged input found late) would read as results without a record.
@@ -289,41 +302,46 @@ def _save(out: pathlib.Path, annotation: Annotation, options: OutputOptions) -> 
 
 
 def _write_files(
-    out: pathlib.Path, annotation: Annotation, options: OutputOptions, written: list[pathlib.Path]
+    out: pathlib.Path,
+    result: VideoResult,
+    video: pathlib.Path,
+    info: dict,
+    options: OutputOptions,
+    written: list[pathlib.Path],
 ) -> None:
     """Each file, then the record; ``written`` grows as they are written. The predictions (ABAW
     files, tables) are the video; an optional output (plot, overlay, report) that fails costs only
-    itself, as one line in the record's and the annotation's ``output_failures``."""
-    result = annotation._require()
+    itself, as one line in the record's and ``info``'s ``output_failures``."""
     written += write_abaw(out, result)
     if options.table in ("csv", "both"):
         written.append(write_table(out / f"{result.name}.csv", result, options.landmarks))
     if options.table in ("parquet", "both"):
-        written.append(annotation.to_parquet(out / f"{result.name}.parquet", options.landmarks))
+        written.append(write_parquet(out / f"{result.name}.parquet", result, options.landmarks))
     failures: list[str] = []
     plot, overlay, page = (out / f"{result.name}{ext}" for ext in (".png", ".overlay.mp4", ".html"))
     if options.plot:
         written += _optional(plot, "plot", failures, lambda: [write_plot(plot, result)])
     if options.overlay:
-        written += _optional(overlay, "overlay", failures, lambda: [write_overlay(overlay, annotation.video, result)])
-    record = annotation.summary() | {"input_sha256": input_sha256(annotation.video)}
+        written += _optional(overlay, "overlay", failures, lambda: [write_overlay(overlay, video, result)])
+    record = video_summary(video, result, info) | {"input_sha256": input_sha256(video)}
     if options.report:
         with_overlay = overlay in written
-        written += _optional(page, "report", failures, lambda: _write_report(out, annotation, with_overlay, record))
+        written += _optional(page, "report", failures, lambda: _write_report(out, result, video, with_overlay, record))
     if failures:
-        record["output_failures"] = annotation.info["output_failures"] = failures
+        record["output_failures"] = info["output_failures"] = failures
     record["outputs"] = [str(p.relative_to(out)) for p in written]
     write_text(record_path(out, result.name), json.dumps(record, indent=1))
 
 
-def _write_report(out: pathlib.Path, annotation: Annotation, with_overlay: bool, record: dict) -> list[pathlib.Path]:
+def _write_report(
+    out: pathlib.Path, result: VideoResult, video: pathlib.Path, with_overlay: bool, record: dict
+) -> list[pathlib.Path]:
     """The report page, playing the overlay written this time or else the input."""
-    result = annotation._require()
     start_s = result.video_info.start_time_s if result.video_info else None
-    video = report_video(out, result.name, with_overlay, annotation.video, start_s)
-    made = [video.made] if video.made else []
+    page_video = report_video(out, result.name, with_overlay, video, start_s)
+    made = [page_video.made] if page_video.made else []
     try:
-        return [*made, write_report(out / f"{result.name}.html", annotation.to_pandas(), record, video)]
+        return [*made, write_report(out / f"{result.name}.html", frame_table(result), record, page_video)]
     except BaseException:
         for path in made:
             path.unlink(missing_ok=True)

@@ -1,9 +1,7 @@
-"""Writers for the ABAW challenge files and the per-frame table (docs/outputs-and-training.md), all atomic."""
+"""Writers for the ABAW challenge files and the per-frame table (README "Formats"), all atomic."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import pathlib
@@ -11,11 +9,10 @@ import sys
 from collections.abc import Iterable
 from typing import TextIO
 
-import numpy as np
-
-from tsav_deploy.atomic import create_new, partial_path, write_text
+from tsav_deploy.atomic import atomic_path, create_new, partial_path, write_text
 from tsav_deploy.contract import ACTION_UNITS, EXPRESSIONS
 from tsav_deploy.errors import TsavError
+from tsav_deploy.results.table import csv_text, frame_table
 from tsav_deploy.results.video import PersonResult, VideoResult
 
 ABAW_TASKS = ("VA_Set", "EXPR_Set", "AU_Set")
@@ -48,63 +45,16 @@ def write_abaw(out_dir: pathlib.Path, result: VideoResult) -> list[pathlib.Path]
     return written
 
 
-TABLE_COLUMNS = (
-    ["frame", "time", "person", "face_found", "track_id", "x1", "y1", "x2", "y2", "det_score", "valence", "arousal"]
-    + [f"p_{e}" for e in EXPRESSIONS]
-    + ["expression"]
-    + [f"p_{au}" for au in ACTION_UNITS]
-    + list(ACTION_UNITS)
-)
-
-
-# With landmarks: the 68 points of the face each row used, in source-frame pixels (OpenFace's and
-# Py-Feat's names), two decimals, empty (NaN) without a face.
-LANDMARK_COLUMNS = [f"x_{k}" for k in range(68)] + [f"y_{k}" for k in range(68)]
-
-
-def table_columns(landmarks: bool = False) -> list[str]:
-    return TABLE_COLUMNS + LANDMARK_COLUMNS * landmarks
-
-
-def landmark_values(person: PersonResult) -> np.ndarray:
-    """[N, 136] float64 x_0…x_67, y_0…y_67 per frame, rounded as the table writes them."""
-    points = person.landmarks_or_nan().astype(np.float64)
-    return np.round(np.concatenate([points[..., 0], points[..., 1]], axis=1), 2)
-
-
-def table_rows(result: VideoResult, landmarks: bool = False):
-    """Rows of the per-frame table (OpenFace FeatureExtraction style): frame-major, then person."""
-    track_ids = [person.track_ids.tolist() for person in result.persons]
-    points = [landmark_values(person) if landmarks else None for person in result.persons]
-    for i, t in enumerate(result.times.tolist()):
-        for person, ids, xy in zip(result.persons, track_ids, points):
-            p = person.predictions
-            found = bool(person.face_found[i])
-            box = person.boxes[i].tolist() if found else ["", "", "", ""]
-            yield [
-                i,
-                f"{t:.4f}",
-                person.suffix.lstrip("_") or "main",
-                int(found),
-                ids[i],
-                *(f"{b:.1f}" if b != "" else "" for b in box),
-                f"{person.scores[i]:.3f}" if found else "",
-                f"{p.valence[i]:.4f}",
-                f"{p.arousal[i]:.4f}",
-                *(f"{x:.4f}" for x in p.expression_probs[i]),
-                EXPRESSIONS[p.expression[i]],
-                *(f"{x:.4f}" for x in p.au_probs[i]),
-                *(str(x) for x in p.au[i]),
-                *([] if xy is None else ("" if np.isnan(v) else f"{v:.2f}" for v in xy[i])),
-            ]
-
-
 def write_table(path: pathlib.Path, result: VideoResult, landmarks: bool = False) -> pathlib.Path:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(table_columns(landmarks))
-    writer.writerows(table_rows(result, landmarks))
-    return write_text(path, buffer.getvalue())
+    """The per-frame table as CSV (``results/table.py`` defines it), written atomically."""
+    return write_text(path, csv_text(result, landmarks))
+
+
+def write_parquet(path: pathlib.Path, result: VideoResult, landmarks: bool = False) -> pathlib.Path:
+    """The per-frame table as Parquet (pyarrow), with the DataFrame's dtypes, written atomically."""
+    with atomic_path(path) as tmp:
+        frame_table(result, landmarks).to_parquet(tmp, engine="pyarrow", index=False)
+    return path
 
 
 class JsonLines:

@@ -4,52 +4,43 @@ everything that arrived (ABAW files, table, plot)."""
 
 from __future__ import annotations
 
-import math
+from dataclasses import fields
 
 import numpy as np
 
 from tsav_deploy import __version__
-from tsav_deploy.contract import ACTION_UNITS, EXPRESSIONS
 from tsav_deploy.faces import Face
 from tsav_deploy.pipeline.frontend import video_duration
 from tsav_deploy.pipeline.stream import LiveEntry, LiveFrame
-from tsav_deploy.results.predictions import decode
+from tsav_deploy.results.predictions import Predictions, decode
+from tsav_deploy.results.table import json_rows
 from tsav_deploy.results.video import PersonResult, VideoResult
 
 LIVE_COLUMNS = ("latency_s", "stride")  # after the table's columns
 
 
 def live_rows(frame: LiveFrame, au_threshold: float) -> list[dict]:
-    """The frame's rows: the per-frame table's columns, rounded as ``Annotation.to_pandas`` rounds
-    them (None where the table has NaN: no face), then ``latency_s`` and ``stride``."""
+    """The frame's rows: the per-frame table's rows (``results/table.py``, one per entry, None
+    where the table has NaN: no face), numbered by the frame's place in the stream, then
+    ``latency_s`` and ``stride``."""
+    live = {"latency_s": round(frame.latency_s, 3), "stride": frame.stride}
+    return [row | {"frame": frame.index} | live for row in json_rows(_entries_result(frame, au_threshold))]
+
+
+def _entries_result(frame: LiveFrame, au_threshold: float) -> VideoResult:
+    """The frame as a one-frame result with one person per entry, in entry order, the face's box
+    and score as they came (no copy into the recording's float32 arrays)."""
     predictions = decode(np.stack([entry.logits for entry in frame.entries]), au_threshold)
-    rows = []
+    people = []
     for k, entry in enumerate(frame.entries):
-        row = {
-            "frame": frame.index,
-            "time": round(frame.time, 4),
-            "person": entry.person,
-            "face_found": entry.face is not None,
-            "track_id": entry.track_id if entry.face is not None else -1,
-            **_face_columns(entry),
-            "valence": round(float(predictions.valence[k]), 4),
-            "arousal": round(float(predictions.arousal[k]), 4),
-        }
-        row |= {f"p_{e}": round(float(p), 4) for e, p in zip(EXPRESSIONS, predictions.expression_probs[k])}
-        row["expression"] = EXPRESSIONS[predictions.expression[k]]
-        row |= {f"p_{au}": round(float(p), 4) for au, p in zip(ACTION_UNITS, predictions.au_probs[k])}
-        row |= {au: int(d) for au, d in zip(ACTION_UNITS, predictions.au[k])}
-        row |= {"latency_s": round(frame.latency_s, 3), "stride": frame.stride}
-        rows.append(row)
-    return rows
-
-
-def _face_columns(entry: LiveEntry) -> dict:
-    if entry.face is None:
-        return dict.fromkeys(("x1", "y1", "x2", "y2", "det_score"))
-    box = [round(float(v), 1) for v in entry.face.box]
-    score = float(entry.face.score)
-    return {**dict(zip(("x1", "y1", "x2", "y2"), box)), "det_score": round(score, 3) if math.isfinite(score) else None}
+        face = entry.face
+        found = np.array([face is not None])
+        box = np.full((1, 4), np.nan) if face is None else np.asarray(face.box)[None]
+        score = np.array([np.nan if face is None else face.score], dtype=np.float64)
+        one = Predictions(*(getattr(predictions, f.name)[k : k + 1] for f in fields(Predictions)))
+        suffix = "" if entry.person == "main" else f"_{entry.person}"
+        people.append(PersonResult(suffix, entry.track_id, found, box, score, one))
+    return VideoResult("", np.array([frame.time], dtype=np.float64), people)
 
 
 class LiveRecording:

@@ -116,7 +116,7 @@ class Batch:
         try:
             if not annotation.ok:
                 return self.failed(video, Failure(annotation.error or "failed", annotation.traceback))
-            save_outputs(self.out, annotation, self.outputs)
+            save_outputs(self.out, annotation.result, video, annotation.info, self.outputs)
             return Outcome(video, "done", annotation=annotation)
         except Exception as exc:
             return self.failed(video, describe_failure(video, exc))
