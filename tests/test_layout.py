@@ -43,7 +43,7 @@ LAYER = {part: rank for rank, parts in enumerate(LAYERS) for part in parts}
 FRONT_DOOR = "tsav_deploy"
 
 # Upward imports known today, as (importer, imported); each entry goes once its import does.
-ALLOWED_UPWARD: set[tuple[str, str]] = {}
+ALLOWED_UPWARD: set[tuple[str, str]] = set()
 
 # Import cycles between modules in files being rewritten elsewhere, as sorted tuples of modules.
 ALLOWED_CYCLES: set[tuple[str, ...]] = set()
