@@ -11,6 +11,7 @@ import hashlib
 import http.server
 import json
 import shutil
+import socket
 import threading
 import time
 import zipfile
@@ -147,7 +148,7 @@ def test_published_checksum_is_enforced_on_first_download(tmp_path):
     with pytest.raises(DownloadError) as error:
         fetch(entry, progress=False, root=tmp_path / "cache")
     assert "is not the published 0000000000000000" in _one_line(error) and "nothing was kept" in str(error.value)
-    assert not list((tmp_path / "cache" / "bad-hash").iterdir())  # nothing half-kept
+    assert not (tmp_path / "cache" / "bad-hash").exists()  # nothing half-kept
 
 
 def test_torchvision_prefix_mismatch_is_refused_and_a_match_accepted(tmp_path):
@@ -161,7 +162,7 @@ def test_torchvision_prefix_mismatch_is_refused_and_a_match_accepted(tmp_path):
     with pytest.raises(DownloadError) as error:
         fetch(bad, progress=False, root=tmp_path / "cache")
     assert f"SHA-256 {digest[:16]}… is not the published {wrong}" in _one_line(error)
-    assert not list((tmp_path / "cache" / "prefix-bad").iterdir())
+    assert not (tmp_path / "cache" / "prefix-bad").exists()
 
     good_name = bad_name.rename(tmp_path / f"resnet18-{digest[:8]}.pth")
     good = Published("prefix-good", good_name.as_uri(), "test", sha256_prefix=digest[:8])
@@ -184,12 +185,12 @@ def test_error_page_answered_with_200_is_refused_and_not_kept(tmp_path, server, 
     message = _one_line(error)
     assert message.startswith(f"{url}: an HTML page of {len(ERROR_PAGE)} bytes (an error page?), not a zip archive")
     assert "nothing was kept" in message
-    assert not list((tmp_path / "cache" / "tnt-html").iterdir())  # neither the page nor a record
+    assert not (tmp_path / "cache" / "tnt-html").exists()  # neither the page nor a record nor its folder
 
     torch_url = server.serve("/resnet18.pth", ERROR_PAGE)
     with pytest.raises(DownloadError, match="HTML page .*, not a PyTorch weight file; nothing was kept"):
         fetch(Published("torch-html", torch_url, "test"), progress=False, root=tmp_path / "cache")
-    assert not list((tmp_path / "cache" / "torch-html").iterdir())
+    assert not (tmp_path / "cache" / "torch-html").exists()
 
     server.serve("/aff2model_tnt.zip", _zip_with_checkpoint(tmp_path, small_checkpoint).read_bytes())
     path = fetch(entry, progress=False, root=tmp_path / "cache")
@@ -222,14 +223,14 @@ def test_archives_without_a_checkpoint_or_damaged_are_refused(tmp_path, server):
     url = server.serve("/other.zip", other.read_bytes())
     with pytest.raises(DownloadError, match="a zip archive of 1 other files, not a zip archive holding a checkpoint"):
         fetch(Published("no-member", url, "test", member_suffixes=(".pth.tar",)), progress=False, root=tmp_path)
-    assert not list((tmp_path / "no-member").iterdir())
+    assert not (tmp_path / "no-member").exists()
     with zipfile.ZipFile(other, "w", compression=zipfile.ZIP_STORED) as zf:
         zf.writestr("model.pth.tar", b"A" * 4096)
     damaged = other.read_bytes().replace(b"A" * 64, b"B" * 64, 1)  # the member's CRC no longer matches
     url = server.serve("/damaged.zip", damaged)
     with pytest.raises(DownloadError, match="a zip archive whose member model.pth.tar is damaged"):
         fetch(Published("damaged", url, "test", member_suffixes=(".pth.tar",)), progress=False, root=tmp_path)
-    assert not list((tmp_path / "damaged").iterdir())
+    assert not (tmp_path / "damaged").exists()
 
 
 def test_a_connection_closed_early_keeps_nothing(tmp_path, server):
@@ -237,7 +238,7 @@ def test_a_connection_closed_early_keeps_nothing(tmp_path, server):
     with pytest.raises(DownloadError) as error:
         fetch(Published("short", url, "test"), progress=False, root=tmp_path)
     assert _one_line(error).startswith(f"could not download {url}")
-    assert not list((tmp_path / "short").iterdir())
+    assert not (tmp_path / "short").exists()
 
 
 def test_a_replaced_file_is_not_trusted_over_the_recorded_hash(tmp_path):
@@ -273,7 +274,7 @@ def test_unreachable_url_gives_one_line_and_no_partial_file(tmp_path):
     entry = Published("gone", (tmp_path / "nowhere.zip").as_uri(), "test")
     with pytest.raises(DownloadError, match="could not download .* --weights PATH"):
         fetch(entry, progress=False, root=tmp_path)
-    assert not list((tmp_path / "gone").iterdir())
+    assert not (tmp_path / "gone").exists()
 
 
 def test_tsav_weights_verify_repairs_what_it_can_and_removes_the_rest(tmp_path, monkeypatch, small_checkpoint):
@@ -344,3 +345,20 @@ def test_imagenet_initialisation_averages_rgb_into_one_channel(tmp_path):
     torch.save({"not": "weights"}, tmp_path / "junk.pth")
     with pytest.raises(CheckpointError, match="not a torchvision state_dict"):
         init_aural_from_imagenet(model, tmp_path / "junk.pth")
+
+
+@pytest.mark.parametrize("answer", ["404", "cut short", "nobody there"])
+def test_a_failed_download_leaves_no_folder_in_the_cache(answer, tmp_path, server):
+    """Whatever way the download fails, the cache holds nothing of it: no file, no record, no lock,
+    no empty folder."""
+    if answer == "404":
+        url = server.serve("/missing.pth", b"not found", status=404)
+    elif answer == "cut short":
+        url = server.serve("/short.pth", b"x" * 1000, length=5000)
+    else:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            url = f"http://127.0.0.1:{s.getsockname()[1]}/gone.pth"  # closed again: nobody listens
+    with pytest.raises(DownloadError):
+        fetch(Published("failing", url, "test"), progress=False, root=tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []

@@ -12,6 +12,7 @@ returns; whatever fails is removed with a one-line error, so the next run repair
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import shutil
@@ -151,9 +152,7 @@ def _settle(
     if source.exists():
         record["sha256"] = _check(entry, source, record, record_path, new=False)
     elif allow_download:
-        folder.mkdir(parents=True, exist_ok=True)
-        download(entry.url, source, remedy=REMEDY, progress=progress)
-        record["sha256"] = _check(entry, source, record, record_path, new=True)
+        record["sha256"] = _download(entry, folder, source, record, progress)
     else:
         raise DownloadError(f"nothing verified is cached; `tsav weights download {entry.name}` fetches it")
     if not entry.member_suffixes:
@@ -164,6 +163,21 @@ def _settle(
     write_record(record_path, record)
     notes.append(f"extracted {checkpoint.name} from the verified {source.name}")
     return checkpoint
+
+
+def _download(entry: Published, folder: pathlib.Path, source: pathlib.Path, record: dict, progress: bool) -> str:
+    """Download and check ``source``; a failure leaves no folder it made (an empty folder in the
+    cache would read as a download in progress or a broken entry)."""
+    made = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        download(entry.url, source, remedy=REMEDY, progress=progress)
+        return _check(entry, source, record, folder / RECORD, new=True)
+    except BaseException:
+        if made:
+            with contextlib.suppress(OSError):  # not empty: something else is in it, keep it
+                folder.rmdir()
+        raise
 
 
 def _lock_path(folder: pathlib.Path) -> pathlib.Path:
