@@ -75,6 +75,19 @@ def bench(
     if as_json:
         console.print_json(json.dumps(data))
         return
+    _print_table(data, video.name, stride, batch_size)
+    ceiling = data["ceiling"]
+    selection = predictor.engine.selection or predictor.engine.name
+    console.print(
+        f"ceiling: {ceiling['fps']:.2f} frames/s = {max(ceiling['matmul_gflops']):.0f} GFLOP/s ({ceiling['precision']} matmul, "
+        f"{data['threads']} threads) / {ceiling['gflop_per_frame']:.2f} GFLOP per frame ({ceiling['network']} network); "
+        f"engine: {selection}; faces: {data['face_backend']}; peak RSS {data['peak_rss_mb']:.0f} MB",
+        highlight=False,
+    )
+
+
+def _print_table(data: dict, name: str, stride: int, batch_size: int) -> None:
+    """The stages' table: frames/s, multiple of the ceiling, seconds and matmul share per stage."""
     ceiling = data["ceiling"]
     table = Table(
         "stage",
@@ -83,7 +96,7 @@ def bench(
         "seconds",
         "GFLOP/s",
         "of matmul",
-        title=f"{video.name}: {data['frames']} frames, stride {stride}, batch {batch_size}",
+        title=f"{name}: {data['frames']} frames, stride {stride}, batch {batch_size}",
     )
     for name, stage in data["stages"].items():
         if stage["fps"] is None:  # the stage did not run on this video (e.g. no identity samples)
@@ -116,10 +129,3 @@ def bench(
             "",
         )
     console.print(table)
-    selection = predictor.engine.selection or predictor.engine.name
-    console.print(
-        f"ceiling: {ceiling['fps']:.2f} frames/s = {max(ceiling['matmul_gflops']):.0f} GFLOP/s ({ceiling['precision']} matmul, "
-        f"{data['threads']} threads) / {ceiling['gflop_per_frame']:.2f} GFLOP per frame ({ceiling['network']} network); "
-        f"engine: {selection}; faces: {data['face_backend']}; peak RSS {data['peak_rss_mb']:.0f} MB",
-        highlight=False,
-    )

@@ -36,12 +36,12 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from tsav_deploy.api.annotation import Annotation
+from tsav_deploy.api import Predictor, PredictorOptions
 from tsav_deploy.contract import CLIP_SHAPE, N_OUTPUTS, SPEC_SHAPE
-from tsav_deploy.faces import FaceBackend
+from tsav_deploy.faces import FaceBackend, get_backend
 from tsav_deploy.model import TSAV, ModelConfig
 from tsav_deploy.pipeline.frontend import video_duration
-from tsav_deploy.pipeline.offline import AnnotateOptions, annotate_video, target_frames
+from tsav_deploy.pipeline.offline import AnnotateOptions, target_frames
 from tsav_deploy.runtime import Engine
 from tsav_deploy.stages import measure, stage
 
