@@ -62,7 +62,9 @@ def test_a_python_batch_run_leaves_the_folder_tsav_annotate_leaves(media_dir, sm
 
     check_same_folder(tmp_path / "cli", tmp_path / "python", video.stem)
     assert "index.html" in files_of(tmp_path / "python")
-    pages = [(out / "index.html").read_text().replace(str(out), "OUT") for out in (tmp_path / "cli", tmp_path / "python")]
+    pages = [
+        (out / "index.html").read_text().replace(str(out), "OUT") for out in (tmp_path / "cli", tmp_path / "python")
+    ]
     assert len(pages[0]) > 0 and len(pages[1]) > 0
 
 
