@@ -4,7 +4,7 @@ closing table."""
 from __future__ import annotations
 
 import pathlib
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
@@ -35,6 +35,44 @@ from tsav_deploy.errors import TsavError, shown
 TABLE_FILES = {"csv": "<name>.csv", "parquet": "<name>.parquet", "both": "<name>.csv and .parquet"}
 
 
+Landmarks = Annotated[
+    bool,
+    typer.Option("--landmarks", help="Add the 68 landmarks of each row's face to the table (x_0..x_67, y_0..y_67)."),
+]
+HtmlReport = Annotated[
+    bool,
+    typer.Option("--report", help="Also write <name>.html, an interactive report, and index.html (see tsav report)."),
+]
+Isolate = Annotated[
+    bool,
+    typer.Option(
+        "--isolate",
+        help="Annotate in a supervised worker process: a native crash (FFmpeg, dlib) costs its video, not the run.",
+    ),
+]
+RayAddress = Annotated[
+    Optional[str],
+    typer.Option("--ray", help="Run on Ray: local (started for the run), auto, HOST:PORT or ray://HOST:PORT."),
+]
+Workers = Annotated[
+    Optional[int], typer.Option("--workers", help="With --ray: actors, each with the model loaded once (default 2).")
+]
+CpusPerWorker = Annotated[
+    Optional[float], typer.Option("--cpus-per-worker", help="With --ray: CPUs each actor asks for (default 1).")
+]
+GpusPerWorker = Annotated[
+    Optional[float],
+    typer.Option("--gpus-per-worker", help="With --ray: GPUs each actor asks for, fractions share one (default 0)."),
+]
+SplitSeconds = Annotated[
+    Optional[float],
+    typer.Option(
+        "--split-seconds",
+        help="With --ray: cut longer videos into ranges of this length for several actors (default: from the videos' length and --workers).",
+    ),
+]
+
+
 @app.command()
 @user_errors
 def annotate(
@@ -50,38 +88,18 @@ def annotate(
     overlay: bool = typer.Option(False, "--overlay", help="Also write <name>.overlay.mp4."),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Write <name>.png, a timeline plot."),
     table_format: str = typer.Option("csv", "--table", help="Per-frame table: csv | parquet | both."),
-    landmarks: bool = typer.Option(
-        False, "--landmarks", help="Add the 68 landmarks of each row's face to the table (x_0..x_67, y_0..y_67)."
-    ),
+    landmarks: Landmarks = False,
     stride: Stride = default("stride"),
     batch_size: BatchSize = default("batch_size"),
     au_threshold: AuThreshold = default("au_threshold"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo videos whose outputs are complete."),
-    html_report: bool = typer.Option(
-        False, "--report", help="Also write <name>.html, an interactive report, and index.html (see tsav report)."
-    ),
-    isolate: bool = typer.Option(
-        False,
-        "--isolate",
-        help="Annotate in a supervised worker process: a native crash (FFmpeg, dlib) costs its video, not the run.",
-    ),
-    ray_address: Optional[str] = typer.Option(
-        None, "--ray", help="Run on Ray: local (started for the run), auto, HOST:PORT or ray://HOST:PORT."
-    ),
-    workers: Optional[int] = typer.Option(
-        None, "--workers", help="With --ray: actors, each with the model loaded once (default 2)."
-    ),
-    cpus_per_worker: Optional[float] = typer.Option(
-        None, "--cpus-per-worker", help="With --ray: CPUs each actor asks for (default 1)."
-    ),
-    gpus_per_worker: Optional[float] = typer.Option(
-        None, "--gpus-per-worker", help="With --ray: GPUs each actor asks for, fractions share one (default 0)."
-    ),
-    split_seconds: Optional[float] = typer.Option(
-        None,
-        "--split-seconds",
-        help="With --ray: cut longer videos into ranges of this length for several actors (default: from the videos' length and --workers).",
-    ),
+    html_report: HtmlReport = False,
+    isolate: Isolate = False,
+    ray_address: RayAddress = None,
+    workers: Workers = None,
+    cpus_per_worker: CpusPerWorker = None,
+    gpus_per_worker: GpusPerWorker = None,
+    split_seconds: SplitSeconds = None,
 ) -> None:
     """Annotate videos with valence, arousal, expressions and action units (ABAW files, table, plot, overlay).
 

@@ -8,7 +8,7 @@ import pathlib
 import threading
 import time
 from collections import deque
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
@@ -33,6 +33,42 @@ from tsav_deploy.cli.app import (
 )
 from tsav_deploy.errors import shown
 
+AudioLookahead = Annotated[
+    float,
+    typer.Option(
+        "--audio-lookahead",
+        help="Seconds of audio after a frame its window waits for, 0-5 (5: the model's own window; less hears silence in the rest).",
+    ),
+]
+Jsonl = Annotated[
+    Optional[str],
+    typer.Option(
+        "--jsonl",
+        help="Write one JSON object per frame and person as soon as it is final to this file (- for stdout).",
+    ),
+]
+LiveOut = Annotated[
+    Optional[pathlib.Path],
+    typer.Option(
+        "--out", "-o", help="When the stream ends, write the ABAW files, the table, the plot and summary.json here."
+    ),
+]
+Name = Annotated[
+    Optional[str],
+    typer.Option("--name", help="The stream's name in --out (default: the file's name, else live-<UTC time>)."),
+]
+OverlayOut = Annotated[
+    Optional[str],
+    typer.Option("--overlay-out", help="Write the overlay as it is made: an MP4 file or an rtmp/rtsp/srt/udp/tcp URL."),
+]
+Realtime = Annotated[
+    bool,
+    typer.Option(
+        "--realtime",
+        help="Play a file at its own rate, as a camera would (without it a file is read as fast as the engine allows).",
+    ),
+]
+
 
 @app.command()
 @user_errors
@@ -51,33 +87,12 @@ def live(
     stride: Stride = default("stride"),
     batch_size: BatchSize = default("batch_size"),
     au_threshold: AuThreshold = default("au_threshold"),
-    audio_lookahead: float = typer.Option(
-        5.0,
-        "--audio-lookahead",
-        help="Seconds of audio after a frame its window waits for, 0-5 (5: the model's own window; less hears silence in the rest).",
-    ),
-    jsonl: Optional[str] = typer.Option(
-        None,
-        "--jsonl",
-        help="Write one JSON object per frame and person as soon as it is final to this file (- for stdout).",
-    ),
-    out: Optional[pathlib.Path] = typer.Option(
-        None,
-        "--out",
-        "-o",
-        help="When the stream ends, write the ABAW files, the table, the plot and summary.json here.",
-    ),
-    name: Optional[str] = typer.Option(
-        None, "--name", help="The stream's name in --out (default: the file's name, else live-<UTC time>)."
-    ),
-    overlay_out: Optional[str] = typer.Option(
-        None, "--overlay-out", help="Write the overlay as it is made: an MP4 file or an rtmp/rtsp/srt/udp/tcp URL."
-    ),
-    realtime: bool = typer.Option(
-        False,
-        "--realtime",
-        help="Play a file at its own rate, as a camera would (without it a file is read as fast as the engine allows).",
-    ),
+    audio_lookahead: AudioLookahead = 5.0,
+    jsonl: Jsonl = None,
+    out: LiveOut = None,
+    name: Name = None,
+    overlay_out: OverlayOut = None,
+    realtime: Realtime = False,
 ) -> None:
     """Annotate a webcam, a network stream or a file as it arrives, each frame as soon as its audio window is there.
 
