@@ -104,6 +104,7 @@ def test_each_command_offers_every_declared_predictor_option(command):
         assert flag in params, f"tsav {command} lacks {flag}"
         param = params[flag]
         assert tuple(param.opts) == declared.metadata["flags"], (command, name)
+        assert param.name == name, (command, name)  # the command passes its options on by these names
         assert param.help == declared.metadata["help"], (command, name)
         assert param.default == exceptions.get(name, declared.default), (command, name)
 

@@ -23,6 +23,7 @@ from tsav_deploy.cli.app import (
     Weights,
     app,
     console,
+    declared,
     default,
     err_console,
     error_line,
@@ -79,7 +80,7 @@ def annotate(
     inputs: list[str] = typer.Argument(..., help="Video files, directories or globs."),
     weights: Weights = default("weights"),
     model: ExportDir = default("model"),
-    engine_name: EngineName = default("engine"),
+    engine: EngineName = default("engine"),
     device: Device = default("device"),
     faces: FaceBackendName = default("faces"),
     detector: Detector = default("detector"),
@@ -113,18 +114,7 @@ def annotate(
 
     if table_format not in TABLE_FORMATS:
         raise TsavError(f"--table must be one of {', '.join(TABLE_FORMATS)}, not {table_format!r}")
-    options = predictor_options(
-        weights=weights,
-        model=model,
-        engine=engine_name,
-        device=device,
-        faces=faces,
-        detector=detector,
-        person=person,
-        stride=stride,
-        batch_size=batch_size,
-        au_threshold=au_threshold,
-    )
+    options = predictor_options(**declared(locals()))
     outputs = OutputOptions(
         overlay=overlay, plot=plot, overwrite=overwrite, table=table_format, report=html_report, landmarks=landmarks
     )

@@ -44,6 +44,12 @@ def default(name: str) -> Any:
     return PREDICTOR_OPTIONS[name].default
 
 
+def declared(values: dict[str, Any]) -> dict[str, Any]:
+    """The Predictor's options among a command's parameters (its ``locals()``), by their declared
+    names: a command passes on every option it offers, none can be left out of the call."""
+    return {name: values[name] for name in PREDICTOR_OPTIONS if name in values}
+
+
 Weights = Annotated[Optional[str], predictor_option("weights")]
 ExportDir = Annotated[Optional[pathlib.Path], predictor_option("model")]
 EngineName = Annotated[str, predictor_option("engine")]

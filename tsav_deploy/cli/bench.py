@@ -20,6 +20,7 @@ from tsav_deploy.cli.app import (
     Weights,
     app,
     console,
+    declared,
     default,
     err_console,
     user_errors,
@@ -35,7 +36,7 @@ def bench(
     ),
     weights: Weights = default("weights"),
     model: ExportDir = default("model"),
-    engine_name: EngineName = default("engine"),
+    engine: EngineName = default("engine"),
     device: Device = default("device"),
     faces: FaceBackendName = "dlib",
     detector: Detector = default("detector"),
@@ -57,17 +58,7 @@ def bench(
     AnnotateOptions(person=person, stride=stride, batch_size=batch_size)  # checked before loading
     if not video.is_file():
         raise TsavError(f"{video}: no such file")
-    options = PredictorOptions(
-        weights=weights,
-        model=model,
-        engine=engine_name,
-        device=device,
-        faces=faces,
-        detector=detector,
-        person=person,
-        stride=stride,
-        batch_size=batch_size,
-    )
+    options = PredictorOptions(**declared(locals()))
     predictor = bench_predictor(options)
     with err_console.status("benchmark") as status:
         report = bench_video(video, predictor, device=device, progress=lambda s: status.update(f"benchmark: {s}"))

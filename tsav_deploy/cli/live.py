@@ -25,6 +25,7 @@ from tsav_deploy.cli.app import (
     Stride,
     Weights,
     app,
+    declared,
     default,
     err_console,
     error_line,
@@ -79,7 +80,7 @@ def live(
     ),
     weights: Weights = default("weights"),
     model: ExportDir = default("model"),
-    engine_name: EngineName = default("engine"),
+    engine: EngineName = default("engine"),
     device: Device = default("device"),
     faces: FaceBackendName = default("faces"),
     detector: Detector = default("detector"),
@@ -102,18 +103,7 @@ def live(
     from tsav_deploy.api import PredictorOptions
     from tsav_deploy.runs.live import LiveRun
 
-    options = PredictorOptions(
-        weights=weights,
-        model=model,
-        engine=engine_name,
-        device=device,
-        faces=faces,
-        detector=detector,
-        person=person,
-        stride=stride,
-        batch_size=batch_size,
-        au_threshold=au_threshold,
-    )
+    options = PredictorOptions(**declared(locals()))
     stop = threading.Event()
     run = LiveRun(
         source,
