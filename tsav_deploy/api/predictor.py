@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterable, Iterator
 
 from tsav_deploy.api.annotation import Annotation
+from tsav_deploy.api.options import PredictorOptions
 from tsav_deploy.errors import MediaError, TsavError
 from tsav_deploy.faces import get_backend
 from tsav_deploy.faces.dlib_backend import DETECTORS
@@ -69,6 +70,8 @@ class Predictor:
         batch_size: int = 8,
         au_threshold: float = 0.5,
     ):
+        # The signature spells out PredictorOptions (api/options.py) for readers and editors; a
+        # test holds the two equal.
         self.options = check_options(
             weights,
             model,
@@ -83,6 +86,20 @@ class Predictor:
         )
         self.engine = Engine.load(model or weights, engine=engine, device=device)
         self.face_backend = get_backend(faces, detector=detector)
+
+    @classmethod
+    def from_options(cls, options: PredictorOptions) -> Predictor:
+        """A Predictor built from a :class:`~tsav_deploy.api.options.PredictorOptions`."""
+        return cls(**options.asdict())
+
+    @classmethod
+    def from_parts(cls, engine, face_backend, options: AnnotateOptions) -> Predictor:
+        """A Predictor around an engine and a face backend made elsewhere: anything with the
+        :class:`~tsav_deploy.runtime.Engine`'s and the face backend's calls (``tsav bench`` times
+        them through such stand-ins)."""
+        predictor = cls.__new__(cls)
+        predictor.engine, predictor.face_backend, predictor.options = engine, face_backend, options
+        return predictor
 
     def describe(self) -> str:
         """One line: which engine and face backend were chosen."""

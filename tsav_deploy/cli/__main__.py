@@ -1,3 +1,3 @@
-from tsav_deploy.cli.main import app
+from tsav_deploy.cli import app
 
 app()

@@ -5,6 +5,10 @@ annotation with both passes, every writer, the record, and the caller's own per-
 inside one region: whatever fails there becomes that video's one line (engine/failures.py) and the
 batch goes on. A bug's traceback goes to ``<out>/tsav-errors.log``, named in the line.
 
+:meth:`Batch.annotate` is the whole of ``tsav annotate``'s run: the videos, then the folder's
+summary.json and (with the report) index.html; :func:`open_predictor` picks the predictor it runs
+with (in process, in a supervised worker process, or on Ray).
+
 Two runs may share an output folder: a video is written only by the run that holds its claim
 (engine/records.py); a run that finds a video claimed does the others first and then waits for it,
 so it finds it finished and skips it.
@@ -12,16 +16,32 @@ so it finds it finished and skips it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import pathlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from tsav_deploy.api import Annotation, Predictor, PredictorOptions
 from tsav_deploy.atomic import append_text
 from tsav_deploy.errors import TsavError, shown
 from tsav_deploy.failures import Failure, describe_failure
-from tsav_deploy.outputs.records import ERROR_LOG, OutputOptions, check_output_folder, claim, is_complete, output_name, read_record, release, save_outputs, write_failure
-from tsav_deploy.api.annotation import Annotation
+from tsav_deploy.outputs.records import (
+    ERROR_LOG,
+    OutputOptions,
+    check_output_folder,
+    claim,
+    is_complete,
+    output_name,
+    read_record,
+    release,
+    save_outputs,
+    write_failure,
+    write_summary,
+)
+from tsav_deploy.runs.isolated import IsolatedPredictor
+from tsav_deploy.runs.pages import write_folder_index
 
 AnnotateMany = Callable[[Iterable[pathlib.Path]], Iterable[Annotation]]
 
@@ -73,6 +93,32 @@ class Batch:
         finally:
             for stem in list(self._claims):
                 release(self.out, stem, self._claims.pop(stem))
+
+    def annotate(
+        self,
+        videos: Sequence[pathlib.Path],
+        predictor: Any,
+        *,
+        on_start: Callable[[pathlib.Path], None] | None = None,
+        progress: Callable | None = None,
+    ) -> Iterator[Outcome]:
+        """:meth:`run` with ``predictor.predict_many`` (a :class:`Predictor` or one of
+        :func:`open_predictor`'s), then :meth:`write_folder_files`: the folder ``tsav annotate``
+        leaves. ``progress`` goes to ``predict_many``."""
+        yield from self.run(videos, lambda todo: predictor.predict_many(todo, progress=progress), on_start)
+        yield from self.write_folder_files()
+
+    def write_folder_files(self) -> Iterator[Outcome]:
+        """summary.json over the folder and, with ``outputs.report``, index.html; a file that
+        cannot be written is a failed outcome named by it (the videos' own files stay)."""
+        files = [("summary.json", write_summary)] + (
+            [("index.html", write_folder_index)] if self.outputs.report else []
+        )
+        for name, write in files:
+            try:
+                write(self.out)
+            except OSError as exc:
+                yield Outcome(self.out / name, "failed", error=describe_failure(self.out / name, exc).line)
 
     def _feed(
         self,
@@ -164,3 +210,39 @@ def _unique_names(videos: Sequence[pathlib.Path]) -> tuple[list[pathlib.Path], l
 def _drain(items: list[Outcome]) -> Iterator[Outcome]:
     while items:
         yield items.pop(0)
+
+
+RAY_ONLY = (
+    "--workers, --cpus-per-worker, --gpus-per-worker and --split-seconds go with --ray ADDRESS (e.g. --ray local)"
+)
+
+
+@contextlib.contextmanager
+def open_predictor(
+    options: PredictorOptions,
+    *,
+    isolate: bool = False,
+    ray: str | None = None,
+    ray_options: dict | None = None,
+) -> Iterator[Any]:
+    """The predictor of a batch: a :class:`Predictor`, an :class:`IsolatedPredictor` (``isolate``:
+    a native crash costs its video, not the run) or a Ray annotator (``ray``: local, auto,
+    HOST:PORT or ray://HOST:PORT; ``ray_options``: workers, cpus_per_worker, gpus_per_worker,
+    split_seconds). Its worker process, or its actors and a Ray of its own, end with the block,
+    also on Ctrl-C."""
+    ray_options = {k: v for k, v in (ray_options or {}).items() if v is not None}
+    if ray is None and ray_options:
+        raise TsavError(RAY_ONLY)
+    if ray is not None and isolate:
+        raise TsavError("--isolate and --ray do not go together: Ray's actors already are processes of their own")
+    if ray is not None:
+        from tsav_deploy.runs.cluster import ClusterOptions, RayAnnotator  # Ray loads only when asked for
+
+        predictor = RayAnnotator(options.asdict(), ClusterOptions(ray, **ray_options))
+    else:
+        predictor = (IsolatedPredictor if isolate else Predictor)(**options.asdict())
+    try:
+        yield predictor
+    finally:
+        if not isinstance(predictor, Predictor):
+            predictor.close()

@@ -8,7 +8,7 @@ its own ceiling). With ``--stride K`` the network runs on one frame in K, so the
 frames/s is K times higher. Every stage's frames/s is also given as a multiple of the ceiling
 (``x_ceiling``), the network stages also as the share of the matmul rate they reach.
 
-Stages are the pipeline's own: one run of :func:`annotate_video` plus ``Annotation.save``, timed
+Stages are the pipeline's own: one run of ``Predictor.predict`` plus ``Annotation.save``, timed
 through the stage marks the pipeline makes (:mod:`tsav_deploy.stages`: decode, pass 1, tracking,
 pass 2's decode, alignment+mask and clips, audio, mel, writers) and through the face backend's and
 the engine's calls (detection, landmarks, identity, visual, aural, fusion), so the figures are those
@@ -36,12 +36,12 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from tsav_deploy.pipeline.offline import AnnotateOptions, annotate_video, target_frames
+from tsav_deploy.api import Predictor, PredictorOptions
 from tsav_deploy.contract import CLIP_SHAPE, N_OUTPUTS, SPEC_SHAPE
-from tsav_deploy.api.annotation import Annotation
-from tsav_deploy.faces import FaceBackend
-from tsav_deploy.pipeline.frontend import video_duration
+from tsav_deploy.faces import FaceBackend, get_backend
 from tsav_deploy.model import TSAV, ModelConfig
+from tsav_deploy.pipeline.frontend import video_duration
+from tsav_deploy.pipeline.offline import AnnotateOptions, target_frames
 from tsav_deploy.runtime import Engine
 from tsav_deploy.stages import measure, stage
 
@@ -305,30 +305,42 @@ def engine_precision(engine: Engine | None) -> str:
     return "fp32" if engine is None else getattr(engine.backend, "precision", "fp32")
 
 
+def bench_predictor(options: PredictorOptions) -> Predictor:
+    """The Predictor ``tsav bench`` times: the one ``options`` build, or without weights and model
+    one whose network is zeros (:class:`_NoNetwork`), so the frontend alone is measured."""
+    if options.weights or options.model:
+        return Predictor.from_options(options)
+    annotate = AnnotateOptions(person=options.person, stride=options.stride, batch_size=options.batch_size)
+    backend = get_backend(options.faces, detector=options.detector)
+    return Predictor.from_parts(_NoNetwork(ModelConfig()), backend, annotate)
+
+
 def bench_video(
     video: str | os.PathLike,
-    backend: FaceBackend,
-    engine: Engine | None = None,
-    options: AnnotateOptions = AnnotateOptions(),
+    predictor: Predictor,
     *,
     device: str = "cpu",
     progress: Callable[[str], None] | None = None,
 ) -> BenchReport:
-    """Measure every stage of one annotation of ``video`` (``annotate_video`` and the writers, the
-    pipeline's own calls, timed through its stage marks); without ``engine`` only the frontend (the
-    network's place taken by zeros) and the paper ceiling."""
+    """Measure every stage of one ``predictor.predict(video)`` and its ``save`` (the pipeline's
+    own calls, timed through its stage marks and through stand-ins for the predictor's engine and
+    face backend); a predictor from :func:`bench_predictor` without a model measures the frontend
+    (the network's place taken by zeros) against the paper ceiling."""
     say = progress or (lambda stage: None)
+    engine = None if isinstance(predictor.engine, _NoNetwork) else predictor.engine
+    options = predictor.options
     precision = engine_precision(engine)
-    config = engine.config if engine is not None else ModelConfig()
+    config = predictor.engine.config
     say("matmul")
     rates = [matmul_gflops(precision, device)]
     say("annotation")
+    timed = Predictor.from_parts(_TimedEngine(predictor.engine), _TimedBackend(predictor.face_backend), options)
     with measure() as clock, tempfile.TemporaryDirectory(prefix="tsav-bench-") as out:
         start = time.perf_counter()
-        network = _TimedEngine(engine if engine is not None else _NoNetwork(config))
-        result = annotate_video(video, network, _TimedBackend(backend), options)
-        Annotation(pathlib.Path(video), result).save(out)
+        annotation = timed.predict(video)
+        annotation.save(out)
         wall = time.perf_counter() - start
+    result = annotation.result
     say("matmul")
     rates.append(matmul_gflops(precision, device))
     seconds = dict(clock.seconds)
@@ -347,7 +359,7 @@ def bench_video(
         people=len(result.persons),
         targets=len(target_frames(result.frames, options.stride)),
         options=options,
-        face_backend=backend.name,
+        face_backend=predictor.face_backend.name,
         engine=None if engine is None else engine.describe(),
         precision=precision,
         flops=network_flops(config),

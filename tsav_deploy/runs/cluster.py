@@ -33,13 +33,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tsav_deploy.pipeline.offline import AnnotateOptions, PeopleFound, find_people, people_logits, provenance, range_logits, video_result
+from tsav_deploy.api.annotation import Annotation
+from tsav_deploy.api.predictor import Predictor, check_options, check_source
 from tsav_deploy.bounds import CPUS_PER_WORKER, GPUS_PER_WORKER, SPLIT_SECONDS, WORKERS, check_number, check_whole
 from tsav_deploy.errors import TsavError
-from tsav_deploy.media.probe import probe
 from tsav_deploy.failures import Failure, describe_failure
-from tsav_deploy.api.predictor import Predictor, check_options, check_source
-from tsav_deploy.api.annotation import Annotation
+from tsav_deploy.media.probe import probe
+from tsav_deploy.pipeline.offline import (
+    AnnotateOptions,
+    PeopleFound,
+    find_people,
+    people_logits,
+    provenance,
+    range_logits,
+    video_result,
+)
 
 INSTALL_HINT = "--ray needs Ray, an optional extra: pip install 'tsav-deploy[ray]'"
 # A video is cut into ranges only when each range is at least this long (a range costs a look-back

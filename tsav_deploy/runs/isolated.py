@@ -17,9 +17,9 @@ import signal
 from collections.abc import Iterable, Iterator
 from multiprocessing.connection import Connection
 
-from tsav_deploy.pipeline.offline import Progress
-from tsav_deploy.errors import TsavError
 from tsav_deploy.api.annotation import Annotation
+from tsav_deploy.errors import TsavError
+from tsav_deploy.pipeline.offline import Progress
 
 
 class IsolatedPredictor:

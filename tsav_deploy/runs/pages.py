@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import pathlib
 
+from tsav_deploy.api.annotation import read_video_table
 from tsav_deploy.atomic import write_text
 from tsav_deploy.errors import TsavError
-from tsav_deploy.outputs.report import person_summaries, report_video, write_index, write_report
 from tsav_deploy.failures import describe_failure
 from tsav_deploy.outputs.records import RECORDS, holding, input_sha256, read_record, record_path, write_summary
-from tsav_deploy.api.annotation import read_video_table
+from tsav_deploy.outputs.report import person_summaries, report_video, write_index, write_report
 
 INDEX_LOCK = ".index"  # not a video name (record names are video stems)
 
