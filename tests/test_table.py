@@ -30,7 +30,7 @@ from tsav_deploy.results.table import (
     read_video_table,
     table_columns,
 )
-from tsav_deploy.results.video import PersonResult, VideoResult
+from tsav_deploy.results.video_result import PersonResult, VideoResult
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -201,7 +201,7 @@ def test_the_table_and_the_records_import_no_higher_layer():
     table = _imports(ROOT / "tsav_deploy" / "results" / "table.py")
     assert {m for m in table if m.startswith("tsav_deploy")} <= {
         "tsav_deploy.contract",
-        "tsav_deploy.results.video",
+        "tsav_deploy.results.video_result",
     }
     records = _imports(ROOT / "tsav_deploy" / "outputs" / "records.py")
     assert not [m for m in records if m.startswith(("tsav_deploy.api", "tsav_deploy.runs", "tsav_deploy.cli"))]

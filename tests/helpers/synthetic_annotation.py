@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from tsav_deploy.results.predictions import decode
-from tsav_deploy.results.video import PersonResult, VideoResult
+from tsav_deploy.results.video_result import PersonResult, VideoResult
 
 
 def synthetic_result(

@@ -12,7 +12,7 @@ import pandas as pd
 from tsav_deploy.outputs.records import OutputOptions, save_outputs, video_summary
 from tsav_deploy.outputs.writers import write_parquet
 from tsav_deploy.results.table import frame_table, read_table, read_video_table
-from tsav_deploy.results.video import VideoResult
+from tsav_deploy.results.video_result import VideoResult
 
 # Reading a folder back is public API here, beside the Annotation that writes it.
 __all__ = ["Annotation", "TABLE_FORMATS", "read_table", "read_video_table"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 from typing import Optional
@@ -139,49 +140,17 @@ def train(
 ) -> None:
     """Train TSAV with the paper's recipe on a preprocess cache (multi-GPU: torchrun --nproc_per_node N -m tsav_deploy.cli train ...)."""
     if dry_run:
-        from tsav_deploy.train.statistics import label_statistics
-
-        stats = label_statistics(annotations, videos, pseudo=pseudo)
-        if as_json:
-            console.print_json(json.dumps(stats))
-            return
-        table = Table("split", "annotations", "frames", "labelled", "removed", "pseudo")
-        for split, values in stats["splits"].items():
-            table.add_row(
-                split,
-                str(values["annotations"]),
-                str(values["frames"]),
-                *(", ".join(f"{k} {v}" for k, v in values[key].items()) for key in ("labelled", "removed", "pseudo")),
-            )
-        console.print(table)
-        for path in stats.get("videos", {}).get("missing", []):
-            console.print(f"[yellow]no video for[/] {path}", highlight=False)
+        _print_label_statistics(annotations, videos, pseudo, as_json)
         return
     if cache is None:
         raise TsavError("missing --cache CACHE (made by `tsav preprocess VIDEOS_DIR --out CACHE`), or use --dry-run")
     from tsav_deploy.train.trainer import TrainConfig
     from tsav_deploy.train.trainer import train as run_training
 
+    given = dict(locals())
     config = TrainConfig(
-        annotations=annotations,
-        cache=cache,
-        out=out,
-        arch=arch,
-        pretrained=pretrained,
-        steps=steps,
-        batch=batch,
-        micro_batch=micro_batch,
-        lr=lr,
-        val_every=val_every,
-        val_stride=val_stride,
-        patience=patience,
-        pseudo=tuple(pseudo),
-        final=final,
-        resume=resume,
-        workers=workers,
-        amp=amp,
-        device=device,
-        seed=seed,
+        **{f.name: given[f.name] for f in dataclasses.fields(TrainConfig) if f.name in given}
+        | {"pseudo": tuple(pseudo)}
     )
     result = run_training(config, log=lambda text: console.print(text, highlight=False), table=_print_validation)
     console.print(
@@ -189,6 +158,28 @@ def train(
     )
     if result.final_checkpoint is not None:
         console.print(f"final model (train + validation) -> {result.final_checkpoint}")
+
+
+def _print_label_statistics(
+    annotations: pathlib.Path, videos: pathlib.Path | None, pseudo: list[str], as_json: bool
+) -> None:
+    from tsav_deploy.train.statistics import label_statistics
+
+    stats = label_statistics(annotations, videos, pseudo=pseudo)
+    if as_json:
+        console.print_json(json.dumps(stats))
+        return
+    table = Table("split", "annotations", "frames", "labelled", "removed", "pseudo")
+    for split, values in stats["splits"].items():
+        table.add_row(
+            split,
+            str(values["annotations"]),
+            str(values["frames"]),
+            *(", ".join(f"{k} {v}" for k, v in values[key].items()) for key in ("labelled", "removed", "pseudo")),
+        )
+    console.print(table)
+    for path in stats.get("videos", {}).get("missing", []):
+        console.print(f"[yellow]no video for[/] {path}", highlight=False)
 
 
 def _print_validation(row: dict, best: dict, improved: bool) -> None:

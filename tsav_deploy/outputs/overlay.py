@@ -19,7 +19,7 @@ from tsav_deploy.contract import ACTION_UNITS, EXPRESSIONS
 from tsav_deploy.errors import TsavError
 from tsav_deploy.media.frames import iter_frames
 from tsav_deploy.media.probe import probe
-from tsav_deploy.results.video import VideoResult
+from tsav_deploy.results.video_result import VideoResult
 
 TIME_BASE = Fraction(1, 90_000)  # MPEG's clock: exact for 23.976, 25, 29.97, 30 fps and VFR
 BOX_COLOURS = ((0, 220, 0), (255, 160, 0), (0, 160, 255), (255, 0, 200))

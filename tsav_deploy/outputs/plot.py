@@ -11,7 +11,7 @@ from tsav_deploy.atomic import atomic_path
 from tsav_deploy.contract import ACTION_UNITS, EXPRESSIONS
 from tsav_deploy.errors import shown
 from tsav_deploy.outputs.palette import AROUSAL_COLOUR, AU_COLOURMAP, EXPRESSION_COLOURS, VALENCE_COLOUR
-from tsav_deploy.results.video import VideoResult
+from tsav_deploy.results.video_result import VideoResult
 
 
 def timeline_figure(result: VideoResult, person_index: int = 0):

@@ -39,7 +39,7 @@ from tsav_deploy.outputs.plot import write_plot
 from tsav_deploy.outputs.report import report_video, write_report
 from tsav_deploy.outputs.writers import ABAW_TASKS, write_abaw, write_parquet, write_table
 from tsav_deploy.results.table import frame_table
-from tsav_deploy.results.video import VideoResult
+from tsav_deploy.results.video_result import VideoResult
 from tsav_deploy.stages import stage
 
 RECORDS = ".tsav"

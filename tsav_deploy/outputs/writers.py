@@ -13,7 +13,7 @@ from tsav_deploy.atomic import atomic_path, create_new, partial_path, write_text
 from tsav_deploy.contract import ACTION_UNITS, EXPRESSIONS
 from tsav_deploy.errors import TsavError
 from tsav_deploy.results.table import csv_text, frame_table
-from tsav_deploy.results.video import PersonResult, VideoResult
+from tsav_deploy.results.video_result import PersonResult, VideoResult
 
 ABAW_TASKS = ("VA_Set", "EXPR_Set", "AU_Set")
 ABAW_HEADERS = {

@@ -26,7 +26,7 @@ from tsav_deploy.media.probe import VideoInfo, probe
 from tsav_deploy.pipeline.frontend import FaceTimeline, Progress, audio_track, iter_clips, scan_faces, video_duration
 from tsav_deploy.pipeline.prefetch import prefetch
 from tsav_deploy.results.predictions import DEFAULT_AU_THRESHOLD, decode
-from tsav_deploy.results.video import PersonResult, VideoResult
+from tsav_deploy.results.video_result import PersonResult, VideoResult
 from tsav_deploy.runtime import Engine
 from tsav_deploy.stages import stage
 

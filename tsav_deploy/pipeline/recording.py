@@ -1,5 +1,5 @@
 """What a live stream's frames become: one row (dict) per frame and person, with the per-frame
-table's columns, and at the stream's end a :class:`~tsav_deploy.results.video.VideoResult` of
+table's columns, and at the stream's end a :class:`~tsav_deploy.results.video_result.VideoResult` of
 everything that arrived (ABAW files, table, plot)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from tsav_deploy.pipeline.frontend import video_duration
 from tsav_deploy.pipeline.stream import LiveEntry, LiveFrame
 from tsav_deploy.results.predictions import Predictions, decode
 from tsav_deploy.results.table import json_rows
-from tsav_deploy.results.video import PersonResult, VideoResult
+from tsav_deploy.results.video_result import PersonResult, VideoResult
 
 LIVE_COLUMNS = ("latency_s", "stride")  # after the table's columns
 
@@ -45,7 +45,7 @@ def _entries_result(frame: LiveFrame, au_threshold: float) -> VideoResult:
 
 class LiveRecording:
     """Keeps what every frame of a stream needs for the files ``tsav annotate`` writes (logits,
-    boxes; no pictures), to make one :class:`~tsav_deploy.results.video.VideoResult` of the stream when it ends."""
+    boxes; no pictures), to make one :class:`~tsav_deploy.results.video_result.VideoResult` of the stream when it ends."""
 
     def __init__(self, name: str, au_threshold: float):
         self.name, self.au_threshold = name, au_threshold

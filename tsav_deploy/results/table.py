@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from tsav_deploy.contract import ACTION_UNITS, EXPRESSIONS
-from tsav_deploy.results.video import PersonResult, VideoResult
+from tsav_deploy.results.video_result import PersonResult, VideoResult
 
 BOX_COLUMNS = ("x1", "y1", "x2", "y2")
 # Empty without a face: the detector's box and score describe a face, not a prediction.
