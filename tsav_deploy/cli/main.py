@@ -1103,7 +1103,7 @@ def train(
         device=device,
         seed=seed,
     )
-    result = run_training(config, log=lambda text: console.print(text, highlight=False), table=_print_validation)
+    result = run_training(config, log=lambda text: console.print(text, highlight=False, soft_wrap=True))
     console.print(
         f"best step {result.best_step}: criterion {result.best_scores.get('criterion', float('nan')):.4f} -> {result.best_checkpoint}"
     )
