@@ -132,6 +132,7 @@ def test_ctrl_c_saves_a_state_that_resume_finishes_exactly(synth, cache, tmp_pat
     )
     print(done.stdout, done.stderr)
     assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stdout + done.stderr
     assert f"validation: resumed at step {state['phase']['step']}" in done.stdout
     assert re.search(rf"validation: {STEPS}/{STEPS} steps, \d+ in ", done.stdout)
 

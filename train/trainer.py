@@ -219,17 +219,17 @@ def validation_scores(logits: np.ndarray, samples: Samples) -> dict[str, float]:
 def _loader(dataset: ClipDataset, batches, workers: int, device: torch.device):
     """An iterator over the batches. Its own seeded generator: every random choice of an item comes from
     the item's key (dataset.item_rng), and making a loader then leaves torch's global generator alone."""
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_sampler=batches,
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
-        worker_init_fn=_quiet_worker,
-        generator=torch.Generator().manual_seed(0),
-    )
     with warnings.catch_warnings():
         # Workers are capped to the cores (progress.cap_workers), which the user is told once.
         warnings.filterwarnings("ignore", message=".*DataLoader will create", category=UserWarning)
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_sampler=batches,
+            num_workers=workers,
+            pin_memory=device.type == "cuda",
+            worker_init_fn=_quiet_worker,
+            generator=torch.Generator().manual_seed(0),
+        )
         return iter(loader)
 
 
@@ -529,7 +529,7 @@ class Trainer:
             validation,
             mine,
             batch=config.micro_batch,
-            workers=config.workers,
+            workers=self.workers,
             device=context.device,
             dtype=self.dtype,
         )
