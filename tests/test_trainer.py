@@ -80,8 +80,8 @@ def test_end_to_end_learns_above_chance(synth, cache, tmp_path):
     # the frame in its last column (the authors' rule before 5 s); the arousal tone is learnt from
     # that more slowly than from a centred window (12 steps reached 0.16 against chance 0.13).
     # One torch thread (one_thread) makes the run the same whatever the machine's load: every random
-    # choice is seeded (model, step order, each item's augmentation), and a single thread sums in a
-    # fixed order, where several threads split the sums by how they happen to be scheduled.
+    # choice is seeded (model, step order, each item's augmentation), and one thread adds up in one
+    # fixed order, where the order of several depends on how many torch starts here.
     assert torch.get_num_threads() == 1
     run = tmp_path / "run"
     result = _train(
