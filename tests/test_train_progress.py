@@ -145,3 +145,18 @@ def test_ctrl_c_saves_a_state_that_resume_finishes_exactly(synth, cache, tmp_pat
     assert not different, different
     losses = [[r["loss"] for r in json.loads((p / "curves.json").read_text())["train"]] for p in (out, whole)]
     assert losses[0] == losses[1] and len(losses[0]) == STEPS
+
+
+def test_missing_kinetics_weights_name_the_train_option(monkeypatch, tmp_path):
+    from tsav_deploy.artifacts import weights
+    from tsav_deploy.download import DownloadError
+    from tsav_deploy.train.trainer import build_model
+
+    def offline(name, **_):
+        raise DownloadError(f"{name}: no network; {weights.REMEDY}")
+
+    monkeypatch.setattr(weights, "resolve", offline)
+    config = TrainConfig(annotations=tmp_path, cache=tmp_path, out=tmp_path)
+    with pytest.raises(DownloadError, match=r"pass --pretrained PATH \(or --pretrained none\)") as error:
+        build_model(config)
+    assert "--weights" not in str(error.value)
