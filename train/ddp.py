@@ -95,3 +95,12 @@ def broadcast(value: Any, context: Distributed) -> Any:
 def barrier(context: Distributed) -> None:
     if context.active:
         dist.barrier()
+
+
+def any_true(flag: bool, context: Distributed) -> bool:
+    """Whether ``flag`` is set in any process (a stop that one process saw stops them all at one step)."""
+    if not context.active:
+        return flag
+    box = torch.tensor([float(flag)], device=context.device)  # NCCL reduces device tensors only
+    dist.all_reduce(box, op=dist.ReduceOp.MAX)
+    return bool(box.item())

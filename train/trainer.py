@@ -11,7 +11,9 @@ The validation criterion is the mean of the ABAW task criteria that the validati
 CCC mean (valence, arousal), expression 0.67·F1 + 0.33·accuracy, AU 0.5·F1 + 0.5·accuracy.
 
 Run folder: ``config.json``, ``best.pt``, ``final.pt``, ``state.pt`` (for ``--resume``),
-``curves.json`` and ``train_curve.csv`` / ``validation_curve.csv``.
+``curves.json`` and ``train_curve.csv`` / ``validation_curve.csv``. The state is saved at each
+validation, every ``save_every_s`` seconds, and when Ctrl-C or SIGTERM stops the run (:mod:`.interrupt`).
+Progress (steps, clips per second, loss, time left) goes to a :class:`~.progress.Progress`.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ import csv
 import dataclasses
 import json
 import math
+import os
 import pathlib
+import signal
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,6 +36,7 @@ import torch
 
 from tsav_deploy.artifacts.checkpoint import save_checkpoint
 from tsav_deploy.atomic import atomic_path, write_text
+from tsav_deploy.download import DownloadError
 from tsav_deploy.errors import TsavError
 from tsav_deploy.model import TSAV, ModelConfig
 from tsav_deploy.results.predictions import decode
@@ -46,9 +51,11 @@ from tsav_deploy.train.dataset import (
     normalization_table,
     normalize_batch,
 )
+from tsav_deploy.train.interrupt import StopRequest, ignore_in_worker, resume_command, stop
 from tsav_deploy.train.labels import read_annotations
 from tsav_deploy.train.losses import tsav_loss
 from tsav_deploy.train.metrics import au_scores, expression_scores, va_scores
+from tsav_deploy.train.progress import Progress, available_cores, cap_workers, make_progress
 from tsav_deploy.train.pseudo_labels import DEFAULT_PSEUDO, VAHistograms, check_kinds
 
 ARCHITECTURES = {"paper": ModelConfig(), "reduced": ModelConfig.reduced()}
@@ -78,6 +85,7 @@ class TrainConfig:
     workers: int = 4
     amp: str = "auto"
     device: str = "auto"
+    save_every_s: float = 600.0  # also save the state for --resume this often (seconds; 0: only at validations)
 
     def __post_init__(self) -> None:
         self.annotations, self.cache, self.out = (pathlib.Path(p) for p in (self.annotations, self.cache, self.out))
@@ -162,7 +170,12 @@ def build_model(config: TrainConfig) -> TSAV:
     if source not in (None, "", "none"):
         if config.arch != "paper":
             raise TsavError("--pretrained needs the paper network (--arch paper); the reduced one has other widths")
-        init_visual_from_kinetics(model, resolve(source))
+        try:
+            path = resolve(source)
+        except DownloadError as exc:  # its remedy names annotate's option; train's is --pretrained
+            message = str(exc).replace("--weights PATH", "--pretrained PATH (or --pretrained none)")
+            raise DownloadError(message) from None
+        init_visual_from_kinetics(model, path)
     return model
 
 
@@ -203,20 +216,28 @@ def validation_scores(logits: np.ndarray, samples: Samples) -> dict[str, float]:
     return {k: float(v) for k, v in scores.items()}
 
 
-def _loader(dataset: ClipDataset, batches, workers: int, device: torch.device) -> torch.utils.data.DataLoader:
-    return torch.utils.data.DataLoader(
-        dataset,
-        batch_sampler=batches,
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
-        worker_init_fn=_quiet_worker,
-    )
+def _loader(dataset: ClipDataset, batches, workers: int, device: torch.device):
+    """An iterator over the batches. Its own seeded generator: every random choice of an item comes from
+    the item's key (dataset.item_rng), and making a loader then leaves torch's global generator alone."""
+    with warnings.catch_warnings():
+        # Workers are capped to the cores (progress.cap_workers), which the user is told once.
+        warnings.filterwarnings("ignore", message=".*DataLoader will create", category=UserWarning)
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_sampler=batches,
+            num_workers=workers,
+            pin_memory=device.type == "cuda",
+            worker_init_fn=_quiet_worker,
+            generator=torch.Generator().manual_seed(0),
+        )
+        return iter(loader)
 
 
 def _quiet_worker(_: int) -> None:
     import cv2
 
     cv2.setNumThreads(1)  # loader workers run side by side: one thread each
+    ignore_in_worker()
 
 
 @torch.no_grad()
@@ -276,6 +297,20 @@ class Phase:
     step: int = 0
 
 
+@dataclass
+class _Loop:
+    """What one phase's loop works with."""
+
+    model: TSAV
+    wrapped: torch.nn.Module  # the model, or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    loader: Iterator[dict]
+    per_rank: int  # micro-batches per step in this process
+    table: torch.Tensor  # normalization_table() on the device
+    validation: ClipDataset
+
+
 class Trainer:
     def __init__(
         self,
@@ -284,11 +319,19 @@ class Trainer:
         context: ddp.Distributed,
         log: Callable[[str], None] | None = None,
         table: Callable[[dict, dict, bool], None] | None = None,
+        progress: Progress | None = None,
     ):
         self.config, self.data, self.context = config, data, context
         self.log = log or (lambda _: None)
-        self.table = table or (lambda *_: None)
+        self.progress = progress or Progress()
+        self.table = table or self.progress.validation
         self.dtype = _autocast_dtype(config, context.device)
+        # One loader per process; torchrun's processes on this machine share its cores.
+        local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        self.workers, note = cap_workers(config.workers, max(1, available_cores() // local))
+        if note:
+            self.log(note)
+        self.saved_at = time.monotonic()
 
     # -- state on disk --
 
@@ -307,6 +350,7 @@ class Trainer:
         with atomic_path(self._state_path(phase)) as tmp:
             torch.save(state, tmp)
         self._write_curves(phase)
+        self.saved_at = time.monotonic()
 
     def _load_state(self, phase: Phase, model: TSAV, optimizer, scaler) -> None:
         path = self._state_path(phase)
@@ -347,7 +391,8 @@ class Trainer:
 
     # -- the loop --
 
-    def run(self, phase: Phase) -> Phase:
+    def _prepare(self, phase: Phase) -> _Loop:
+        """The network (from the saved state on ``--resume``), optimizer and data of one phase."""
         config, context = self.config, self.context
         model = build_model(config).to(context.device)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -375,54 +420,101 @@ class Trainer:
         dataset = ClipDataset(
             self.data.cache, phase.samples, histograms=self.data.histograms, pseudo=config.pseudo, seed=config.seed
         )
-        validation = ClipDataset(self.data.cache, self.data.validation)
-        per_rank = schedule.micro_batches_per_rank
-        table = normalization_table().to(context.device)
-        loader = iter(_loader(dataset, _StepBatches(schedule, phase.step, phase.steps), config.workers, context.device))
-        model.train()
-        started = time.perf_counter()
-        while phase.step < phase.steps and not self._out_of_patience(phase):
-            sums = torch.zeros(1 + len(LOSS_PARTS), dtype=torch.float64)
-            for j in range(per_rank):
-                items = next(loader)
-                sync = contextlib.nullcontext() if j == per_rank - 1 or not context.active else wrapped.no_sync()
-                clip = normalize_batch(items["crops"].to(context.device, non_blocking=True), table)
-                with sync:
-                    with _autocast(self.dtype, context.device):
-                        logits = wrapped(clip, items["spec"].to(context.device, non_blocking=True))
-                    loss, parts = tsav_loss(
-                        logits.float(),
-                        expression=items["expression"].to(context.device),
-                        va=items["va"].to(context.device),
-                        au=items["au"].to(context.device),
-                    )
-                    scaler.scale(loss / per_rank).backward()
-                sums += torch.tensor([loss.item(), *(parts[name].item() for name in LOSS_PARTS)], dtype=torch.float64)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            ddp.average_buffers(model, context)
-            ddp.all_reduce_sum(sums, context)
-            phase.step += 1
-            means = (sums / (per_rank * context.world)).tolist()
-            elapsed = time.perf_counter() - started
-            phase.curves["train"].append(
-                {
-                    "step": phase.step,
-                    "loss": means[0],
-                    **dict(zip(LOSS_PARTS, means[1:])),
-                    "clips_per_s": config.batch / max(elapsed, 1e-9),
-                }
-            )
-            started = time.perf_counter()
-            if phase.step % config.val_every == 0 or phase.step == phase.steps:
-                if phase.validate:
-                    self._validate(phase, model, validation)
-                self._save_state(phase, model, optimizer, scaler)
+        batches = _StepBatches(schedule, phase.step, phase.steps)
+        return _Loop(
+            model=model,
+            wrapped=wrapped,
+            optimizer=optimizer,
+            scaler=scaler,
+            loader=_loader(dataset, batches, self.workers, context.device),
+            per_rank=schedule.micro_batches_per_rank,
+            table=normalization_table().to(context.device),
+            validation=ClipDataset(self.data.cache, self.data.validation),
+        )
+
+    def _step(self, loop: _Loop, request: StopRequest) -> torch.Tensor | None:
+        """One optimizer step; the summed loss and its parts of this process's micro-batches, or None when a
+        stop was asked for in the middle (a single process then drops the partial step, whose BatchNorm
+        statistics are put back, so that the saved state is the last complete step's)."""
+        context, model = self.context, loop.model
+        buffers = [b.detach().clone() for b in model.buffers()] if not context.active else []
+        sums = torch.zeros(1 + len(LOSS_PARTS), dtype=torch.float64)
+        for j in range(loop.per_rank):
+            if request and not context.active:
+                with torch.no_grad():
+                    for buffer, saved in zip(model.buffers(), buffers):
+                        buffer.copy_(saved)
+                loop.optimizer.zero_grad(set_to_none=True)
+                return None
+            items = next(loop.loader)
+            last = j == loop.per_rank - 1
+            sync = contextlib.nullcontext() if last or not context.active else loop.wrapped.no_sync()
+            clip = normalize_batch(items["crops"].to(context.device, non_blocking=True), loop.table)
+            with sync:
+                with _autocast(self.dtype, context.device):
+                    logits = loop.wrapped(clip, items["spec"].to(context.device, non_blocking=True))
+                loss, parts = tsav_loss(
+                    logits.float(),
+                    expression=items["expression"].to(context.device),
+                    va=items["va"].to(context.device),
+                    au=items["au"].to(context.device),
+                )
+                loop.scaler.scale(loss / loop.per_rank).backward()
+            sums += torch.tensor([loss.item(), *(parts[name].item() for name in LOSS_PARTS)], dtype=torch.float64)
+        loop.scaler.step(loop.optimizer)
+        loop.scaler.update()
+        loop.optimizer.zero_grad(set_to_none=True)
+        ddp.average_buffers(model, context)
+        return ddp.all_reduce_sum(sums, context)
+
+    def _record(self, phase: Phase, sums: torch.Tensor, seconds: float) -> None:
+        phase.step += 1
+        means = (sums / (self.config.batch // self.config.micro_batch)).tolist()
+        clips_per_s = self.config.batch / max(seconds, 1e-9)
+        phase.curves["train"].append(
+            {"step": phase.step, "loss": means[0], **dict(zip(LOSS_PARTS, means[1:])), "clips_per_s": clips_per_s}
+        )
+        self.progress.step(phase.step, means[0])
+
+    def run(self, phase: Phase) -> Phase:
+        """Train ``phase`` to its last step or early stop; a stop signal saves the state and ends the run."""
+        config = self.config
+        loop = self._prepare(phase)
+        loop.model.train()
+        self.progress.start(phase.name, phase.step, phase.steps, config.batch)
+        try:
+            with StopRequest().watch() as request:
+                while phase.step < phase.steps and not self._out_of_patience(phase):
+                    started = time.perf_counter()
+                    sums = self._step(loop, request)
+                    if sums is not None:
+                        self._record(phase, sums, time.perf_counter() - started)
+                        if phase.step % config.val_every == 0 or phase.step == phase.steps:
+                            if phase.validate:
+                                self._validate(phase, loop.model, loop.validation)
+                            self._save_state(phase, loop.model, loop.optimizer, loop.scaler)
+                    if ddp.any_true(bool(request), self.context):
+                        self._save_state(phase, loop.model, loop.optimizer, loop.scaler)
+                        self.progress.finish()
+                        self._stop(phase, request.signum or signal.SIGINT)
+                    if config.save_every_s and time.monotonic() - self.saved_at >= config.save_every_s:
+                        self._save_state(phase, loop.model, loop.optimizer, loop.scaler)
+        finally:
+            self.progress.finish()
         if not phase.validate:
-            self._save_checkpoint(phase.folder / "final.pt", model, phase, {})
-        ddp.barrier(context)
+            self._save_checkpoint(phase.folder / "final.pt", loop.model, phase, {})
+        ddp.barrier(self.context)
         return phase
+
+    def _stop(self, phase: Phase, signum: int) -> None:
+        """One line: where the state is and how to go on; then end as the signal asks."""
+        name = signal.Signals(signum).name
+        line = (
+            f"{name}: stopped at step {phase.step}/{phase.steps} ({phase.name}); state saved in "
+            f"{self._state_path(phase)}; continue with: {resume_command()}"
+        )
+        self.log(line)
+        stop(signum, line)
 
     def _out_of_patience(self, phase: Phase) -> bool:
         return bool(self.config.patience) and phase.stale >= self.config.patience
@@ -437,7 +529,7 @@ class Trainer:
             validation,
             mine,
             batch=config.micro_batch,
-            workers=config.workers,
+            workers=self.workers,
             device=context.device,
             dtype=self.dtype,
         )
@@ -480,8 +572,13 @@ def train(
     *,
     log: Callable[[str], None] | None = None,
     table: Callable[[dict, dict, bool], None] | None = None,
+    progress: Progress | None = None,
 ) -> TrainResult:
-    """Train per ``config`` in this process, joining torchrun's process group when there is one."""
+    """Train per ``config`` in this process, joining torchrun's process group when there is one.
+
+    ``log`` receives notes and, unless ``progress`` is given, the progress: a live bar on a terminal,
+    else plain lines (:func:`.progress.make_progress`). ``table`` shows each validation (default: the
+    progress's table or line)."""
     context = ddp.setup(config.device)
     try:
         data = load_training_data(config)
@@ -490,7 +587,10 @@ def train(
             write_text(
                 config.out / "config.json", json.dumps(config.to_dict() | {"processes": context.world}, indent=1)
             )
-        speak = log if context.is_main else None
-        return Trainer(config, data, context, log=speak, table=table if context.is_main else None).fit()
+        if not context.is_main:
+            return Trainer(config, data, context).fit()
+        if progress is None:
+            progress = make_progress(log) if log is not None else Progress()
+        return Trainer(config, data, context, log=log, table=table, progress=progress).fit()
     finally:
         ddp.teardown(context)

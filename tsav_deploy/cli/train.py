@@ -136,7 +136,12 @@ def train(
     workers: int = typer.Option(4, "--workers", "-j", help="Data loader processes (per training process)."),
     amp: str = typer.Option("auto", "--amp", help="Mixed precision on GPU: auto, bf16, fp16, off."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(
+        0, "--seed", help="Seed of initialisation, sampling and data order (same seed, same run)."
+    ),
+    save_every_s: float = typer.Option(
+        600.0, "--save-every", help="Seconds between saved states for --resume (also saved on Ctrl-C and SIGTERM)."
+    ),
 ) -> None:
     """Train TSAV with the paper's recipe on a preprocess cache (multi-GPU: torchrun --nproc_per_node N -m tsav_deploy.cli train ...)."""
     if dry_run:
@@ -152,7 +157,7 @@ def train(
         **{f.name: given[f.name] for f in dataclasses.fields(TrainConfig) if f.name in given}
         | {"pseudo": tuple(pseudo)}
     )
-    result = run_training(config, log=lambda text: console.print(text, highlight=False), table=_print_validation)
+    result = run_training(config, log=lambda text: console.print(text, highlight=False, soft_wrap=True))
     console.print(
         f"best step {result.best_step}: criterion {result.best_scores.get('criterion', float('nan')):.4f} -> {result.best_checkpoint}"
     )
@@ -180,13 +185,3 @@ def _print_label_statistics(
     console.print(table)
     for path in stats.get("videos", {}).get("missing", []):
         console.print(f"[yellow]no video for[/] {path}", highlight=False)
-
-
-def _print_validation(row: dict, best: dict, improved: bool) -> None:
-    columns = ("step", "train_loss", "ccc_valence", "ccc_arousal", "expr_criterion", "au_criterion", "criterion")
-    table = Table(*columns, "best", title="validation")
-    table.add_row(
-        *(str(row[c]) if c == "step" else f"{row[c]:.4f}" for c in columns),
-        "[green]new best" if improved else f"{best.get('criterion', float('nan')):.4f}",
-    )
-    console.print(table)
