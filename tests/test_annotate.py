@@ -334,3 +334,25 @@ def test_the_engine_gets_each_frames_clip_and_authors_window(media_dir, small_ch
         own = normalize_clip([None if k is None else crops[k] for k in clip_frame_indices(i)])
         np.testing.assert_array_equal(clips[i], own)
         assert not np.array_equal(clips[i], clips[neighbour])
+
+
+def test_inputs_are_checked_before_anything_loads_and_failed_ones_are_in_the_summary(
+    media_dir, small_checkpoint, tmp_path
+):
+    """Inputs that name nothing are found before the model loads (weights that do not exist are
+    never reached), nothing claims results, and no folder is made; in a run that has a video, the
+    failed inputs are in summary.json with their line."""
+    missing = [str(tmp_path / "missing.mp4"), str(tmp_path / "no_folder"), str(tmp_path / "*.mkv")]
+    out = tmp_path / "out"
+    result = run_cli("annotate", *missing, "--weights", str(tmp_path / "absent.pt"), "--out", str(out))
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 3 and not any("absent.pt" in line for line in errors), result.output
+    assert "results in" not in result.output and not out.exists()
+
+    good = tmp_path / "good.mp4"
+    shutil.copy(media_dir / "webcam_man_mp3.mp4", good)
+    result = run_cli("annotate", missing[0], str(good), "--weights", str(small_checkpoint), "-o", str(out), "--no-plot")
+    assert result.exit_code == 1, result.output
+    summary = json.loads((out / "summary.json").read_text())["videos"]
+    assert "no such file or folder" in summary["missing"]["error"] and "error" not in summary["good"]

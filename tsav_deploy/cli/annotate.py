@@ -32,6 +32,7 @@ from tsav_deploy.cli.app import (
     warn_output_failures,
 )
 from tsav_deploy.errors import TsavError, shown
+from tsav_deploy.failures import Failure
 
 TABLE_FILES = {"csv": "<name>.csv", "parquet": "<name>.parquet", "both": "<name>.csv and .parquet"}
 
@@ -118,17 +119,22 @@ def annotate(
     outputs = OutputOptions(
         overlay=overlay, plot=plot, overwrite=overwrite, table=table_format, report=html_report, landmarks=landmarks
     )
+    # Inputs and the output folder are checked before the model loads: a typo costs no wait.
     videos, problems = expand_inputs(inputs)
+    report = BatchReport()
+    if not videos:  # nothing to annotate: no model loaded, no folder made
+        for video, message in problems:
+            report.failed(video, message)
+        raise typer.Exit(1)
+    batch = Batch(out, outputs)  # an output folder that cannot be written fails here, in one line
+    for video, message in problems:
+        report.show(batch.failed(video, Failure(message)))  # recorded: summary.json lists it
     ray_options = dict(
         workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker, split_seconds=split_seconds
     )
     with open_predictor(options, isolate=isolate, ray=ray_address, ray_options=ray_options) as predictor:
         bars = ClusterBar(len(videos)) if ray_address is not None else VideoBars()
         err_console.print(predictor.describe(), highlight=False)
-        batch = Batch(out, outputs)  # an output folder that cannot be written fails here, in one line
-        report = BatchReport()
-        for video, message in problems:
-            report.failed(video, message)
         with bars:
             for outcome in batch.annotate(videos, predictor, on_start=bars.start, progress=bars.advance):
                 report.show(outcome)
