@@ -24,7 +24,6 @@ add up to more than "faces".
 from __future__ import annotations
 
 import os
-import pathlib
 import resource
 import sys
 import tempfile

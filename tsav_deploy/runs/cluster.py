@@ -467,8 +467,13 @@ class _Schedule:
                 self.queue.appendleft(task)
             return
         self.idle.append(k)
-        if video.failed:
-            return
+        if not video.failed:
+            yield from self._value(task, value)
+
+    def _value(self, task: _Task, value) -> Iterator[Annotation]:
+        """What a finished task returned: an annotation, a failure, a video's people (its ranges
+        are queued) or one range's logits (the video is joined once all are in)."""
+        video = task.video
         if task.kind == "annotate":
             yield value
         elif isinstance(value, Failure):
