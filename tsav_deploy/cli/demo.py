@@ -29,10 +29,13 @@ def demo(
     name = result.video.stem
     console.print(f"[green]done.[/] toy checkpoint {result.checkpoint}, ONNX export {result.export}", highlight=False)
     console.print(
-        f"annotations: {result.annotations}/{{VA_Set,EXPR_Set,AU_Set}}/{name}.txt, {name}.csv, {name}.png, {name}.overlay.mp4, {name}.html",
+        f"annotations: {result.annotations}/{{VA_Set,EXPR_Set,AU_Set}}/{name}.txt, {name}.csv, {name}.png, "
+        f"{name}.overlay.mp4, {name}.html, index.html, summary.json",
         highlight=False,
     )
     console.print(
-        "for real predictions: tsav annotate VIDEO --weights TSAV416k.pth.tar (or --weights tnt-sub1) --overlay",
+        "for real predictions: the authors' weights, fetched once where there is a network "
+        "(tsav weights download tnt-sub1) or copied here (TSAV416k.pth.tar), then "
+        "tsav annotate VIDEO --weights tnt-sub1 --overlay --report",
         highlight=False,
     )

@@ -4,7 +4,8 @@ cache it with the shared frontend, train the reduced network for a few steps, ex
 verified parity, and annotate a held-out video with an overlay.
 
 The model is a toy: it learns the synthetic cues (brightness, loudness, tints, dots), so its numbers
-say nothing about real people. Real predictions need the authors' weights (``--weights``).
+say nothing about real people. Real predictions need the authors' weights (``--weights``), which
+are downloaded once over the network (``tsav weights download``) or copied from where they are.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tsav_deploy.api import Annotation, Predictor
+from tsav_deploy.errors import TsavError
 from tsav_deploy.export import Exporter
+from tsav_deploy.outputs.records import OutputOptions
+from tsav_deploy.runs.batch import Batch
 
 Say = Callable[[str], None]
 
@@ -68,6 +72,16 @@ def run_demo(out: str | pathlib.Path, *, steps: int = 16, say: Say = print) -> D
     export = Exporter(["onnx"])(result.best_checkpoint, out / "export").folder
     say("5/5 annotating the held-out video with an overlay and an HTML report")
     video = next(v.path for v in data.videos if v.split == "validation")
-    annotation = Predictor(model=export, engine="onnx", faces="dlib").predict(video)
-    annotation.save(out / "annotations", overlay=True, report=True)
+    annotation = _annotate(video, export, out / "annotations")
     return DemoResult(result.best_checkpoint, export, out / "annotations", video, criteria, annotation)
+
+
+def _annotate(video: pathlib.Path, export: pathlib.Path, folder: pathlib.Path) -> Annotation:
+    """The held-out video into ``folder`` as ``tsav annotate --overlay --report`` leaves it (its
+    files, index.html and summary.json), through the same batch run."""
+    batch = Batch(folder, OutputOptions(overlay=True, report=True, overwrite=True))
+    outcomes = list(batch.annotate([video], Predictor(model=export, engine="onnx", faces="dlib")))
+    failed = [o.error for o in outcomes if o.status == "failed"]
+    if failed:
+        raise TsavError(failed[0])
+    return next(o.annotation for o in outcomes if o.annotation is not None)
