@@ -26,6 +26,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help (click's): whole sentences wrapped to the terminal, flags without a type column.
+    rich_markup_mode=None,
 )
 
 console = Console()

@@ -32,7 +32,7 @@ from tsav_deploy.errors import TsavError
 @user_errors
 def bench(
     video: pathlib.Path = typer.Argument(
-        ..., help="A video (the issue's benchmark: ../shared/media/pexels_woman_silent_audio.mp4)."
+        ..., help="The video to time (docs/performance.md names the recordings its figures come from)."
     ),
     weights: Weights = default("weights"),
     model: ExportDir = default("model"),
