@@ -4,6 +4,7 @@ closing table."""
 from __future__ import annotations
 
 import pathlib
+import time
 from typing import Annotated, Optional
 
 import typer
@@ -133,7 +134,7 @@ def annotate(
         workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker, split_seconds=split_seconds
     )
     with open_predictor(options, isolate=isolate, ray=ray_address, ray_options=ray_options) as predictor:
-        bars = ClusterBar(len(videos)) if ray_address is not None else VideoBars()
+        bars = _progress(len(videos), ray_address is not None)
         err_console.print(predictor.describe(), highlight=False)
         with bars:
             for outcome in batch.annotate(videos, predictor, on_start=bars.start, progress=bars.advance):
@@ -200,7 +201,7 @@ class BatchReport:
             found,
             str(wall),
             f"{frames / wall:.1f}" if wall else "",
-            escape(shown("; ".join(info.get("warnings", []))[:60])),
+            escape(shown("; ".join(info.get("warnings", [])))),
         )
 
 
@@ -266,3 +267,63 @@ class ClusterBar(VideoBars):
         self.bar.update(task, completed=status.frames_done)
         speed = next(t.speed for t in self.bar.tasks if t.id == task) or 0.0
         self.bar.update(task, rate=f"{speed / 2:.1f} frames/s, {status.workers_alive} workers alive")
+
+
+class ProgressLines:
+    """Progress where there is no terminal to redraw a bar on (a pipe, a log file): a plain line
+    per video and stage when it starts, then about every ``EVERY_S`` seconds and when it ends."""
+
+    EVERY_S = 10.0
+
+    def __init__(self) -> None:
+        self.video, self.total, self.done = "", 0, {}
+        self._said = 0.0
+
+    def __enter__(self) -> ProgressLines:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def start(self, video: pathlib.Path) -> None:
+        self.video, self.total, self.done = shown(video.name), 0, {}
+        self._say(f"{self.video}: started")
+
+    def advance(self, stage: str, n: int) -> None:
+        if stage == "frames":
+            self.total = n
+            return
+        self.done[stage] = self.done.get(stage, 0) + n
+        finished = bool(self.total) and self.done[stage] >= self.total
+        if finished or time.monotonic() - self._said >= self.EVERY_S:
+            of = f" of {self.total}" if self.total else ""
+            self._say(f"{self.video}: {stage} {self.done[stage]}{of} frames")
+
+    def _say(self, line: str) -> None:
+        self._said = time.monotonic()
+        err_console.print(escape(line), highlight=False, soft_wrap=True)
+
+
+class ClusterLines(ProgressLines):
+    """With --ray and no terminal: a line about every ``EVERY_S`` seconds over all videos."""
+
+    def __init__(self, videos: int) -> None:
+        super().__init__()
+        self.videos = videos
+
+    def start(self, video: pathlib.Path) -> None:
+        pass  # videos run side by side: the lines are over all of them
+
+    def advance(self, status) -> None:
+        if time.monotonic() - self._said >= self.EVERY_S:
+            self._say(
+                f"{self.videos} videos: {status.frames_done} of {status.frames_total} frames in both passes, "
+                f"{status.workers_alive} workers alive"
+            )
+
+
+def _progress(videos: int, ray: bool):
+    """Bars on a terminal, plain lines otherwise."""
+    if err_console.is_terminal:
+        return ClusterBar(videos) if ray else VideoBars()
+    return ClusterLines(videos) if ray else ProgressLines()

@@ -30,8 +30,16 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-console = Console()
-err_console = Console(stderr=True)
+
+def _console(stderr: bool = False) -> Console:
+    """A console for stdout or stderr. Piped or redirected there is no terminal width to fit, so
+    nothing is wrapped or cut: paths, notes and table cells reach the file whole."""
+    terminal = Console(stderr=stderr)
+    return terminal if terminal.is_terminal else Console(stderr=stderr, width=10_000, soft_wrap=True)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 
 def predictor_option(name: str, help: str | None = None) -> Any:
