@@ -15,6 +15,7 @@ import pathlib
 import re
 import statistics
 import time
+from html import escape
 
 import cv2
 import numpy as np
@@ -157,6 +158,24 @@ def test_annotate_report_is_one_offline_file_with_the_csv_values(annotated, smal
     # The weights the export came from, named by their hash.
     assert record["checkpoint_sha256"] == hashlib.sha256(small_checkpoint.read_bytes()).hexdigest()
     assert_rows_equal(embedded_rows(html), csv_rows(annotated / f"{name}.csv"))
+    # What made it, legible: the reduced toy network as such, the face backend and its detector,
+    # and the video's warnings (none for this recording).
+    assert record["network"] == "reduced (widths 8, 16, 32, 64)" and record["detector"] == "hog"
+    for label, value in (("network", record["network"]), ("face detector", "hog"), ("face backend", "dlib")):
+        assert f"<dt>{label}</dt><dd>{value}</dd>" in html, label
+    assert record["warnings"] == [] and "<dt>warnings</dt><dd>none</dd>" in html
+
+
+def test_the_report_shows_each_warning_whole_and_escaped(tmp_path):
+    from tsav_deploy.api import Annotation
+    from tsav_deploy.outputs.report import ReportVideo, report_html
+
+    from helpers.synthetic_annotation import synthetic_result
+
+    warnings = ["clip.mp4: audio starts 0.30 s after the first video frame; padded with silence", "<b>x</b>\x1b[2J"]
+    table = Annotation(tmp_path / "clip.mp4", synthetic_result("clip", np.arange(30) / 30)).to_pandas()
+    html = report_html("clip", table, {"warnings": warnings}, ReportVideo(None, 0.0))
+    assert escape(warnings[0]) in html and "&lt;b&gt;x&lt;/b&gt;\\x1b[2J" in html and "<b>x</b>" not in html
 
 
 def test_annotate_report_loads_offline_carries_the_csv_and_seeks(annotated, browser, tmp_path):

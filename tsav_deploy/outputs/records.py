@@ -143,6 +143,8 @@ _FIELDS: dict[str, tuple[type, ...]] = {
     "checkpoint_sha256": (str, type(None)),
     "engine": (str, type(None)),
     "face_backend": (str, type(None)),
+    "network": (str, type(None)),
+    "detector": (str, type(None)),
     "tsav_version": (str, type(None)),
     "outputs": (list,),
     "warnings": (list,),

@@ -34,11 +34,14 @@ PROVENANCE = (
     ("frames", "frames"),
     ("seconds", "duration (s)"),
     ("checkpoint_sha256", "checkpoint SHA-256"),
+    ("network", "network"),
     ("engine", "engine"),
     ("face_backend", "face backend"),
+    ("detector", "face detector"),
     ("stride", "stride"),
     ("au_threshold", "AU threshold"),
     ("tsav_version", "tsav-deploy version"),
+    ("warnings", "warnings"),
 )
 _PLACEHOLDER = re.compile(r"@@([A-Z_]+)@@")
 
@@ -222,6 +225,9 @@ def _provenance(record: dict) -> str:
         value = _shown_value(record.get(key))
         if value is None:
             items.append(f"<dt>{label}</dt><dd>not recorded</dd>")
+        elif key == "warnings":  # one per line, each as the console shows it
+            lines = [html.escape(shown(str(w))) for w in (value if isinstance(value, list) else [value])]
+            items.append(f"<dt>{label}</dt><dd>{'<br>'.join(lines) or 'none'}</dd>")
         elif key == "video":  # the file's name; where it was, on hovering
             path = str(value)
             items.append(

@@ -275,8 +275,18 @@ def annotate_video(
 
 
 def provenance(engine: Engine, face_backend: FaceBackend) -> dict:
-    """What the summary records of the engine and face backend that made a result."""
-    return {"engine": engine.name, "checkpoint_sha256": engine.checkpoint_sha256, "face_backend": face_backend.name}
+    """What the summary records of the engine and face backend that made a result: which runtime,
+    which weights, which network (the paper's, or a reduced toy network, with its widths), which
+    face backend and detector."""
+    config = engine.config
+    network = "paper" if config is None or config.is_paper else f"reduced (widths {', '.join(map(str, config.widths))})"
+    return {
+        "engine": engine.name,
+        "checkpoint_sha256": engine.checkpoint_sha256,
+        "network": network,
+        "face_backend": face_backend.name,
+        "detector": getattr(face_backend, "detector", None),
+    }
 
 
 def video_result(
