@@ -45,3 +45,75 @@ def test_panel_text_is_legible_at_every_size(width, height):
     # The panel leaves most of the picture free.
     dark = (image == np.uint8(128 * 0.4)).all(axis=2)
     assert dark.any() and dark.sum() < 0.5 * width * height
+
+
+def _panel_pixels(image: np.ndarray) -> np.ndarray:
+    """Where the panel darkened a mid-grey picture (to 40 %) or drew on it."""
+    return (image != 128).any(axis=2)
+
+
+def _face_at(result, box: tuple[float, float, float, float], frames: slice = slice(None)) -> None:
+    for person in result.persons:
+        person.boxes[frames] = box
+        person.face_found[frames] = True
+
+
+@pytest.mark.parametrize("where", ["top left", "top right", "bottom left", "bottom right"])
+def test_the_panel_leaves_the_face_it_annotates_uncovered(where):
+    """A face in any corner of a 640x360 picture: the panel goes where no face is, for the whole
+    video, and no pixel inside the face's box is drawn on except the box's own outline."""
+    from tsav_deploy.outputs.overlay import best_corner
+
+    width, height = 640, 360
+    x = 20 if where.endswith("left") else width - 200
+    y = 20 if where.startswith("top") else height - 200
+    result = synthetic_result("x", np.arange(30) / 30)
+    _face_at(result, (x, y, x + 180, y + 180))
+    corner = best_corner(result, width, height)
+    assert corner != where
+    image = np.full((height, width, 3), 128, np.uint8)
+    draw_panel(image, result, 5, corner)
+    inside = _panel_pixels(image)[y + 3 : y + 178, x + 3 : x + 178]
+    assert not inside.any()
+
+
+def test_without_faces_the_panel_stays_top_left():
+    from tsav_deploy.outputs.overlay import best_corner
+
+    result = synthetic_result("x", np.arange(30) / 30, gaps={0: [(0, 30)]})
+    assert best_corner(result, 640, 360) == "top left"
+
+
+def test_a_live_overlay_moves_its_panel_once_a_face_settles_under_it(tmp_path):
+    """Frames written to a live overlay file, decoded back: a face that stays in the top left moves
+    the panel away within a quarter of a second; a face crossing the new corner for a few frames
+    does not move it (no jumping around); one that stays there does."""
+    import av
+
+    from tsav_deploy.outputs.overlay import LIVE_SETTLE_FRAMES, OverlayStream
+
+    width, height = 1280, 720
+    top_left, top_right = (20, 20, 200, 200), (width - 200, 20, width - 20, 200)
+    faces = [top_left] * 30 + [top_right] * (LIVE_SETTLE_FRAMES - 3) + [top_left] * 10 + [top_right] * 20
+    path = tmp_path / "live.mp4"
+    with OverlayStream(str(path)) as overlay:
+        for i, box in enumerate(faces):
+            frame = synthetic_result("x", np.array([i / 30]))
+            _face_at(frame, box)
+            overlay.write(np.full((height, width, 3), 128, np.uint8), i / 30, frame)
+    with av.open(str(path)) as container:
+        pictures = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(pictures) == len(faces)
+
+    def panel_at(picture: np.ndarray) -> str:
+        corners = {"top left": picture[5:40, 5:40], "top right": picture[5:40, -40:-5]}
+        corners |= {"bottom left": picture[-40:-5, 5:40], "bottom right": picture[-40:-5, -40:-5]}
+        return max(corners, key=lambda c: float((corners[c] < 90).all(axis=2).mean()))
+
+    where = [panel_at(p) for p in pictures]
+    assert where[0] == "top left" and where[LIVE_SETTLE_FRAMES] == "top right"  # moved off the face
+    crossing = slice(30, 30 + LIVE_SETTLE_FRAMES - 3)
+    assert set(where[crossing]) == {"top right"}  # a face passing by: it stays
+    assert where[-1] not in ("top right", "top left")  # a face that stays: it moves again
+    moves = sum(a != b for a, b in zip(where, where[1:]))
+    assert moves == 2, " ".join(w.replace(" ", "-") for w in where)

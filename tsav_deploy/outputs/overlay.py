@@ -23,6 +23,11 @@ from tsav_deploy.results.video_result import VideoResult
 
 TIME_BASE = Fraction(1, 90_000)  # MPEG's clock: exact for 23.976, 25, 29.97, 30 fps and VFR
 BOX_COLOURS = ((0, 220, 0), (255, 160, 0), (0, 160, 255), (255, 0, 200))
+# A live overlay moves its panel once a face has stayed under it this many frames in a row (about a
+# quarter of a second), to the corner faces covered least lately: each frame's face area weighs
+# less by this factor per frame (half in about 20 frames).
+LIVE_SETTLE_FRAMES = 8
+LIVE_DECAY = 0.965
 # Audio codecs MP4 takes as they are; anything else is re-encoded to AAC.
 MP4_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac", "opus"}
 
@@ -71,14 +76,50 @@ def panel_layout(width: int, height: int) -> PanelLayout:
     return PanelLayout(text, font, thick, round(text * 1.75), labels, round(text * 4), pad)
 
 
-def draw_panel(image: np.ndarray, result: VideoResult, index: int) -> None:
+CORNERS = ("top left", "top right", "bottom left", "bottom right")
+
+
+def _strip(width: int, height: int, lay: PanelLayout, people: int, corner: str) -> tuple[int, int, int, int]:
+    """The rectangle (x1, y1, x2, y2) the panels of ``people`` people take in ``corner``."""
+    shown = max(1, min(people, (width - lay.pad) // (lay.width + lay.pad)))
+    w, h = shown * (lay.width + lay.pad) + lay.pad, lay.height + 2 * lay.pad
+    x1 = 0 if corner.endswith("left") else width - w
+    y1 = 0 if corner.startswith("top") else height - h
+    return x1, y1, x1 + w, y1 + h
+
+
+def corner_costs(result: VideoResult, frames: slice | list[int], width: int, height: int) -> np.ndarray:
+    """For each of ``CORNERS``, the face area (pixels, summed over ``frames`` and people) the
+    panels would cover there."""
+    lay = panel_layout(width, height)
+    costs = np.zeros(len(CORNERS))
+    for person in result.persons:
+        boxes = person.boxes[frames][person.face_found[frames]].astype(np.float64)
+        if not len(boxes):
+            continue
+        for c, corner in enumerate(CORNERS):
+            x1, y1, x2, y2 = _strip(width, height, lay, len(result.persons), corner)
+            w = np.clip(np.minimum(boxes[:, 2], x2) - np.maximum(boxes[:, 0], x1), 0, None)
+            h = np.clip(np.minimum(boxes[:, 3], y2) - np.maximum(boxes[:, 1], y1), 0, None)
+            costs[c] += float((w * h).sum())
+    return costs
+
+
+def best_corner(result: VideoResult, width: int, height: int) -> str:
+    """Where the panels cover the least face over the whole video: one place for the whole video,
+    so the panel never jumps (the top left where all are equal)."""
+    return CORNERS[int(np.argmin(corner_costs(result, slice(None), width, height)))]
+
+
+def draw_panel(image: np.ndarray, result: VideoResult, index: int, corner: str = "top left") -> None:
     """Draw every person's box and a panel of that person's predictions onto an RGB frame in place
-    (panels side by side from the top left, as many as fit)."""
+    (panels side by side from ``corner``, as many as fit)."""
     height, width = image.shape[:2]
     lay = panel_layout(width, height)
+    strip_x, strip_y, _, _ = _strip(width, height, lay, len(result.persons), corner)
     for k, person in enumerate(result.persons):
         colour = BOX_COLOURS[k % len(BOX_COLOURS)]
-        x0, y0 = lay.pad + k * (lay.width + lay.pad), lay.pad
+        x0, y0 = strip_x + lay.pad + k * (lay.width + lay.pad), strip_y + lay.pad
         if x0 + lay.width > width:
             break
         p = person.predictions
@@ -118,13 +159,14 @@ def write_overlay(path: pathlib.Path, video: pathlib.Path, result: VideoResult, 
         tmp = files.enter_context(atomic_path(path))
         out = files.enter_context(av.open(str(tmp), "w"))
         audio = files.enter_context(_AudioCopier(out, video, info.start_time_s)) if info.has_audio else None
-        stream = None
+        stream = corner = None
         with iter_frames(video) as frames:
             for frame in frames:
                 rgb = np.ascontiguousarray(frame.rgb)
                 if stream is None:
                     stream = _video_stream(out, rgb.shape, info.fps, crf)
-                draw_panel(rgb, result, frame.index)
+                    corner = best_corner(result, rgb.shape[1], rgb.shape[0])
+                draw_panel(rgb, result, frame.index, corner)
                 rgb = _even(rgb)
                 vf = av.VideoFrame.from_ndarray(rgb, format="rgb24")
                 vf.pts, vf.time_base = round(frame.time / TIME_BASE), TIME_BASE
@@ -258,15 +300,28 @@ class OverlayStream:
         self._live = bool(scheme)
         self._stream = None
         self._last_pts = -1
+        self._corner, self._covered, self._under = CORNERS[0], np.zeros(len(CORNERS)), 0
+
+    def _place(self, result: VideoResult, width: int, height: int) -> str:
+        """The panel's corner for this frame. It stays until a face has been under it for
+        ``LIVE_SETTLE_FRAMES`` frames in a row (a face passing by does not move it), then goes to
+        the corner faces covered least lately (face area, each frame's weight decaying)."""
+        covered = corner_costs(result, [0], width, height)
+        self._covered = self._covered * LIVE_DECAY + covered
+        self._under = self._under + 1 if covered[CORNERS.index(self._corner)] > 0 else 0
+        if self._under >= LIVE_SETTLE_FRAMES:
+            self._corner, self._under = CORNERS[int(np.argmin(self._covered))], 0
+        return self._corner
 
     def write(self, rgb: np.ndarray, time: float, result: VideoResult) -> None:
-        """Draw frame 0 of ``result`` onto ``rgb`` (the frame's picture, at ``time`` seconds) and encode it."""
+        """Draw frame 0 of ``result`` onto ``rgb`` (the frame's picture, at ``time`` seconds) and
+        encode it, the panel in a corner away from the faces."""
         rgb = np.array(rgb)  # drawn on a copy: the caller's picture stays as it was
         if self._stream is None:
             self._stream = _video_stream(self._out, rgb.shape, 30.0, self.crf)  # nominal: frames keep their times
             if self._live:
                 self._stream.options = {**self._stream.options, "tune": "zerolatency"}
-        draw_panel(rgb, result, 0)
+        draw_panel(rgb, result, 0, self._place(result, rgb.shape[1], rgb.shape[0]))
         vf = av.VideoFrame.from_ndarray(_even(rgb), format="rgb24")
         vf.pts, vf.time_base = max(self._last_pts + 1, round(time / TIME_BASE)), TIME_BASE
         self._last_pts = vf.pts
