@@ -111,7 +111,7 @@ def annotate(
     """
     from tsav_deploy.api.annotation import TABLE_FORMATS
     from tsav_deploy.outputs.records import OutputOptions
-    from tsav_deploy.runs.batch import Batch, open_predictor
+    from tsav_deploy.runs.batch import Batch, check_predictor, open_predictor
     from tsav_deploy.runs.videos import expand_inputs
 
     if table_format not in TABLE_FORMATS:
@@ -120,7 +120,12 @@ def annotate(
     outputs = OutputOptions(
         overlay=overlay, plot=plot, overwrite=overwrite, table=table_format, report=html_report, landmarks=landmarks
     )
-    # Inputs and the output folder are checked before the model loads: a typo costs no wait.
+    ray_options = dict(
+        workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker, split_seconds=split_seconds
+    )
+    # Options, inputs and the output folder are checked before the model loads (a typo costs no
+    # wait) and before the folder is made.
+    check_predictor(options, isolate=isolate, ray=ray_address, ray_options=ray_options)
     videos, problems = expand_inputs(inputs)
     report = BatchReport()
     if not videos:  # nothing to annotate: no model loaded, no folder made
@@ -130,9 +135,6 @@ def annotate(
     batch = Batch(out, outputs)  # an output folder that cannot be written fails here, in one line
     for video, message in problems:
         report.show(batch.failed(video, Failure(message)))  # recorded: summary.json lists it
-    ray_options = dict(
-        workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker, split_seconds=split_seconds
-    )
     with open_predictor(options, isolate=isolate, ray=ray_address, ray_options=ray_options) as predictor:
         bars = _progress(len(videos), ray_address is not None)
         err_console.print(predictor.describe(), highlight=False)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tsav_deploy.api import Annotation, Predictor, PredictorOptions
+from tsav_deploy.api.predictor import check_options
 from tsav_deploy.atomic import append_text
 from tsav_deploy.errors import TsavError, shown
 from tsav_deploy.failures import Failure, describe_failure
@@ -217,6 +218,24 @@ RAY_ONLY = (
 )
 
 
+def check_predictor(
+    options: PredictorOptions, *, isolate: bool = False, ray: str | None = None, ray_options: dict | None = None
+) -> Any:
+    """Every check :func:`open_predictor` makes before it loads anything (each option's bounds,
+    what goes together), one line each; with ``ray``, the cluster's options (else None)."""
+    ray_options = {k: v for k, v in (ray_options or {}).items() if v is not None}
+    if ray is None and ray_options:
+        raise TsavError(RAY_ONLY)
+    if ray is not None and isolate:
+        raise TsavError("--isolate and --ray do not go together: Ray's actors already are processes of their own")
+    check_options(**options.asdict())
+    if ray is None:
+        return None
+    from tsav_deploy.runs.cluster import ClusterOptions
+
+    return ClusterOptions(ray, **ray_options)
+
+
 @contextlib.contextmanager
 def open_predictor(
     options: PredictorOptions,
@@ -230,15 +249,11 @@ def open_predictor(
     HOST:PORT or ray://HOST:PORT; ``ray_options``: workers, cpus_per_worker, gpus_per_worker,
     split_seconds). Its worker process, or its actors and a Ray of its own, end with the block,
     also on Ctrl-C."""
-    ray_options = {k: v for k, v in (ray_options or {}).items() if v is not None}
-    if ray is None and ray_options:
-        raise TsavError(RAY_ONLY)
-    if ray is not None and isolate:
-        raise TsavError("--isolate and --ray do not go together: Ray's actors already are processes of their own")
-    if ray is not None:
-        from tsav_deploy.runs.cluster import ClusterOptions, RayAnnotator  # Ray loads only when asked for
+    cluster = check_predictor(options, isolate=isolate, ray=ray, ray_options=ray_options)
+    if cluster is not None:
+        from tsav_deploy.runs.cluster import RayAnnotator  # Ray loads only when asked for
 
-        predictor = RayAnnotator(options.asdict(), ClusterOptions(ray, **ray_options))
+        predictor = RayAnnotator(options.asdict(), cluster)
     else:
         predictor = (IsolatedPredictor if isolate else Predictor)(**options.asdict())
     try:
