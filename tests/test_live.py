@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tsav_deploy.api import Predictor
+from tsav_deploy.api import Predictor, PredictorOptions
 from tsav_deploy.contract import ACTION_UNITS, SAMPLE_RATE
 from tsav_deploy.faces.face import Face
 from tsav_deploy.faces.online import MAIN_LEAD, OnlinePeople
@@ -26,6 +26,7 @@ from tsav_deploy.inputs.windows import SpecWindows
 from tsav_deploy.media.audio import LiveTrack, read_audio
 from tsav_deploy.results.predictions import decode
 from tsav_deploy.results.table import TABLE_COLUMNS
+from tsav_deploy.runs.live import LiveRun
 
 from helpers.annotate_outputs import check_outputs, run_cli
 
@@ -188,6 +189,60 @@ def test_file_stream_equals_annotate(media_dir, long_speech, no_audio, small_che
         assert live[column].astype(object).where(live[column].notna(), None).tolist() == expected, column
 
 
+# --- the overlay's sound ---------------------------------------------------------------------------
+
+RATE = 16_000  # both tracks are compared at this rate
+
+
+def sound_from_first_frame(path: pathlib.Path) -> np.ndarray:
+    """The first audio track decoded by PyAV, mono float at ``RATE``, placed by its timestamps so that
+    sample 0 is the first video frame's time."""
+    with av.open(str(path)) as container:
+        first_frame = next(container.decode(video=0)).time
+    with av.open(str(path)) as container:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=RATE)
+        pieces = [out for frame in container.decode(audio=0) for out in resampler.resample(frame)]
+        pieces += resampler.resample(None)
+    wave = np.concatenate([piece.to_ndarray().reshape(-1) for piece in pieces]).astype(np.float64)
+    offset = round((pieces[0].time - first_frame) * RATE)
+    return np.concatenate([np.zeros(offset), wave]) if offset >= 0 else wave[-offset:]
+
+
+def test_live_overlay_carries_the_sources_sound_in_step(media_dir, small_checkpoint, tmp_path):
+    """`LiveRun` with an overlay file on speech with a variable frame rate: the overlay's audio,
+    decoded on its own, is the source's (correlation at zero lag, the best lag within a frame) and
+    as long (within a frame); the file appears under its name only when the run ends."""
+    video = media_dir / "talking_head_vfr.mp4"
+    overlay = tmp_path / "overlay.mp4"
+    options = PredictorOptions(weights=str(small_checkpoint), faces="dlib", detector="hog", stride=8)
+    run = LiveRun(str(video), options, overlay_out=str(overlay))
+    for frame in run:
+        assert frame.audio is not None and not overlay.exists()
+    assert run.finish().ok
+    assert not [p for p in tmp_path.iterdir() if p != overlay]
+    with av.open(str(overlay)) as container:
+        assert len(container.streams.audio) == 1 and decoded_frames(overlay) == decoded_frames(video)
+    source, written = sound_from_first_frame(video), sound_from_first_frame(overlay)
+    frame = RATE / 22.13  # the clip's average frame interval, in samples
+    assert abs(len(written) - len(source)) <= frame
+    n = min(len(source), len(written))
+    source, written = source[:n], written[:n]
+    assert np.corrcoef(source, written)[0, 1] > 0.9
+    spectrum = np.fft.rfft(written, 2 * n) * np.conj(np.fft.rfft(source, 2 * n))
+    correlation = np.fft.irfft(spectrum)
+    lags = np.r_[0 : RATE // 5, -(RATE // 5) : 0]  # +-0.2 s
+    best = lags[int(np.argmax(correlation[lags]))]
+    assert abs(best) <= frame
+
+
+def test_live_overlay_of_a_source_without_audio_has_no_audio_track(no_audio, small_checkpoint, tmp_path):
+    overlay = tmp_path / "overlay.mp4"
+    options = PredictorOptions(weights=str(small_checkpoint), faces="dlib", detector="hog", stride=8)
+    assert LiveRun(str(no_audio), options, overlay_out=str(overlay)).run().ok
+    with av.open(str(overlay)) as container:
+        assert not container.streams.audio and decoded_frames(overlay) == decoded_frames(no_audio)
+
+
 # --- the command line -----------------------------------------------------------------------------
 
 
@@ -250,7 +305,7 @@ def test_tcp_stream_one_row_per_frame(media_dir, small_export, tmp_path):
     """A sender process streams a recording as MPEG-TS over loopback TCP at its real pace into
     `tsav live tcp://…?listen=1`: a row per frame (or the frame counted as dropped), in order, each
     with its latency; the overlay goes out over a second TCP connection, read while it is sent, with
-    every row's frame; --out has one ABAW line per frame."""
+    every row's frame and the sound; --out has one ABAW line per frame."""
     video = media_dir / "webcam_man_mp3.mp4"
     port, overlay_port = free_port(), free_port()
     command = live_command(
@@ -264,6 +319,7 @@ def test_tcp_stream_one_row_per_frame(media_dir, small_export, tmp_path):
     )
     receiver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     overlay_frames: list[int] = []
+    overlay_sound: list[int] = []  # audio samples received
 
     def read_overlay() -> None:  # the overlay's receiver: connects once tsav listens
         deadline = time.monotonic() + 120
@@ -274,7 +330,9 @@ def test_tcp_stream_one_row_per_frame(media_dir, small_export, tmp_path):
                 time.sleep(0.1)
                 continue
             with overlay:
-                overlay_frames.append(sum(1 for _ in overlay.decode(video=0)))
+                decoded = list(overlay.decode(*overlay.streams.video[:1], *overlay.streams.audio[:1]))
+            overlay_frames.append(sum(isinstance(frame, av.VideoFrame) for frame in decoded))
+            overlay_sound.append(sum(frame.samples for frame in decoded if isinstance(frame, av.AudioFrame)))
             return
 
     reader = threading.Thread(target=read_overlay, daemon=True)
@@ -292,6 +350,10 @@ def test_tcp_stream_one_row_per_frame(media_dir, small_export, tmp_path):
     assert all(row["latency_s"] >= 0 and row["stride"] >= 1 for row in rows)
     assert sum(row["face_found"] for row in rows) > 0.9 * len(rows)
     assert overlay_frames == [len(rows)]
+    with av.open(str(video)) as source:  # the sound goes out too (MPEG-TS carries it)
+        duration = float(source.streams.audio[0].duration * source.streams.audio[0].time_base)
+    # All of it; MPEG-TS keeps AAC's priming and last padding: at most two frames of 1024 samples more.
+    assert 0 <= overlay_sound[0] - duration * SAMPLE_RATE <= 2 * 1024
 
 
 def wait_for_rows(path: pathlib.Path, process: subprocess.Popen, rows: int) -> None:

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from tsav_deploy.atomic import atomic_path
-from tsav_deploy.contract import ACTION_UNITS, EXPRESSIONS
+from tsav_deploy.contract import ACTION_UNITS, EXPRESSIONS, SAMPLE_RATE
 from tsav_deploy.errors import TsavError
 from tsav_deploy.media.frames import iter_frames
 from tsav_deploy.media.probe import probe
@@ -219,7 +219,7 @@ class _AudioCopier:
         if self._copy:
             self._stream = out.add_stream_from_template(src)
         else:
-            self._stream = out.add_stream("aac", rate=src.codec_context.sample_rate or 44_100)
+            self._encoder = AacTrack(out, src.codec_context.sample_rate or 44_100)
         self._src = src
 
     def mux_until(self, t: float) -> None:
@@ -258,19 +258,46 @@ class _AudioCopier:
             self._out.mux(packet)
             return
         for frame in packet.decode():
-            frame.pts = None  # let the encoder count samples from 0
-            self._out.mux(self._stream.encode(frame))
+            self._encoder.encode(frame)
 
     def flush(self) -> None:
         """Drain the re-encoder (a copied stream has nothing held back)."""
         if not self._copy:
-            self._out.mux(self._stream.encode(None))
+            self._encoder.flush()
 
     def __enter__(self) -> _AudioCopier:
         return self
 
     def __exit__(self, *exc) -> None:
         self._in.close()
+
+
+class AacTrack:
+    """An AAC track of ``out`` fed decoded audio whose samples lie end to end from time 0. Each frame's
+    pts counts the samples before it: with timestamps the encoder's priming (1024 samples) goes into
+    the file as a delay the player skips (MP4's edit list), where without them it would delay the
+    sound by 23 ms."""
+
+    def __init__(self, out: av.container.OutputContainer, rate: int, layout: str | None = None):
+        self._out = out
+        self._stream = out.add_stream("aac", rate=rate, **({"layout": layout} if layout else {}))
+        self._seconds = Fraction(0)
+
+    def encode(self, frame: av.AudioFrame) -> None:
+        rate = frame.sample_rate
+        frame.pts, frame.time_base = round(self._seconds * rate), Fraction(1, rate)
+        self._seconds += Fraction(frame.samples, rate)
+        self._out.mux(self._stream.encode(frame))
+
+    def encode_mono(self, samples: np.ndarray) -> None:
+        """Encode int16 mono samples at ``SAMPLE_RATE`` (a live track's), following those before."""
+        if len(samples):
+            frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+            frame.sample_rate = SAMPLE_RATE
+            self.encode(frame)
+
+    def flush(self) -> None:
+        self._out.mux(self._stream.encode(None))
 
 
 # Stream URLs the overlay can be sent to, and the container each scheme carries.
@@ -281,7 +308,9 @@ class OverlayStream:
     """The overlay of a live stream, frame by frame as predictions become final: to a file (H.264
     MP4, under its final name only once the stream ends) or a stream URL (``rtmp://`` as FLV,
     ``rtsp://`` as RTSP, ``srt://``, ``udp://`` and ``tcp://`` as MPEG-TS; H.264 tuned for low
-    latency). Pictures only: a live source's audio is not passed on."""
+    latency). Where the first frame comes with audio (a source with an audio track), the overlay
+    carries it as mono AAC, its samples end to end from time 0 (the first frame's), so each frame's
+    sound plays at its time; every container above carries it (RTSP as a second RTP stream)."""
 
     def __init__(self, target: str, *, crf: int = 23):
         self.target, self.crf = target, crf
@@ -299,6 +328,7 @@ class OverlayStream:
             raise
         self._live = bool(scheme)
         self._stream = None
+        self._audio: AacTrack | None = None
         self._last_pts = -1
         self._corner, self._covered, self._under = CORNERS[0], np.zeros(len(CORNERS)), 0
 
@@ -313,25 +343,37 @@ class OverlayStream:
             self._corner, self._under = CORNERS[int(np.argmin(self._covered))], 0
         return self._corner
 
-    def write(self, rgb: np.ndarray, time: float, result: VideoResult) -> None:
+    def write(self, rgb: np.ndarray, time: float, result: VideoResult, audio: np.ndarray | None = None) -> None:
         """Draw frame 0 of ``result`` onto ``rgb`` (the frame's picture, at ``time`` seconds) and
-        encode it, the panel in a corner away from the faces."""
+        encode it, the panel in a corner away from the faces. ``audio``: the sound that came with the
+        frame (int16 mono at ``SAMPLE_RATE``, following the samples given before; None for a source
+        without audio, decided at the first frame)."""
         rgb = np.array(rgb)  # drawn on a copy: the caller's picture stays as it was
         if self._stream is None:
             self._stream = _video_stream(self._out, rgb.shape, 30.0, self.crf)  # nominal: frames keep their times
             if self._live:
                 self._stream.options = {**self._stream.options, "tune": "zerolatency"}
+            if audio is not None:  # every stream is added before the first packet (the header)
+                self._audio = AacTrack(self._out, SAMPLE_RATE, "mono")
+        if audio is not None:
+            self.write_audio(audio)  # the sound up to this frame's time goes out before its picture
         draw_panel(rgb, result, 0, self._place(result, rgb.shape[1], rgb.shape[0]))
         vf = av.VideoFrame.from_ndarray(_even(rgb), format="rgb24")
         vf.pts, vf.time_base = max(self._last_pts + 1, round(time / TIME_BASE)), TIME_BASE
         self._last_pts = vf.pts
         self._out.mux(self._stream.encode(vf))
 
+    def write_audio(self, samples: np.ndarray | None) -> None:
+        """More of the sound (as ``write``'s ``audio``), such as what follows the last frame; nothing
+        where the overlay has no audio track."""
+        if self._audio is not None and samples is not None:
+            self._audio.encode_mono(samples)
+
     def __enter__(self) -> OverlayStream:
         return self
 
     def __exit__(self, *exc) -> None:
-        """Drain the encoder and close: a file gets its final name here, or none after an error or
+        """Drain the encoders and close: a file gets its final name here, or none after an error or
         when no frame came."""
         if exc[0] is None and self._stream is None:
             exc = (_NoFrames, _NoFrames(), None)
@@ -340,6 +382,8 @@ class OverlayStream:
             return
         with self._files:
             self._out.mux(self._stream.encode(None))
+            if self._audio is not None:
+                self._audio.flush()
 
 
 class _NoFrames(Exception):

@@ -92,6 +92,9 @@ class LiveFrame:
     entries: list[LiveEntry]
     absent: np.ndarray | None = None  # [17] with --person all: the prediction for someone absent
     rgb: np.ndarray | None = None  # the picture, kept only for an overlay
+    # With the picture, from a source with audio: the sound since the previous frame's up to this
+    # frame's time (int16 mono 44.1 kHz, sample 0 at frame 0; what had arrived), for an overlay.
+    audio: np.ndarray | None = None
 
 
 @dataclass(eq=False)
@@ -157,6 +160,7 @@ class LivePipeline:
         self._audio_late = False
         self._newest_time = 0.0  # the latest frame's time
         self._caught_up_since: float | None = None
+        self._audio_passed = 0  # samples of the track passed on with the frames (keep_pictures)
 
     # --- driving ---------------------------------------------------------------------------------
 
@@ -407,10 +411,32 @@ class LivePipeline:
         self._discard_audio()
 
     def _discard_audio(self) -> None:
-        """Audio before the segment of the oldest frame still to be computed is not read again."""
+        """Audio before the segment of the oldest frame still to be computed is not read again (nor,
+        for an overlay, what is passed on with the frames)."""
         pending = self._targets[0].time if self._targets else self._frames[-1].time if self._frames else None
         if pending is not None:
-            self.track.discard_before(self.windows.first_sample(pending))
+            mark = self.windows.first_sample(pending)
+            self.track.discard_before(min(mark, self._audio_passed) if self._passes_audio else mark)
+
+    @property
+    def _passes_audio(self) -> bool:
+        return self.keep_pictures and self.source is not None and self.source.has_audio
+
+    def _audio_until(self, time_s: float | None) -> np.ndarray | None:
+        """The track's final samples from where the last passed on up to ``time_s`` (None: to the
+        end), for the overlay (None where pictures are not kept or the source has no audio). Audio
+        arriving late (a lagging camera) follows with a later frame: the samples stay end to end."""
+        if not self._passes_audio:
+            return None
+        stop = self.track.final if time_s is None else min(self.track.final, round(time_s * SAMPLE_RATE))
+        start = self._audio_passed
+        self._audio_passed = max(start, stop)
+        return self.track[start : self._audio_passed]
+
+    def audio_tail(self) -> np.ndarray | None:
+        """Once the stream has ended: the sound after the last frame's time, to the end of the audio
+        (as annotate's overlay keeps it), for the overlay; None as for :attr:`LiveFrame.audio`."""
+        return self._audio_until(None) if self.track is not None and self.track.finished else None
 
     # --- output ----------------------------------------------------------------------------------
 
@@ -443,7 +469,8 @@ class LivePipeline:
         for i, frame in enumerate(stretch):
             entries = [LiveEntry(key, person, face, values[key][i]) for key, (person, face) in frame.faces.items()]
             absent = values[None][i] if None in values else None
-            yield LiveFrame(frame.index, frame.time, now - frame.arrived, right.stride, entries, absent, frame.rgb)
+            audio = self._audio_until(frame.time)
+            yield LiveFrame(frame.index, frame.time, now - frame.arrived, right.stride, entries, absent, frame.rgb, audio)
 
     def _finish(self) -> Iterator[LiveFrame]:
         """The stream ended: the last frame becomes a target (as annotate's always is), the audio

@@ -95,6 +95,8 @@ class LiveRun:
                     yield frame
                     self._where = self.source
                 self._where = self.overlay_out or self.source  # closing: the overlay's last frames, its rename
+                if overlay is not None:
+                    overlay.write_audio(self.frames.audio_tail())
         except KeyboardInterrupt:
             raise
         except TsavError as exc:
@@ -122,7 +124,7 @@ class LiveRun:
             self._recording.add(frame)
         if overlay is not None:
             self._where = self.overlay_out
-            overlay.write(frame.rgb, frame.time, frame_result(frame, au_threshold))
+            overlay.write(frame.rgb, frame.time, frame_result(frame, au_threshold), frame.audio)
 
     def summary(self) -> dict:
         """Frames, latency (median, 95th percentile), strides, drops, wall time and the source's
