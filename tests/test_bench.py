@@ -1,4 +1,5 @@
-"""tsav bench: every stage measured, a ceiling from counted FLOPs; int8 export agrees with fp32.
+"""tsav bench: every stage measured, a ceiling from counted FLOPs and a bound on the machine's rate;
+int8 export agrees with fp32.
 
 No timed assertions: speed targets live in the benchmark's output, never in tests.
 """
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 from tsav_deploy.cli import app
 from tsav_deploy.model import ModelConfig
 from tsav_deploy.runs.bench import FRONTEND_STAGES, NETWORK_STAGES, count_flops, network_flops
+from tsav_deploy.runs.cpu_peak import cpu_peak
 
 
 def test_bench_json_has_every_stage_and_a_ceiling(media_dir, small_checkpoint):
@@ -34,6 +36,80 @@ def test_bench_json_has_every_stage_and_a_ceiling(media_dir, small_checkpoint):
     assert report["end_to_end"]["fps"] > 0 and 0 < report["end_to_end"]["fraction_of_ceiling"]
     assert report["stages"]["faces"]["seconds"] >= report["stages"]["tracking"]["seconds"]  # tracking is part of it
     assert report["frontend"]["fps"] > 0 and report["peak_rss_mb"] > 0
+    _check_the_ceiling_bounds_every_rate(report)
+
+
+def _check_the_ceiling_bounds_every_rate(report: dict) -> None:
+    """The ceiling is at least every rate measured in the run (a bound holds whatever the load), and
+    only the network's stages are set against it."""
+    ceiling = report["ceiling"]
+    assert {"torch", "onnxruntime", "openvino"} <= set(ceiling["measured_gflops"])
+    rates = [*ceiling["measured_gflops"].values(), *(report["stages"][s]["gflops"] for s in NETWORK_STAGES)]
+    if ceiling["cpu_peak"] is not None:
+        rates.append(ceiling["cpu_peak"]["gflops"])
+    assert ceiling["gflops"] >= max(rates) > 0
+    assert ceiling["fps"] == pytest.approx(ceiling["gflops"] / ceiling["gflop_per_frame"], rel=1e-2)
+    for name, stage in report["stages"].items():
+        if name in NETWORK_STAGES:
+            assert 0 < stage["x_ceiling"] <= 1 and stage["fps"] <= stage["ceiling_fps"], name
+        else:
+            assert not {key for key in stage if "ceiling" in key or key == "gflops"}, name
+    assert not [key for key in report["frontend"] if "ceiling" in key]
+
+
+CPUINFO = """processor\t: {n}
+vendor_id\t: {vendor}
+cpu family\t: {family}
+model name\t: {name}
+cpu MHz\t\t: {mhz}
+flags\t\t: {flags}
+"""
+
+
+def _cpuinfo(cores: int, vendor: str, family: int, name: str, mhz: str, flags: str) -> str:
+    return "\n".join(
+        CPUINFO.format(n=n, vendor=vendor, family=family, name=name, mhz=mhz, flags=flags) for n in range(cores)
+    )
+
+
+XEON = _cpuinfo(
+    2,
+    "GenuineIntel",
+    6,
+    "Intel Xeon",
+    "2100.000",
+    "fpu sse2 avx fma avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_int8",
+)
+ZEN4 = _cpuinfo(4, "AuthenticAMD", 25, "AMD EPYC 9654", "2400.000", "sse2 avx fma avx2 avx512f avx512_vnni avx512_bf16")
+ZEN5 = _cpuinfo(4, "AuthenticAMD", 26, "AMD EPYC 9755", "2700.000", "sse2 avx fma avx2 avx512f avx512_vnni")
+AVX2 = _cpuinfo(2, "AuthenticAMD", 25, "AMD EPYC", "2445.434", "sse2 avx fma avx2")
+AVX = _cpuinfo(1, "GenuineIntel", 6, "Intel Xeon E5-2670", "2600.000", "sse2 avx")
+
+
+@pytest.mark.parametrize(
+    "cpuinfo, max_mhz, cores, precision, gflops",
+    [
+        (XEON, 3800.0, 2, "fp32", 2 * 16 * 2 * 3.8 * 2),  # 2 FMA ports x 16 fp32 lanes x 2 FLOP x GHz x cores
+        (XEON, 3800.0, 2, "int8", 2048 * 3.8 * 2),  # AMX-INT8
+        (XEON, 3800.0, 2, "bf16", 1024 * 3.8 * 2),  # AMX-BF16
+        (XEON, None, 1, "fp32", 64 * 2.1),  # no maximum: cpuinfo's clock
+        (ZEN4, None, 4, "fp32", 2 * 8 * 2 * 2.4 * 4),  # 512-bit work on 2 FMA pipes of 256 bits
+        (ZEN4, None, 4, "int8", 4 * 32 * 2.4 * 4),  # VNNI: 4 int8 multiply-adds per fp32 lane
+        (ZEN4, None, 4, "bf16", 2 * 32 * 2.4 * 4),  # vdpbf16ps
+        (ZEN5, None, 4, "fp32", 2 * 16 * 2 * 2.7 * 4),  # 512-bit pipes
+        (AVX2, None, 2, "fp32", 2 * 8 * 2 * 2.445434 * 2),
+        (AVX2, None, 2, "bf16", 32 * 2.445434 * 2),  # no bf16 instructions: fp32's rate
+        (AVX, None, 1, "fp32", 16 * 2.6),  # no FMA
+    ],
+)
+def test_cpu_peak_from_flags_and_clock(cpuinfo, max_mhz, cores, precision, gflops):
+    peak = cpu_peak(precision, cpuinfo, max_mhz=max_mhz, cores=cores)
+    assert peak.gflops == pytest.approx(gflops, rel=1e-6)
+    assert peak.cores == cores and peak.clock == ("maximum clock" if max_mhz else "/proc/cpuinfo cpu MHz")
+
+
+def test_cpu_peak_needs_a_clock():
+    assert cpu_peak("fp32", AVX2.replace("2445.434", "0"), cores=2) is None
 
 
 def test_stride_lowers_the_work_per_frame(media_dir, small_checkpoint):
@@ -43,6 +119,7 @@ def test_stride_lowers_the_work_per_frame(media_dir, small_checkpoint):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert "end_to_end" not in report and report["engine"] is None
+    assert not [stage for stage in report["stages"].values() if "x_ceiling" in stage]
     assert report["targets"] == 10  # frames 0, 8, ..., 64 and the last, 71
     assert report["ceiling"]["network"] == "paper"
     assert report["ceiling"]["gflop_per_frame"] == pytest.approx(

@@ -470,7 +470,9 @@ class LivePipeline:
             entries = [LiveEntry(key, person, face, values[key][i]) for key, (person, face) in frame.faces.items()]
             absent = values[None][i] if None in values else None
             audio = self._audio_until(frame.time)
-            yield LiveFrame(frame.index, frame.time, now - frame.arrived, right.stride, entries, absent, frame.rgb, audio)
+            yield LiveFrame(
+                frame.index, frame.time, now - frame.arrived, right.stride, entries, absent, frame.rgb, audio
+            )
 
     def _finish(self) -> Iterator[LiveFrame]:
         """The stream ended: the last frame becomes a target (as annotate's always is), the audio

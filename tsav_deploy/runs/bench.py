@@ -1,12 +1,17 @@
 """``tsav bench``: frames/s of every stage of annotation, end to end, peak memory, and the model-bound
-ceiling measured in the same run (issues 4 and 7).
+ceiling of the network stages (issues 4 and 7).
 
-The ceiling is the machine's matrix-multiply rate at the engine's precision (large GEMMs on every core
-torch uses, measured just before and just after the pipeline; the higher of the two counts) divided by
-the network's FLOPs per output frame, counted from the model configuration (a reduced network gets
-its own ceiling). With ``--stride K`` the network runs on one frame in K, so the ceiling in output
-frames/s is K times higher. Every stage's frames/s is also given as a multiple of the ceiling
-(``x_ceiling``), the network stages also as the share of the matmul rate they reach.
+The ceiling is a rate no engine can beat on this machine, at the engine's precision, divided by the
+network's FLOPs per output frame, counted from the model configuration (a reduced network gets its
+own ceiling): the larger of the CPU's vector peak (:mod:`.cpu_peak`: its instruction sets, clock and
+cores) and the best rate measured in the same run on the model's heaviest convolution through every
+engine installed (torch, ONNX Runtime, OpenVINO; int8: ONNX Runtime's integer GEMM). The measured
+rate counts where an engine beats the peak's arithmetic (a clock above the one the VM shows,
+Winograd convolutions doing fewer multiplications than the FLOPs counted). With ``--stride K`` the
+network runs on one frame in K, so the ceiling in output frames/s is K times higher. The network
+stages (visual, aural, fusion) each get their own ceiling (the ceiling's rate over the stage's FLOPs
+per output frame) and the share of it they reach (``x_ceiling``); end to end is given as a share of
+the whole network's ceiling; the other stages are not the network and get no ceiling.
 
 Stages are the pipeline's own: one run of ``Predictor.predict`` plus ``Annotation.save``, timed
 through the stage marks the pipeline makes (:mod:`tsav_deploy.stages`: decode, pass 1, tracking,
@@ -41,6 +46,7 @@ from tsav_deploy.faces import FaceBackend, get_backend
 from tsav_deploy.model import TSAV, ModelConfig
 from tsav_deploy.pipeline.frontend import video_duration
 from tsav_deploy.pipeline.offline import AnnotateOptions, target_frames
+from tsav_deploy.runs.cpu_peak import CpuPeak, this_cpu_peak
 from tsav_deploy.runtime import Engine
 from tsav_deploy.stages import measure, stage
 
@@ -74,9 +80,9 @@ PIPELINE_STAGES = (
 )
 # What the face backend's calls are (detection includes the landmark fit of what it finds).
 _BACKEND_STAGES = {"detect": "detection", "rescue": "detection", "refit": "landmarks", "embed": "identity"}
-# Large enough to run at the GEMM kernels' full rate, small enough for ~0.1 s per product (the faster
-# low-precision kernels need the larger size for a measurable product).
-_MATMUL_SIZE = {"fp32": 2048, "fp16": 4096, "bf16": 4096, "int8": 4096}
+# The integer GEMM measured for int8 engines: large enough for the kernels' full rate.
+_INT8_GEMM_SIZE = 4096
+_RATE_SECONDS = 0.5  # each engine's convolution (or GEMM) is timed this long, its best call counting
 
 
 def count_flops(call: Callable, *inputs: torch.Tensor) -> int:
@@ -103,29 +109,109 @@ def network_flops(config: ModelConfig) -> dict[str, int]:
     }
 
 
-def matmul_gflops(precision: str = "fp32", device: str = "cpu", seconds: float = 1.0) -> float:
-    """The best rate (GFLOP/s; int8: GOP/s) of square GEMMs at ``precision`` over about ``seconds``."""
-    n = _MATMUL_SIZE[precision]
-    if precision == "int8":
-        multiply = _onnxruntime_int8_matmul(n)
-    else:
-        dev = torch.device(device)
-        dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
-        a, b = torch.randn(n, n, device=dev).to(dtype), torch.randn(n, n, device=dev).to(dtype)
+def heaviest_conv(config: ModelConfig) -> tuple[torch.nn.Conv3d, tuple[int, ...], int]:
+    """The visual stream's convolution with the most FLOPs per clip (a copy, random weights), the shape
+    of its input for one clip, and its FLOPs (a multiply-add counts two)."""
+    with torch.device("meta"):
+        model = TSAV(config).eval()
+    found: list[tuple[int, torch.nn.Conv3d, tuple[int, ...]]] = []
 
-        def multiply() -> None:
-            torch.matmul(a, b)
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
+    def note(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        if isinstance(module, torch.nn.Conv3d):
+            per_output = module.in_channels // module.groups * int(np.prod(module.kernel_size))
+            found.append((2 * output.numel() * per_output, module, tuple(inputs[0].shape)))
 
+    hooks = [m.register_forward_hook(note) for m in model.modules()]
+    with torch.device("meta"):
+        model.visual(torch.empty(1, *CLIP_SHAPE))
+    for hook in hooks:
+        hook.remove()
+    flops, meta, shape = max(found, key=lambda item: item[0])
+    conv = torch.nn.Conv3d(
+        meta.in_channels, meta.out_channels, meta.kernel_size, meta.stride, meta.padding, bias=False
+    ).eval()
+    return conv, shape, flops
+
+
+def best_rate(call: Callable[[], object], flops: float, seconds: float = _RATE_SECONDS) -> float:
+    """GFLOP/s of the fastest of ``call``'s runs over about ``seconds`` (after one warm-up)."""
+    call()  # warm-up: kernel selection, page faults
     best = 0.0
-    multiply()  # warm-up: kernel selection, page faults
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline or best == 0.0:
         start = time.perf_counter()
-        multiply()
-        best = max(best, 2 * n**3 / (time.perf_counter() - start))
+        call()
+        best = max(best, flops / (time.perf_counter() - start))
     return best / 1e9
+
+
+def measured_rates(config: ModelConfig, precision: str = "fp32", device: str = "cpu") -> dict[str, float]:
+    """The best GFLOP/s (int8: GOP/s) each installed engine reaches at ``precision``: on the network's
+    heaviest convolution (torch; on the CPU in fp32 also ONNX Runtime and OpenVINO), or for int8
+    ONNX Runtime's uint8 x int8 GEMM (the integer kernels the int8 engines' convolutions run on)."""
+    if precision == "int8":
+        return {"onnxruntime int8 GEMM": best_rate(_onnxruntime_int8_matmul(_INT8_GEMM_SIZE), 2 * _INT8_GEMM_SIZE**3)}
+    conv, shape, flops = heaviest_conv(config)
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    dev = torch.device(device)
+    module, x = conv.to(dev, dtype), torch.randn(shape, device=dev).to(dtype)
+
+    def run_torch() -> None:
+        with torch.inference_mode():
+            module(x)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    rates = {"torch": best_rate(run_torch, flops)}
+    if precision == "fp32" and dev.type == "cpu":
+        graph = _conv_onnx(conv, shape)
+        feed = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+        for name, session in (("onnxruntime", _onnxruntime_session), ("openvino", _openvino_session)):
+            try:
+                run = session(graph, feed)
+            except ImportError:  # the engine is not installed
+                continue
+            rates[name] = best_rate(run, flops)
+    return rates
+
+
+def _conv_onnx(conv: torch.nn.Conv3d, shape: tuple[int, ...]) -> bytes:
+    """``conv`` as a one-node ONNX graph (input ``x``)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(conv.weight.detach().numpy(), "w")
+    node = helper.make_node(
+        "Conv",
+        ["x", "w"],
+        ["y"],
+        kernel_shape=list(conv.kernel_size),
+        strides=list(conv.stride),
+        pads=list(conv.padding) * 2,
+    )
+    graph = helper.make_graph(
+        [node],
+        "conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [weight],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def _onnxruntime_session(graph: bytes, x: np.ndarray) -> Callable[[], object]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
+    return lambda: session.run(None, {"x": x})
+
+
+def _openvino_session(graph: bytes, x: np.ndarray) -> Callable[[], object]:
+    import openvino as ov
+
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(model=graph, weights=b""), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    request = compiled.create_infer_request()
+    return lambda: request.infer({0: x})
 
 
 def _onnxruntime_int8_matmul(n: int) -> Callable[[], None]:
@@ -223,7 +309,8 @@ class BenchReport:
     precision: str
     flops: dict[str, int]  # per clip / window / fusion row
     network: str  # "paper" or the reduced configuration
-    matmul_gflops: list[float]  # before and after the pipeline
+    measured_gflops: dict[str, float]  # per engine, on the heaviest convolution (int8: GEMM)
+    peak: CpuPeak | None  # the CPU's vector peak (None on a GPU or without a clock)
     seconds: dict[str, float]  # per stage
     items: dict[str, int]  # clips / windows / rows per network stage
     end_to_end_s: float | None
@@ -238,28 +325,47 @@ class BenchReport:
         return per_target * self.targets / max(self.frames, 1)
 
     @property
+    def ceiling_gflops(self) -> float:
+        """The rate no engine beats here: the CPU's peak or the best measured rate, the larger."""
+        return max([self.peak.gflops if self.peak else 0.0, *self.measured_gflops.values()])
+
+    @property
     def ceiling_fps(self) -> float:
-        return max(self.matmul_gflops) * 1e9 / self.flops_per_frame
+        return self.ceiling_gflops * 1e9 / self.flops_per_frame
 
     def fps(self, seconds: float) -> float | None:
         """Frames per second of a stage; None for a stage that did not run (no time at all)."""
         return self.frames / seconds if seconds > 0 else None
 
+    def _stage(self, name: str, seconds: float) -> dict:
+        """A stage's figures; a network stage's also against its own ceiling (the ceiling's rate over
+        the stage's FLOPs per output frame): ``x_ceiling`` is the share of that rate it reaches."""
+        entry = {"seconds": round(seconds, 4), "fps": _round(self.fps(seconds), 2)}
+        if name in NETWORK_STAGES and seconds > 0:
+            rate = self.items[name] * self.flops[name] / seconds / 1e9
+            per_frame = self.items[name] * self.flops[name] / max(self.frames, 1)
+            entry |= {
+                "items": self.items[name],
+                "items_per_s": round(self.items[name] / seconds, 2),
+                "gflops": round(rate, 1),
+                "ceiling_fps": round(self.ceiling_gflops * 1e9 / per_frame, 2),
+                "x_ceiling": float(f"{rate / self.ceiling_gflops:.3g}"),  # 3 digits: fusion's share is tiny
+            }
+        return entry
+
+    def _ceiling(self) -> dict:
+        return {
+            "precision": self.precision,
+            "gflops": round(self.ceiling_gflops, 1),
+            "cpu_peak": self.peak.to_dict() if self.peak else None,
+            "measured_gflops": {name: round(rate, 1) for name, rate in self.measured_gflops.items()},
+            "network": self.network,
+            "gflop": {part: round(f / 1e9, 4) for part, f in self.flops.items()},
+            "gflop_per_frame": round(self.flops_per_frame / 1e9, 4),
+            "fps": round(self.ceiling_fps, 3),
+        }
+
     def to_dict(self) -> dict:
-        ceiling = self.ceiling_fps
-        stages = {}
-        for name, seconds in self.seconds.items():
-            fps = self.fps(seconds)
-            entry = {"seconds": round(seconds, 4), "fps": _round(fps, 2), "x_ceiling": _round(fps and fps / ceiling, 3)}
-            if name in NETWORK_STAGES and seconds > 0:
-                rate = self.items[name] * self.flops[name] / seconds / 1e9
-                entry |= {
-                    "items": self.items[name],
-                    "items_per_s": round(self.items[name] / seconds, 2),
-                    "gflops": round(rate, 1),
-                    "fraction_of_matmul": round(rate / max(self.matmul_gflops), 3),
-                }
-            stages[name] = entry
         result = {
             "video": self.video,
             "frames": self.frames,
@@ -271,15 +377,8 @@ class BenchReport:
             "face_backend": self.face_backend,
             "engine": self.engine,
             "threads": torch.get_num_threads(),
-            "ceiling": {
-                "precision": self.precision,
-                "matmul_gflops": [round(r, 1) for r in self.matmul_gflops],
-                "network": self.network,
-                "gflop": {part: round(f / 1e9, 4) for part, f in self.flops.items()},
-                "gflop_per_frame": round(self.flops_per_frame / 1e9, 4),
-                "fps": round(ceiling, 3),
-            },
-            "stages": stages,
+            "ceiling": self._ceiling(),
+            "stages": {name: self._stage(name, seconds) for name, seconds in self.seconds.items()},
             "frontend": {"seconds": round(self.frontend_s, 3), "fps": _round(self.fps(self.frontend_s), 2)},
             "peak_rss_mb": round(self.peak_rss_mb, 1),
             "warnings": self.warnings,
@@ -289,7 +388,7 @@ class BenchReport:
             result["end_to_end"] = {
                 "seconds": round(self.end_to_end_s, 3),
                 "fps": round(fps, 3),
-                "fraction_of_ceiling": round(fps / ceiling, 3),
+                "fraction_of_ceiling": round(fps / self.ceiling_fps, 3),
                 "real_time_factor": round(self.video_seconds / self.end_to_end_s, 3),
             }
         return result
@@ -330,8 +429,9 @@ def bench_video(
     options = predictor.options
     precision = engine_precision(engine)
     config = predictor.engine.config
-    say("matmul")
-    rates = [matmul_gflops(precision, device)]
+    say("the engines' rates")
+    rates = measured_rates(config, precision, device)
+    peak = this_cpu_peak(precision) if torch.device(device).type == "cpu" else None
     say("annotation")
     timed = Predictor.from_parts(_TimedEngine(predictor.engine), _TimedBackend(predictor.face_backend), options)
     with measure() as clock, tempfile.TemporaryDirectory(prefix="tsav-bench-") as out:
@@ -340,8 +440,6 @@ def bench_video(
         annotation.save(out)
         wall = time.perf_counter() - start
     result = annotation.result
-    say("matmul")
-    rates.append(matmul_gflops(precision, device))
     seconds = dict(clock.seconds)
     unknown = set(seconds) - set(PIPELINE_STAGES) - set(NETWORK_STAGES) - set(_BACKEND_STAGES.values())
     if unknown:
@@ -363,7 +461,8 @@ def bench_video(
         precision=precision,
         flops=network_flops(config),
         network="paper" if config.is_paper else f"reduced {config.to_dict()}",
-        matmul_gflops=rates,
+        measured_gflops=rates,
+        peak=peak,
         seconds={s: seconds.get(s, 0.0) for s in order},
         items=dict(clock.items),
         end_to_end_s=wall if engine is not None else None,
