@@ -430,13 +430,19 @@ class LivePipeline:
             return None
         stop = self.track.final if time_s is None else min(self.track.final, round(time_s * SAMPLE_RATE))
         start = self._audio_passed
+        # A clock that jumps far ahead would make the gap hours of silence in memory: beyond the
+        # track's own bound the gap closes up (the later sound then plays that much early).
+        start = max(start, stop - int(LIVE_AUDIO_HOLD_S * SAMPLE_RATE))
         self._audio_passed = max(start, stop)
         return self.track[start : self._audio_passed]
 
     def audio_tail(self) -> np.ndarray | None:
         """Once the stream has ended: the sound after the last frame's time, to the end of the audio
-        (as annotate's overlay keeps it), for the overlay; None as for :attr:`LiveFrame.audio`."""
-        return self._audio_until(None) if self.track is not None and self.track.finished else None
+        and at most the model's look-ahead (5 s) past that frame, for the overlay; None as for
+        :attr:`LiveFrame.audio`."""
+        if self.track is None or not self.track.finished or not self._passes_audio:
+            return None
+        return self._audio_until(self._newest_time + MAX_LOOKAHEAD_S)
 
     # --- output ----------------------------------------------------------------------------------
 
