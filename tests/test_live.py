@@ -29,6 +29,7 @@ from tsav_deploy.results.table import TABLE_COLUMNS
 from tsav_deploy.runs.live import LiveRun
 
 from helpers.annotate_outputs import check_outputs, run_cli
+from helpers.sound import check_in_step, sound_from_first_frame
 
 TSAV = [sys.executable, "-m", "tsav_deploy.cli"]
 SENDER = [sys.executable, str(pathlib.Path(__file__).parent / "helpers" / "stream_sender.py")]
@@ -191,22 +192,6 @@ def test_file_stream_equals_annotate(media_dir, long_speech, no_audio, small_che
 
 # --- the overlay's sound ---------------------------------------------------------------------------
 
-RATE = 16_000  # both tracks are compared at this rate
-
-
-def sound_from_first_frame(path: pathlib.Path) -> np.ndarray:
-    """The first audio track decoded by PyAV, mono float at ``RATE``, placed by its timestamps so that
-    sample 0 is the first video frame's time."""
-    with av.open(str(path)) as container:
-        first_frame = next(container.decode(video=0)).time
-    with av.open(str(path)) as container:
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=RATE)
-        pieces = [out for frame in container.decode(audio=0) for out in resampler.resample(frame)]
-        pieces += resampler.resample(None)
-    wave = np.concatenate([piece.to_ndarray().reshape(-1) for piece in pieces]).astype(np.float64)
-    offset = round((pieces[0].time - first_frame) * RATE)
-    return np.concatenate([np.zeros(offset), wave]) if offset >= 0 else wave[-offset:]
-
 
 def test_live_overlay_carries_the_sources_sound_in_step(media_dir, small_checkpoint, tmp_path):
     """`LiveRun` with an overlay file on speech with a variable frame rate: the overlay's audio,
@@ -222,17 +207,7 @@ def test_live_overlay_carries_the_sources_sound_in_step(media_dir, small_checkpo
     assert not [p for p in tmp_path.iterdir() if p != overlay]
     with av.open(str(overlay)) as container:
         assert len(container.streams.audio) == 1 and decoded_frames(overlay) == decoded_frames(video)
-    source, written = sound_from_first_frame(video), sound_from_first_frame(overlay)
-    frame = RATE / 22.13  # the clip's average frame interval, in samples
-    assert abs(len(written) - len(source)) <= frame
-    n = min(len(source), len(written))
-    source, written = source[:n], written[:n]
-    assert np.corrcoef(source, written)[0, 1] > 0.9
-    spectrum = np.fft.rfft(written, 2 * n) * np.conj(np.fft.rfft(source, 2 * n))
-    correlation = np.fft.irfft(spectrum)
-    lags = np.r_[0 : RATE // 5, -(RATE // 5) : 0]  # +-0.2 s
-    best = lags[int(np.argmax(correlation[lags]))]
-    assert abs(best) <= frame
+    check_in_step(sound_from_first_frame(video), sound_from_first_frame(overlay), 1 / 22.13)  # average frame
 
 
 def test_live_overlay_of_a_source_without_audio_has_no_audio_track(no_audio, small_checkpoint, tmp_path):

@@ -237,7 +237,7 @@ class _AudioCopier:
                 return
             if when < 0:  # audio before the first video frame has no picture to go with
                 continue
-            self._mux(packet)
+            self._mux(packet, when)
 
     def _next_packet(self) -> av.Packet | None:
         """The next audio packet; damage that stops demuxing ends the audio there, as it ends the
@@ -248,7 +248,7 @@ class _AudioCopier:
             self._packets = iter(())
             return None
 
-    def _mux(self, packet: av.Packet) -> None:
+    def _mux(self, packet: av.Packet, when: float) -> None:
         shift = round(self._start / packet.time_base)
         if self._copy:
             packet.pts -= shift
@@ -258,7 +258,7 @@ class _AudioCopier:
             self._out.mux(packet)
             return
         for frame in packet.decode():
-            self._encoder.encode(frame)
+            self._encoder.encode(frame, when)  # the first packet kept starts where it lies
 
     def flush(self) -> None:
         """Drain the re-encoder (a copied stream has nothing held back)."""
@@ -273,17 +273,21 @@ class _AudioCopier:
 
 
 class AacTrack:
-    """An AAC track of ``out`` fed decoded audio whose samples lie end to end from time 0. Each frame's
-    pts counts the samples before it: with timestamps the encoder's priming (1024 samples) goes into
-    the file as a delay the player skips (MP4's edit list), where without them it would delay the
-    sound by 23 ms."""
+    """An AAC track of ``out`` fed decoded audio whose samples lie end to end, from time 0 or from
+    where the first frame is said to start. Each frame's pts counts the samples before it: with
+    timestamps the encoder's priming (1024 samples) goes into the file as a delay the player skips
+    (MP4's edit list), where without them it would delay the sound by 23 ms."""
 
     def __init__(self, out: av.container.OutputContainer, rate: int, layout: str | None = None):
         self._out = out
         self._stream = out.add_stream("aac", rate=rate, **({"layout": layout} if layout else {}))
-        self._seconds = Fraction(0)
+        self._seconds: Fraction | None = None
 
-    def encode(self, frame: av.AudioFrame) -> None:
+    def encode(self, frame: av.AudioFrame, start_s: float = 0.0) -> None:
+        """Encode ``frame`` after those before; ``start_s``: where the first frame starts (seconds
+        from the first video frame), ignored after it."""
+        if self._seconds is None:
+            self._seconds = Fraction(round(start_s * frame.sample_rate), frame.sample_rate)
         rate = frame.sample_rate
         frame.pts, frame.time_base = round(self._seconds * rate), Fraction(1, rate)
         self._seconds += Fraction(frame.samples, rate)
