@@ -422,13 +422,13 @@ class LivePipeline:
     def _passes_audio(self) -> bool:
         return self.keep_pictures and self.source is not None and self.source.has_audio
 
-    def _audio_until(self, time_s: float | None) -> np.ndarray | None:
-        """The track's final samples from where the last passed on up to ``time_s`` (None: to the
-        end), for the overlay (None where pictures are not kept or the source has no audio). Audio
-        arriving late (a lagging camera) follows with a later frame: the samples stay end to end."""
+    def _audio_until(self, time_s: float) -> np.ndarray | None:
+        """The track's final samples from where the last passed on up to ``time_s``, for the overlay
+        (None where pictures are not kept or the source has no audio). Audio arriving late (a
+        lagging camera) follows with a later frame: the samples stay end to end."""
         if not self._passes_audio:
             return None
-        stop = self.track.final if time_s is None else min(self.track.final, round(time_s * SAMPLE_RATE))
+        stop = min(self.track.final, round(time_s * SAMPLE_RATE))
         start = self._audio_passed
         # A clock that jumps far ahead would make the gap hours of silence in memory: beyond the
         # track's own bound the gap closes up (the later sound then plays that much early).
