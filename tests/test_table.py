@@ -102,7 +102,9 @@ def test_frame_table_holds_the_hand_computed_rows():
     dtypes = df.dtypes.astype(str).to_dict()
     assert {dtypes[c] for c in ["frame", "track_id", *ACTION_UNITS]} == {"int64"}
     assert dtypes["face_found"] == "bool" and dtypes["person"] == dtypes["expression"] == "category"
-    reals = set(TABLE_COLUMNS) - {"frame", "track_id", "person", "face_found", "expression", *ACTION_UNITS}
+    assert df["modality"].tolist() == ["audio+video"] * 3 + ["audio only"] and dtypes["modality"] == "category"
+    assert list(df["modality"].cat.categories) == ["audio+video", "audio only"]
+    reals = set(TABLE_COLUMNS) - {"frame", "track_id", "person", "face_found", "modality", "expression", *ACTION_UNITS}
     assert {dtypes[c] for c in reals} == {"float64"}
     assert list(df["expression"].cat.categories) == list(EXPRESSIONS)
     points = frame_table(two_people(), landmarks=True)
@@ -114,10 +116,10 @@ def test_csv_text_is_the_documented_rounding():
     lines = csv_text(two_people()).splitlines()
     assert lines[0] == ",".join(TABLE_COLUMNS)
     probs = "0.0000,0.0000,0.0000,0.0000,1.0000,0.0000,0.0000"
-    assert lines[1] == f"0,0.0000,left,1,3,10.0,20.1,110.0,120.0,0.988,0.1235,-0.1235,{probs},Happiness" + (
+    assert lines[1] == f"0,0.0000,left,1,audio+video,3,10.0,20.1,110.0,120.0,0.988,0.1235,-0.1235,{probs},Happiness" + (
         ",0.2500" * 8 + ",0" * 8
     )
-    assert lines[4].startswith("1,0.0333,right,0,-1,,,,,,0.3333,-0.3333,")
+    assert lines[4].startswith("1,0.0333,right,0,audio only,-1,,,,,,0.3333,-0.3333,")
     with_points = csv_text(two_people(), landmarks=True).splitlines()
     xs, ys = (",".join(f"{v}.00" for v in range(first, 136, 2)) for first in (0, 1))
     assert with_points[1].endswith(f",0,0,0,0,0,0,0,0,{xs},{ys}")
@@ -134,8 +136,10 @@ def test_csv_read_back_with_explicit_dtypes_is_the_frame_table(landmarks):
         "person": "category",
         **dict.fromkeys(ACTION_UNITS, "int64"),
     }
-    read = pd.read_csv(io.StringIO(csv_text(result, landmarks)), dtype=dtypes | {"expression": "str"})
+    text = {"expression": "str", "modality": "str"}
+    read = pd.read_csv(io.StringIO(csv_text(result, landmarks)), dtype=dtypes | text)
     read["expression"] = pd.Categorical(read["expression"], categories=list(EXPRESSIONS))
+    read["modality"] = pd.Categorical(read["modality"], categories=["audio+video", "audio only"])
     pd.testing.assert_frame_equal(read, frame_table(result, landmarks), check_exact=True)
 
 
@@ -144,7 +148,9 @@ def test_json_rows_are_the_frame_table_rows_with_nan_as_none():
     rows = json.loads(json.dumps(json_rows(result, landmarks=True), allow_nan=False))
     df = frame_table(result, landmarks=True)
     expected = df.astype(object).where(df.notna(), None).to_dict("records")
-    expected = [{k: str(v) if k in ("person", "expression") else v for k, v in row.items()} for row in expected]
+    expected = [
+        {k: str(v) if k in ("person", "modality", "expression") else v for k, v in row.items()} for row in expected
+    ]
     assert rows == expected and list(rows[0]) == table_columns(landmarks=True)
     assert rows[3]["face_found"] is False and rows[3]["x1"] is None and rows[3]["det_score"] is None
 
