@@ -214,7 +214,7 @@ def _legend() -> str:
         f'<span class="swatch"><i style="background:{VALENCE_COLOUR}"></i>valence</span>'
         f'<span class="swatch"><i style="background:{AROUSAL_COLOUR}"></i>arousal</span>{swatches}'
         '<span class="swatch"><i class="ramp"></i>P(AU) 0 → 1</span>'
-        f'<span class="swatch"><i class="audio-only"></i>{AUDIO_ONLY}: no face, faded</span>'
+        f'<span class="swatch"><i class="audio-only"></i>{AUDIO_ONLY}: no face</span>'
     )
 
 
