@@ -157,3 +157,62 @@ def test_annotate_overlay_sound_is_in_step(media_dir, tmp_path, codec):
     overlay = write_overlay(tmp_path / "overlay.mp4", video, synthetic_result("clip", times - times[0]))
     # Within 1 ms: copied packets keep their own timing, which lands 19 samples (0.4 ms) early in the MP4.
     check_in_step(sound_from_first_frame(video), sound_from_first_frame(overlay), 1 / 22.13, lag_s=0.001)
+
+
+def _white_mask(image: np.ndarray) -> np.ndarray:
+    return image.min(axis=2) > 200
+
+
+def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(mask)
+    return ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+
+
+@pytest.mark.parametrize("no_face", ["keep", "nan"])
+def test_a_faceless_frame_gets_a_dimmed_panel_labelled_audio_only(no_face):
+    """Frame 0 has a face, frame 1 none: the second panel is darker, says "audio only" in white
+    above its rows (the words as OpenCV draws them at the panel's size), and shows its values
+    dimmed (keep) or none (nan)."""
+    import cv2
+
+    result = synthetic_result("x", np.arange(2) / 30, ("",), gaps={0: [(1, 2)]})
+    result.no_face = no_face
+    seen, unseen = (np.full((360, 640, 3), 128, np.uint8) for _ in range(2))
+    draw_panel(seen, result, 0)
+    draw_panel(unseen, result, 1)
+    y0, y1, x0, x1 = _bbox(_panel_pixels(seen) & ~_face_box(result, seen.shape))
+    panel = (slice(y0, y1), slice(x0, x1))
+    assert unseen[panel].mean() < 0.6 * seen[panel].mean()
+    # White text: the face's panel has its 8 rows of labels; the faceless one only the label, above them.
+    rows_seen, rows_unseen = text_rows(seen), text_rows(unseen)
+    assert len(rows_seen) == len(ACTION_UNITS) and len(rows_unseen) == 1 and rows_unseen[0][0] < rows_seen[0][0]
+    label_top, label_height = rows_unseen[0]
+    drawn = _white_mask(unseen)[label_top : label_top + label_height]
+    # The same words rendered here at the documented size: capitals 1/40 of the short side, at
+    # least 10 px; OpenCV's simplex capitals are 20 px at scale 1.
+    scale = max(10, 360 / 40) / 20
+    canvas = np.zeros((100, 600, 3), np.uint8)
+    cv2.putText(canvas, "audio only", (10, 50), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    top, bottom, left, right = _bbox(_white_mask(canvas))
+    dt, db, dl, dr = _bbox(drawn)
+    assert (db - dt, dr - dl) == (bottom - top, right - left)  # "audio only", as wide and tall as the label drawn
+    reference = _white_mask(canvas)[top:bottom, left:right]
+    assert (drawn[dt:db, dl:dr] == reference).mean() > 0.9  # and the same letters
+
+    # Colour: the box colour (green) at full strength with a face; dimmed, or absent under nan.
+    def greenest(image):
+        region = image[panel].astype(int)
+        return (region[..., 1] - np.maximum(region[..., 0], region[..., 2])).max()
+
+    assert greenest(seen) > 150
+    assert greenest(unseen) < (110 if no_face == "keep" else 5)
+    if no_face == "keep":
+        assert greenest(unseen) > 40  # the values are there, dimmed
+
+
+def _face_box(result, shape) -> np.ndarray:
+    """Where frame 0's face box is drawn (outside the panel's measure)."""
+    mask = np.zeros(shape[:2], bool)
+    x1, y1, x2, y2 = (int(round(v)) for v in result.persons[0].boxes[0])
+    mask[max(0, y1 - 3) : y2 + 4, max(0, x1 - 3) : x2 + 4] = True
+    return mask

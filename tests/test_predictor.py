@@ -32,6 +32,7 @@ def test_predict_gives_a_typed_table(webcam):
     assert list(df.columns) == TABLE_COLUMNS and len(df) == 72
     assert df["frame"].dtype == np.int64 and df["frame"].tolist() == list(range(72))
     assert df["face_found"].dtype == bool and df["face_found"].all()
+    assert isinstance(df["modality"].dtype, pd.CategoricalDtype) and (df["modality"] == "audio+video").all()
     assert isinstance(df["expression"].dtype, pd.CategoricalDtype)
     assert list(df["expression"].cat.categories) == list(EXPRESSIONS)
     assert df[list(ACTION_UNITS)].isin([0, 1]).all().all()
@@ -102,6 +103,9 @@ def test_predict_many_reports_a_bad_video_and_goes_on(media_dir, predictor, tmp_
     assert "photo.mp4" in annotations[1].error and "\n" not in annotations[1].error
     assert "empty" in annotations[2].error
     assert len(annotations[3].to_pandas()) == 95 and not annotations[3].to_pandas()["face_found"].any()
+    # The cartoon's predictions rest on its audio alone: kept (the default), and marked so.
+    assert (annotations[3].to_pandas()["modality"] == "audio only").all()
+    assert annotations[3].to_pandas()["valence"].notna().all()
     with pytest.raises(ValueError, match="not annotated"):
         annotations[1].to_pandas()
 
@@ -117,6 +121,7 @@ BAD_OPTIONS = {
     "detector": ({"detector": "yolo"}, "detector must be one of mtcnn, hog, cnn, hog+cnn"),
     "detector with insightface": ({"faces": "insightface", "detector": "hog"}, "the insightface backend has its own"),
     "device": ({"device": "tpu"}, "unknown device 'tpu'; use cpu, cuda or cuda:N"),
+    "no_face": ({"no_face": "drop"}, "no_face must be one of keep, nan, not 'drop'"),
 }
 
 
@@ -231,3 +236,72 @@ def test_landmarks_in_the_table(media_dir, small_checkpoint, predictor, webcam, 
 def test_landmarks_are_nan_without_a_face(media_dir, predictor):
     df = predictor.predict(media_dir / "cartoon_no_face.mp4").to_pandas(landmarks=True)
     assert not df["face_found"].any() and df["x_0"].isna().all() and df["y_67"].isna().all()
+
+
+PREDICTION_COLUMNS = TABLE_COLUMNS[TABLE_COLUMNS.index("valence") :]
+
+
+def test_no_face_nan_leaves_the_cartoons_table_empty_and_its_abaw_files_whole(media_dir, small_checkpoint, tmp_path):
+    """cartoon_no_face.mp4 has no face in any of its 95 frames: with no_face="nan" every prediction
+    cell is empty in the DataFrame, the CSV (read as text), the Parquet file (read by pyarrow) and
+    `tsav live --no-face nan --jsonl`, while the ABAW files hold a line of numbers per frame."""
+    import csv
+    import json
+
+    import pyarrow.parquet as pq
+
+    video = media_dir / "cartoon_no_face.mp4"
+    # Stride 8: the policy is what is tested here, not the network's every frame (fewer network runs).
+    predictor = Predictor(weights=small_checkpoint, faces="dlib", detector="hog", stride=8, no_face="nan")
+    annotation = predictor.predict(video)
+    df = annotation.to_pandas()
+    assert len(df) == 95 and (df["modality"] == "audio only").all() and df[PREDICTION_COLUMNS].isna().all().all()
+    annotation.save(tmp_path, plot=False, table="both")
+    with open(tmp_path / "cartoon_no_face.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 95 and {r["modality"] for r in rows} == {"audio only"}
+    assert {r[c] for r in rows for c in PREDICTION_COLUMNS} == {""}
+    parquet = pq.read_table(tmp_path / "cartoon_no_face.parquet")
+    assert all(parquet.column(c).null_count == 95 for c in PREDICTION_COLUMNS)
+    assert set(parquet.column("modality").to_pylist()) == {"audio only"}
+    # The ABAW files: the challenge's line per frame, with the audio-only predictions.
+    va = np.loadtxt(tmp_path / "VA_Set" / "cartoon_no_face.txt", delimiter=",", skiprows=1)
+    expr = np.loadtxt(tmp_path / "EXPR_Set" / "cartoon_no_face.txt", skiprows=1, dtype=int)
+    au = np.loadtxt(tmp_path / "AU_Set" / "cartoon_no_face.txt", delimiter=",", skiprows=1, dtype=int)
+    assert va.shape == (95, 2) and np.isfinite(va).all() and np.abs(va).max() <= 1
+    assert expr.shape == (95,) and set(expr.tolist()) <= set(range(7))
+    assert au.shape == (95, 8) and set(au.ravel().tolist()) <= {0, 1}
+    predictions = annotation.result.persons[0].predictions
+    np.testing.assert_allclose(
+        va, np.clip(np.stack([predictions.valence, predictions.arousal], 1), -1, 1), atol=5.01e-4
+    )
+    # Live: the same policy, JSON null.
+    lines = tmp_path / "rows.jsonl"
+    result = CliRunner().invoke(
+        app,
+        ["live", str(video), "--weights", str(small_checkpoint), "--faces", "dlib", "--detector", "hog",
+         "--stride", "8", "--no-face", "nan", "--jsonl", str(lines)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    live = [json.loads(line) for line in lines.read_text().splitlines()]
+    assert len(live) == 95 and {r["modality"] for r in live} == {"audio only"}
+    assert {r[c] for r in live for c in PREDICTION_COLUMNS} == {None}
+
+
+def test_cli_refuses_a_bad_no_face_before_touching_a_video(media_dir, small_checkpoint, tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app,
+        [
+            "annotate",
+            str(media_dir / "webcam_man_mp3.mp4"),
+            "--weights",
+            str(small_checkpoint),
+            "--no-face",
+            "drop",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 2 and "no_face must be one of keep, nan, not 'drop'" in result.output
+    assert "Traceback" not in result.output and not out.exists()

@@ -1,7 +1,8 @@
 """The HTML report in a real browser: headless Chromium driven through the DevTools protocol
 (tests/helpers/chromium.py) loads the pages from disk and must show no error, ask for nothing but local
 files, carry the CSV's values, seek the video by a click or a drag on the curves (checked against
-the frame the decoder presents), draw no curve where there is no face and switch people. Also
+the frame the decoder presents), draw the curves faded under an "audio only" band where there is no
+face (none under --no-face nan) and switch people. Also
 `tsav report` and the index from saved outputs. Skipped where Debian's chromium is absent."""
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def assert_rows_equal(embedded: list[dict], expected: list[dict]) -> None:
         for key, text in want.items():
             if text == "":
                 assert got[key] is None, (k, key)
-            elif key in ("person", "expression"):
+            elif key in ("person", "modality", "expression"):
                 assert got[key] == text, (k, key)
             elif key == "face_found":
                 assert got[key] is bool(int(text)), (k, key)
@@ -275,45 +276,83 @@ def test_gaps_people_and_a_video_that_starts_late(media_dir, browser, tmp_path):
     assert text(page, "now-frame") == "200"
     assert shown_frame(page, video, range(194, 207)) == 200
 
-    def coloured_columns() -> list[bool]:
-        """Per canvas column of the curves: whether any pixel is a curve's colour (not grey)."""
-        return page.evaluate("""(() => {
-          const c = document.getElementById("va");
-          const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
-          const out = [];
-          for (let x = 0; x < c.width; x++) {
-            let hit = false;
-            for (let y = 0; y < c.height && !hit; y++) {
-              const o = (y * c.width + x) * 4;
-              hit = Math.max(d[o], d[o + 1], d[o + 2]) - Math.min(d[o], d[o + 1], d[o + 2]) > 60 && d[o + 3] > 128;
-            }
-            out.push(hit);
-          }
-          return out;
-        })()""")
-
-    columns = coloured_columns()
+    columns = saturation_columns(page)
     width = len(columns)
 
     def column(time: float) -> int:
         return int(time / end * width)
 
-    inside = range(column(t[59]) + 3, column(t[120]) - 2)
-    assert len(inside) > 20 and not any(columns[x] for x in inside)
-    assert all(columns[x] for x in range(column(t[5]), column(t[55]))) and all(
-        columns[x] for x in range(column(t[125]), column(t[-5]))
-    )
+    # Frames 60-119 of the left person are audio only: their curves are there, but faded, under a band.
+    inside = range(column(t[60]) + 1, column(t[119]) - 1)
+    full = [columns[x] for x in [*range(column(t[5]), column(t[55])), *range(column(t[125]), column(t[-5]))]]
+    faded = [columns[x] for x in inside]
+    assert len(inside) > 20 and min(full) > 120 and min(faded) > 40 and statistics.median(faded) < 0.6 * min(full)
+    assert page.evaluate("window.tsavReport.audioOnly") == [[60, 119]]
+    assert "audio only" in page.evaluate("document.querySelector('.legend').textContent")
     page.click(x_of(page, (t[90] + t[91]) / 2, end), plot_box(page)["y"] + 30)
-    assert text(page, "now-face") == "no face" and text(page, "now-valence") == "–"
+    left = [r for r in rows if r["person"] == "left"]
+    assert text(page, "now-face") == "no: audio only"
+    assert text(page, "now-valence").replace("−", "-") == f"{float(left[90]['valence']):+.3f}"
+    assert page.evaluate("document.getElementById('readout').classList.contains('audio-only')")
 
     page.evaluate(
         "(() => { const s = document.getElementById('person'); s.value = 'right'; s.dispatchEvent(new Event('change')); })()"
     )
-    assert all(coloured_columns()[x] for x in inside)  # the other person has a face there
+    assert min(saturation_columns(page)[x] for x in inside) > 120  # the other person has a face there
+    assert page.evaluate("window.tsavReport.audioOnly") == []
     right = [r for r in rows if r["person"] == "right"]
     assert text(page, "now-frame") == "90"
     assert text(page, "now-valence").replace("−", "-") == f"{float(right[90]['valence']):+.3f}"
     assert text(page, "now-expression").startswith(right[90]["expression"])
+    assert page.errors == []
+    page.close()
+
+
+def saturation_columns(page) -> list[int]:
+    """Per canvas column of the curves, as seen over the page: the most saturated pixel's max - min
+    channel (the grid, labels and band are greys, under 30; the arousal curve is sky blue, 147 at
+    full strength)."""
+    return page.evaluate("""(() => {
+      const c = document.getElementById("va");
+      const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+      const out = [];
+      for (let x = 0; x < c.width; x++) {
+        let best = 0;
+        for (let y = 0; y < c.height; y++) {
+          const o = (y * c.width + x) * 4;
+          const a = d[o + 3] / 255; // as seen: over the canvas's background, #f5f7fa
+          const rgb = [0xf5, 0xf7, 0xfa].map((bg, k) => a * d[o + k] + (1 - a) * bg);
+          best = Math.max(best, Math.round(Math.max(...rgb) - Math.min(...rgb)));
+        }
+        out.push(best);
+      }
+      return out;
+    })()""")
+
+
+def test_a_no_face_nan_report_draws_nothing_where_only_the_audio_was_heard(media_dir, browser, tmp_path):
+    """Saved with no_face "nan", frames 30-39 have empty prediction cells: the page embeds them as
+    null, marks them audio only, and draws no curve there."""
+    video = media_dir / "webcam_man_mp3.mp4"
+    result = synthetic_result(video.stem, np.arange(72) / 30, ("",), gaps={0: [(30, 40)]})
+    result.no_face = "nan"
+    Annotation(video, result).save(tmp_path, plot=False, report=True)
+    rows = csv_rows(tmp_path / f"{video.stem}.csv")
+    html = (tmp_path / f"{video.stem}.html").read_text(encoding="utf-8")
+    embedded = embedded_rows(html)
+    assert_rows_equal(embedded, rows)
+    assert [r["modality"] for r in embedded] == ["audio+video"] * 30 + ["audio only"] * 10 + ["audio+video"] * 32
+    assert all(r["valence"] is None and r["expression"] is None and r["AU1"] is None for r in embedded[30:40])
+    page = browser.open((tmp_path / f"{video.stem}.html").as_uri())
+    page.evaluate(READY)
+    assert page.evaluate("window.tsavReport.audioOnly") == [[30, 39]]
+    t = [float(r["time"]) for r in rows]
+    end = axis_end(t)
+    columns = saturation_columns(page)
+    inside = range(int(t[30] / end * len(columns)) + 3, int(t[40] / end * len(columns)) - 2)
+    assert len(inside) > 20 and max(columns[x] for x in inside) < 30  # greys only: no curve
+    page.click(x_of(page, (t[35] + t[36]) / 2, end), plot_box(page)["y"] + 30)
+    assert text(page, "now-face") == "no: audio only" and text(page, "now-valence") == "–"
     assert page.errors == []
     page.close()
 

@@ -102,7 +102,9 @@ def test_frame_table_holds_the_hand_computed_rows():
     dtypes = df.dtypes.astype(str).to_dict()
     assert {dtypes[c] for c in ["frame", "track_id", *ACTION_UNITS]} == {"int64"}
     assert dtypes["face_found"] == "bool" and dtypes["person"] == dtypes["expression"] == "category"
-    reals = set(TABLE_COLUMNS) - {"frame", "track_id", "person", "face_found", "expression", *ACTION_UNITS}
+    assert df["modality"].tolist() == ["audio+video"] * 3 + ["audio only"] and dtypes["modality"] == "category"
+    assert list(df["modality"].cat.categories) == ["audio+video", "audio only"]
+    reals = set(TABLE_COLUMNS) - {"frame", "track_id", "person", "face_found", "modality", "expression", *ACTION_UNITS}
     assert {dtypes[c] for c in reals} == {"float64"}
     assert list(df["expression"].cat.categories) == list(EXPRESSIONS)
     points = frame_table(two_people(), landmarks=True)
@@ -114,10 +116,10 @@ def test_csv_text_is_the_documented_rounding():
     lines = csv_text(two_people()).splitlines()
     assert lines[0] == ",".join(TABLE_COLUMNS)
     probs = "0.0000,0.0000,0.0000,0.0000,1.0000,0.0000,0.0000"
-    assert lines[1] == f"0,0.0000,left,1,3,10.0,20.1,110.0,120.0,0.988,0.1235,-0.1235,{probs},Happiness" + (
+    assert lines[1] == f"0,0.0000,left,1,audio+video,3,10.0,20.1,110.0,120.0,0.988,0.1235,-0.1235,{probs},Happiness" + (
         ",0.2500" * 8 + ",0" * 8
     )
-    assert lines[4].startswith("1,0.0333,right,0,-1,,,,,,0.3333,-0.3333,")
+    assert lines[4].startswith("1,0.0333,right,0,audio only,-1,,,,,,0.3333,-0.3333,")
     with_points = csv_text(two_people(), landmarks=True).splitlines()
     xs, ys = (",".join(f"{v}.00" for v in range(first, 136, 2)) for first in (0, 1))
     assert with_points[1].endswith(f",0,0,0,0,0,0,0,0,{xs},{ys}")
@@ -134,8 +136,10 @@ def test_csv_read_back_with_explicit_dtypes_is_the_frame_table(landmarks):
         "person": "category",
         **dict.fromkeys(ACTION_UNITS, "int64"),
     }
-    read = pd.read_csv(io.StringIO(csv_text(result, landmarks)), dtype=dtypes | {"expression": "str"})
+    text = {"expression": "str", "modality": "str"}
+    read = pd.read_csv(io.StringIO(csv_text(result, landmarks)), dtype=dtypes | text)
     read["expression"] = pd.Categorical(read["expression"], categories=list(EXPRESSIONS))
+    read["modality"] = pd.Categorical(read["modality"], categories=["audio+video", "audio only"])
     pd.testing.assert_frame_equal(read, frame_table(result, landmarks), check_exact=True)
 
 
@@ -144,7 +148,9 @@ def test_json_rows_are_the_frame_table_rows_with_nan_as_none():
     rows = json.loads(json.dumps(json_rows(result, landmarks=True), allow_nan=False))
     df = frame_table(result, landmarks=True)
     expected = df.astype(object).where(df.notna(), None).to_dict("records")
-    expected = [{k: str(v) if k in ("person", "expression") else v for k, v in row.items()} for row in expected]
+    expected = [
+        {k: str(v) if k in ("person", "modality", "expression") else v for k, v in row.items()} for row in expected
+    ]
     assert rows == expected and list(rows[0]) == table_columns(landmarks=True)
     assert rows[3]["face_found"] is False and rows[3]["x1"] is None and rows[3]["det_score"] is None
 
@@ -211,3 +217,82 @@ def test_a_video_without_people_is_an_empty_table():
     empty = VideoResult("none", np.zeros(0), [])
     assert frame_table(empty).empty and list(frame_table(empty).columns) == TABLE_COLUMNS
     assert csv_text(empty) == ",".join(TABLE_COLUMNS) + "\n" and json_rows(empty) == []
+
+
+# --- frames without a face: the modality column and the no_face policy --------------------------------
+
+PREDICTIONS = TABLE_COLUMNS[TABLE_COLUMNS.index("valence") :]  # README: valence … AU25
+
+
+def test_no_face_nan_empties_every_prediction_cell_of_a_faceless_row_in_each_rendering():
+    keep, emptied = two_people(), two_people()
+    emptied.no_face = "nan"
+    df = frame_table(emptied)
+    faceless = df.index[~df["face_found"]].tolist()
+    assert faceless == [3] and df.loc[3, "modality"] == "audio only"
+    assert df.loc[3, PREDICTIONS].isna().all() and df.loc[:2, PREDICTIONS].notna().all().all()
+    # Everything else is the keep table's: the faces' rows, the identity columns.
+    pd.testing.assert_frame_equal(df.drop(columns=PREDICTIONS), frame_table(keep).drop(columns=PREDICTIONS))
+    assert df.loc[:2, PREDICTIONS].astype(object).equals(frame_table(keep).loc[:2, PREDICTIONS].astype(object))
+    assert {str(df[au].dtype) for au in ACTION_UNITS} == {"Int64"} and df["AU25"].tolist()[:3] == [0, 1, 0]
+    assert {str(frame_table(keep)[au].dtype) for au in ACTION_UNITS} == {"int64"}  # keep: as it always was
+    # CSV: the row's cells after det_score are all empty; JSON: all null.
+    line = csv_text(emptied).splitlines()[4].split(",")
+    assert line[: TABLE_COLUMNS.index("valence")] == [
+        "1",
+        "0.0333",
+        "right",
+        "0",
+        "audio only",
+        "-1",
+        "",
+        "",
+        "",
+        "",
+        "",
+    ]
+    assert line[TABLE_COLUMNS.index("valence") :] == [""] * len(PREDICTIONS)
+    rows = json.loads(json.dumps(json_rows(emptied), allow_nan=False))
+    assert [rows[3][c] for c in PREDICTIONS] == [None] * len(PREDICTIONS) and rows[3]["modality"] == "audio only"
+    assert rows[0]["AU1"] == 0 and rows[0]["expression"] == "Happiness" and rows[0]["modality"] == "audio+video"
+
+
+def test_a_no_face_nan_table_reads_back_as_it_was_written(tmp_path):
+    result = two_people()
+    result.no_face = "nan"
+    write_table(tmp_path / "a.csv", result)
+    write_parquet(tmp_path / "b.parquet", result)
+    expected = frame_table(result)
+    pd.testing.assert_frame_equal(
+        read_video_table(tmp_path, "a"), expected.assign(person=expected["person"].astype(str)), check_exact=True
+    )
+    pd.testing.assert_frame_equal(read_video_table(tmp_path, "b"), expected, check_exact=True)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ((",audio only,", ",audio+video,"), "column 'modality' is not 'audio\\+video' exactly where face_found is 1"),
+        ((",audio+video,3,10.0", ",video only,3,10.0"), "column 'modality' is not"),
+        ((",0.1235,-0.1235,", ",,-0.1235,"), "column 'valence' is empty on a row with a face"),
+        ((",Happiness,", ",,"), "column 'expression' is empty on a row with a face"),
+    ],
+)
+def test_a_table_whose_modality_or_empty_cells_contradict_its_faces_is_refused(tmp_path, edit, message):
+    write_table(tmp_path / "a.csv", two_people())
+    text = (tmp_path / "a.csv").read_text()
+    assert edit[0] in text
+    (tmp_path / "a.csv").write_text(text.replace(edit[0], edit[1], 1))
+    with pytest.raises(ValueError, match=rf"a\.csv: {message}"):
+        read_video_table(tmp_path, "a")
+
+
+def test_live_rows_follow_the_no_face_policy():
+    logits = np.random.default_rng(1).normal(0, 2, (2, 17)).astype(np.float32)
+    face = Face(np.array([1.0, 2.0, 30.0, 40.0], np.float32), 0.9, np.zeros((68, 2), np.float32))
+    entries = [LiveEntry("person1", 1, face, logits[0]), LiveEntry("person2", 2, None, logits[1])]
+    frame = LiveFrame(5, 0.2, 0.01, 1, entries)
+    kept, emptied = live_rows(frame, 0.5, "keep"), live_rows(frame, 0.5, "nan")
+    assert [r["modality"] for r in kept] == ["audio+video", "audio only"]
+    assert kept[0] == emptied[0] and all(kept[1][c] is not None for c in PREDICTIONS)
+    assert all(emptied[1][c] is None for c in PREDICTIONS)

@@ -51,8 +51,10 @@ class Annotation:
 
     def to_pandas(self, landmarks: bool = False) -> pd.DataFrame:
         """The per-frame table (``tsav_deploy.results.table``): the CSV's columns and rounding, with
-        dtypes (int frame, bool face_found, category person and expression, NaN box and score
-        without a face). ``landmarks``: also the 68 points of the face each row used,
+        dtypes (int frame, bool face_found, category person, modality and expression, NaN box and
+        score without a face; under the Predictor's ``no_face="nan"`` NaN predictions there too, the
+        AU decisions then nullable Int64). ``df[df.modality == "audio+video"]`` keeps the frames
+        whose face was seen. ``landmarks``: also the 68 points of the face each row used,
         ``x_0…x_67``, ``y_0…y_67`` in source-frame pixels (NaN without a face)."""
         return frame_table(self._require(), landmarks)
 

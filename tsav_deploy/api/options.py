@@ -49,6 +49,13 @@ class PredictorOptions:
     au_threshold: float = _option(
         0.5, "--au-threshold", "AU probability threshold, strictly between 0 and 1 (0.6225 = the authors' writer)."
     )
+    no_face: str = _option(
+        "keep",
+        "--no-face",
+        "Frames without a face, whose predictions come from the audio and a black clip: keep (the table holds "
+        'them, modality "audio only") | nan (their prediction cells are left empty; the plot and overlay '
+        "show no values there). ABAW files keep a line per frame either way.",
+    )
 
     def asdict(self) -> dict[str, Any]:
         """The Predictor's keyword arguments."""

@@ -53,7 +53,8 @@ class Predictor:
     openvino, openvino-int8, tensorrt), ``device`` (cpu, cuda[:N]), ``faces`` (auto, insightface,
     dlib), ``detector`` (dlib: mtcnn, hog+cnn, hog, cnn), ``person`` (main, all), ``stride`` (network on
     every K-th frame, interpolated between), ``batch_size``, ``au_threshold`` (AU probability, 0–1
-    exclusive).
+    exclusive), ``no_face`` (keep, nan: what the table does with the audio-only predictions of
+    frames without a face).
     """
 
     def __init__(
@@ -69,6 +70,7 @@ class Predictor:
         stride: int = 1,
         batch_size: int = 8,
         au_threshold: float = 0.5,
+        no_face: str = "keep",
     ):
         # The signature spells out PredictorOptions (api/options.py) for readers and editors; a
         # test holds the two equal.
@@ -83,6 +85,7 @@ class Predictor:
             stride=stride,
             batch_size=batch_size,
             au_threshold=au_threshold,
+            no_face=no_face,
         )
         self.engine = Engine.load(model or weights, engine=engine, device=device)
         self.face_backend = get_backend(faces, detector=detector)
@@ -132,7 +135,7 @@ class Predictor:
         arrives: one dict per frame and person as soon as it is final, with the per-frame table's
         columns plus ``latency_s`` and ``stride`` (see :meth:`stream_frames`)."""
         for frame in self.stream_frames(source, audio_lookahead=audio_lookahead, realtime=realtime, stop=stop):
-            yield from live_rows(frame, self.options.au_threshold)
+            yield from live_rows(frame, self.options.au_threshold, self.options.no_face)
 
     def stream_frames(
         self,
@@ -186,6 +189,7 @@ def check_options(
     stride: int,
     batch_size: int,
     au_threshold: float,
+    no_face: str,
 ) -> AnnotateOptions:
     """Check the Predictor's options without loading anything (one-line ``TsavError``); returns
     the annotation options among them."""
@@ -197,7 +201,9 @@ def check_options(
     _choice("faces", faces, BACKEND_CHOICES)
     if detector is not None:
         _choice("detector", detector, DETECTORS)
-    options = AnnotateOptions(person=person, stride=stride, batch_size=batch_size, au_threshold=au_threshold)
+    options = AnnotateOptions(
+        person=person, stride=stride, batch_size=batch_size, au_threshold=au_threshold, no_face=no_face
+    )
     parse_device(device)
     check_detector(faces, detector)
     return options

@@ -70,6 +70,7 @@ Person = Annotated[str, predictor_option("person")]
 Stride = Annotated[int, predictor_option("stride")]
 BatchSize = Annotated[int, predictor_option("batch_size")]
 AuThreshold = Annotated[float, predictor_option("au_threshold")]
+NoFace = Annotated[str, predictor_option("no_face")]
 
 NO_WEIGHTS = (
     "no model given: pass --weights CHECKPOINT (a .pth.tar from the authors, a tsav checkpoint, or a "

@@ -19,6 +19,7 @@ from tsav_deploy.contract import ACTION_UNITS, EXPRESSIONS, SAMPLE_RATE
 from tsav_deploy.errors import TsavError
 from tsav_deploy.media.frames import iter_frames
 from tsav_deploy.media.probe import probe
+from tsav_deploy.results.table import AUDIO_ONLY
 from tsav_deploy.results.video_result import VideoResult
 
 TIME_BASE = Fraction(1, 90_000)  # MPEG's clock: exact for 23.976, 25, 29.97, 30 fps and VFR
@@ -113,7 +114,8 @@ def best_corner(result: VideoResult, width: int, height: int) -> str:
 
 def draw_panel(image: np.ndarray, result: VideoResult, index: int, corner: str = "top left") -> None:
     """Draw every person's box and a panel of that person's predictions onto an RGB frame in place
-    (panels side by side from ``corner``, as many as fit)."""
+    (panels side by side from ``corner``, as many as fit). Without a face the panel is dimmed and
+    labelled "audio only": its values rest on the audio (under ``no_face`` "nan" none are shown)."""
     height, width = image.shape[:2]
     lay = panel_layout(width, height)
     strip_x, strip_y, _, _ = _strip(width, height, lay, len(result.persons), corner)
@@ -122,30 +124,54 @@ def draw_panel(image: np.ndarray, result: VideoResult, index: int, corner: str =
         x0, y0 = strip_x + lay.pad + k * (lay.width + lay.pad), strip_y + lay.pad
         if x0 + lay.width > width:
             break
-        p = person.predictions
         found = bool(person.face_found[index])
         if found:
             x1, y1, x2, y2 = (int(round(v)) for v in person.boxes[index])
             cv2.rectangle(image, (x1, y1), (x2, y2), colour, max(1, round(lay.text / 6)))
         region = image[y0 : y0 + lay.height, x0 : x0 + lay.width]
-        region[:] = (region * 0.4).astype(np.uint8)  # darken behind the text for legibility
+        # Darkened behind the text for legibility; further without a face, where all is dimmed.
+        region[:] = (region * (0.4 if found else 0.4 * AUDIO_ONLY_DIM)).astype(np.uint8)
+        _panel_text(image, lay, (x0, y0), person.predictions, index, colour, found, result.no_face == "keep")
 
-        def baseline(row: int) -> int:  # text centred in its row
-            return round(y0 + row * lay.row + (lay.row + lay.text) / 2)
 
-        header = f"V {p.valence[index]:+.2f}  A {p.arousal[index]:+.2f}" + ("" if found else "  no face")
-        cv2.putText(image, header, (x0 + lay.pad, baseline(0)), FONT, lay.font, colour, lay.thick, cv2.LINE_AA)
-        cells = [[(e, p.expression_probs[index, i], i == p.expression[index]) for i, e in enumerate(EXPRESSIONS)]]
-        cells.append([(au, p.au_probs[index, i], bool(p.au[index, i])) for i, au in enumerate(ACTION_UNITS)])
-        for c, column in enumerate(cells):
-            x = x0 + lay.column(c)
-            for row, (name, value, chosen) in enumerate(column, start=1):
-                y = baseline(row)
-                cv2.putText(image, name, (x, y), FONT, lay.font, (255, 255, 255), lay.thick, cv2.LINE_AA)
-                top, left = round(y - lay.text), x + lay.labels[c]
-                cv2.rectangle(image, (left, top), (left + lay.bar, y), (70, 70, 70), -1)
-                fill = colour if chosen else (190, 190, 190)
+# Without a face the panel's values, bars and background keep this share of their brightness.
+AUDIO_ONLY_DIM = 0.45
+AUDIO_ONLY_LABEL = AUDIO_ONLY  # the table's modality of a row without a face
+
+
+def _panel_text(image, lay: PanelLayout, origin, p, index: int, colour, found: bool, keep: bool) -> None:
+    """The panel's header (valence, arousal; "audio only" without a face) and its rows of bars."""
+    x0, y0 = origin
+    dim = 1.0 if found else AUDIO_ONLY_DIM
+    colour, label_colour = _scaled(colour, dim), _scaled((255, 255, 255), dim)
+
+    def baseline(row: int) -> int:  # text centred in its row
+        return round(y0 + row * lay.row + (lay.row + lay.text) / 2)
+
+    values = f"V {p.valence[index]:+.2f}  A {p.arousal[index]:+.2f}"
+    x = x0 + lay.pad
+    if not found:  # the label at full strength: the one thing on the panel that is not dimmed
+        cv2.putText(image, AUDIO_ONLY_LABEL, (x, baseline(0)), FONT, lay.font, (255, 255, 255), lay.thick, cv2.LINE_AA)
+        x += cv2.getTextSize(AUDIO_ONLY_LABEL + " ", FONT, lay.font, lay.thick)[0][0]
+        values = f"V{p.valence[index]:+.2f} A{p.arousal[index]:+.2f}"  # beside the label, in the panel's width
+    if found or keep:
+        cv2.putText(image, values, (x, baseline(0)), FONT, lay.font, colour, lay.thick, cv2.LINE_AA)
+    cells = [[(e, p.expression_probs[index, i], i == p.expression[index]) for i, e in enumerate(EXPRESSIONS)]]
+    cells.append([(au, p.au_probs[index, i], bool(p.au[index, i])) for i, au in enumerate(ACTION_UNITS)])
+    for c, column in enumerate(cells):
+        x = x0 + lay.column(c)
+        for row, (name, value, chosen) in enumerate(column, start=1):
+            y = baseline(row)
+            cv2.putText(image, name, (x, y), FONT, lay.font, label_colour, lay.thick, cv2.LINE_AA)
+            top, left = round(y - lay.text), x + lay.labels[c]
+            cv2.rectangle(image, (left, top), (left + lay.bar, y), _scaled((70, 70, 70), dim), -1)
+            if found or keep:
+                fill = colour if chosen else _scaled((190, 190, 190), dim)
                 cv2.rectangle(image, (left, top), (left + round(lay.bar * float(value)), y), fill, -1)
+
+
+def _scaled(colour: tuple[int, int, int], factor: float) -> tuple[int, int, int]:
+    return tuple(round(v * factor) for v in colour)
 
 
 def write_overlay(path: pathlib.Path, video: pathlib.Path, result: VideoResult, *, crf: int = 23) -> pathlib.Path:

@@ -11,7 +11,13 @@ from tsav_deploy.atomic import atomic_path
 from tsav_deploy.contract import ACTION_UNITS, EXPRESSIONS
 from tsav_deploy.errors import shown
 from tsav_deploy.outputs.palette import AROUSAL_COLOUR, AU_COLOURMAP, EXPRESSION_COLOURS, VALENCE_COLOUR
+from tsav_deploy.results.table import AUDIO_ONLY
 from tsav_deploy.results.video_result import VideoResult
+
+AUDIO_ONLY_LABEL = AUDIO_ONLY  # the table's modality of a row without a face
+AUDIO_ONLY_GID = "audio-only"  # the artists of the faceless stretches
+AUDIO_ONLY_ALPHA = 0.35  # what is left of a faceless stretch's strength
+AUDIO_ONLY_LINE = {"lw": 0.9, "ls": (0, (3, 2)), "alpha": AUDIO_ONLY_ALPHA}
 
 
 def timeline_figure(result: VideoResult, person_index: int = 0):
@@ -34,13 +40,32 @@ def timeline_figure(result: VideoResult, person_index: int = 0):
     ax_au = fig.add_subplot(grid[2, 0], sharex=ax_va)
     title = shown(f"{result.name}{person.suffix}: {result.frames} frames, face in {int(person.face_found.sum())}")
     ax_va.set_title(title, fontsize=10, loc="left")
-    ax_va.plot(t, p.valence, label="valence", color=VALENCE_COLOUR, lw=1.2)
-    ax_va.plot(t, p.arousal, label="arousal", color=AROUSAL_COLOUR, lw=1.2)
+    found, keep = person.face_found, result.no_face == "keep"
+    # Stretches without a face: a grey band labelled "audio only" (the predictions there rest on the
+    # audio and a black clip), the curves in it thin, dashed and faded (none under no_face "nan").
+    ax_va.fill_between(t, -1.05, 1.05, where=~found, color="0.9", step="mid", lw=0, label=AUDIO_ONLY_LABEL)
+    for values, name, colour in ((p.valence, "valence", VALENCE_COLOUR), (p.arousal, "arousal", AROUSAL_COLOUR)):
+        ax_va.plot(t, np.where(found, values, np.nan), label=name, color=colour, lw=1.2)
+        if keep:
+            # Each faceless stretch with its neighbouring frames, so that the dashes meet the line.
+            near = ~found | np.convolve(~found, [True, True, True], mode="same")
+            line = ax_va.plot(t, np.where(near, values, np.nan), color=colour, **AUDIO_ONLY_LINE)[0]
+            line.set_gid(AUDIO_ONLY_GID)
     ax_va.axhline(0, color="0.6", lw=0.5)
     ax_va.set_ylim(-1.05, 1.05)
-    ax_va.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
-    # Shade stretches without a face: predictions there rest on audio and earlier frames only.
-    ax_va.fill_between(t, -1.05, 1.05, where=~person.face_found, color="0.9", step="mid", lw=0)
+    handles, labels = ax_va.get_legend_handles_labels()
+    order = [labels.index(name) for name in ("valence", "arousal", AUDIO_ONLY_LABEL)]
+    ax_va.legend(
+        [handles[k] for k in order],
+        [labels[k] for k in order],
+        loc="upper left",
+        bbox_to_anchor=(1.0, 1.0),
+        fontsize=8,
+        frameon=False,
+    )
+    for start, end in _stretches(t, ~found):
+        if end - start > 0.06 * (t[-1] - t[0]):  # labelled where the label fits
+            ax_va.text(start, 1.0, f" {AUDIO_ONLY_LABEL}", fontsize=8, color="0.35", va="top")
 
     ax_ex.stackplot(t, p.expression_probs.T, colors=EXPRESSION_COLOURS, labels=EXPRESSIONS)
     ax_ex.set_ylim(0, 1)
@@ -52,6 +77,19 @@ def timeline_figure(result: VideoResult, person_index: int = 0):
         edges, np.arange(len(ACTION_UNITS) + 1), p.au_probs.T, vmin=0, vmax=1, cmap=AU_COLOURMAP, shading="flat"
     )
     ax_au.set_yticks(np.arange(len(ACTION_UNITS)) + 0.5, ACTION_UNITS, fontsize=7)
+    for ax in (ax_ex, ax_au):  # faded where only the audio was seen, blank under no_face "nan"
+        band = ax.fill_between(
+            t,
+            0,
+            1,
+            where=~found,
+            transform=ax.get_xaxis_transform(),
+            color="white",
+            step="mid",
+            lw=0,
+            alpha=1 - AUDIO_ONLY_ALPHA if keep else 1.0,
+        )
+        band.set_gid(AUDIO_ONLY_GID)
     ax_au.set_xlabel("time (s)")
     for ax in (ax_va, ax_ex):
         ax.tick_params(labelbottom=False)
@@ -60,6 +98,12 @@ def timeline_figure(result: VideoResult, person_index: int = 0):
     bar.set_box_aspect(12)  # a slim bar at the panel's height, whatever the column's width
     fig.subplots_adjust(left=0.07, right=0.93, top=0.95, bottom=0.08, hspace=0.12)
     return fig
+
+
+def _stretches(t: np.ndarray, mask: np.ndarray) -> list[tuple[float, float]]:
+    """(start, end) times of each run of ``mask``."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], mask, [False]]).astype(np.int8)))
+    return [(t[a], t[b - 1]) for a, b in zip(edges[::2], edges[1::2])]
 
 
 def write_plot(path: pathlib.Path, result: VideoResult, person_index: int = 0) -> pathlib.Path:

@@ -140,6 +140,7 @@ _FIELDS: dict[str, tuple[type, ...]] = {
     "seconds": (*_NUMBER, type(None)),
     "stride": (int, type(None)),
     "au_threshold": (*_NUMBER, type(None)),
+    "no_face": (str, type(None)),
     "checkpoint_sha256": (str, type(None)),
     "engine": (str, type(None)),
     "face_backend": (str, type(None)),

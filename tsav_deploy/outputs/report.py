@@ -27,6 +27,7 @@ from tsav_deploy.atomic import atomic_path, write_text
 from tsav_deploy.contract import ACTION_UNITS, EXPRESSIONS
 from tsav_deploy.errors import shown
 from tsav_deploy.outputs.palette import AROUSAL_COLOUR, EXPRESSION_COLOURS, VALENCE_COLOUR
+from tsav_deploy.results.table import AUDIO_ONLY
 
 # What the page shows of a video's record, in this order, with the label it gets.
 PROVENANCE = (
@@ -40,6 +41,7 @@ PROVENANCE = (
     ("detector", "face detector"),
     ("stride", "stride"),
     ("au_threshold", "AU threshold"),
+    ("no_face", "frames without a face"),
     ("tsav_version", "tsav-deploy version"),
     ("warnings", "warnings"),
 )
@@ -212,6 +214,7 @@ def _legend() -> str:
         f'<span class="swatch"><i style="background:{VALENCE_COLOUR}"></i>valence</span>'
         f'<span class="swatch"><i style="background:{AROUSAL_COLOUR}"></i>arousal</span>{swatches}'
         '<span class="swatch"><i class="ramp"></i>P(AU) 0 → 1</span>'
+        f'<span class="swatch"><i class="audio-only"></i>{AUDIO_ONLY}: no face</span>'
     )
 
 

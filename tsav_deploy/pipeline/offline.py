@@ -26,6 +26,7 @@ from tsav_deploy.media.probe import VideoInfo, probe
 from tsav_deploy.pipeline.frontend import FaceTimeline, Progress, audio_track, iter_clips, scan_faces, video_duration
 from tsav_deploy.pipeline.prefetch import prefetch
 from tsav_deploy.results.predictions import DEFAULT_AU_THRESHOLD, decode
+from tsav_deploy.results.table import NO_FACE_POLICIES
 from tsav_deploy.results.video_result import PersonResult, VideoResult
 from tsav_deploy.runtime import Engine
 from tsav_deploy.stages import stage
@@ -37,6 +38,7 @@ class AnnotateOptions:
     stride: int = 1
     batch_size: int = 8
     au_threshold: float = DEFAULT_AU_THRESHOLD
+    no_face: str = "keep"  # one of NO_FACE_POLICIES (results/table.py)
 
     def __post_init__(self) -> None:
         # Checked here, once, so that a bad value stops a run before any video is touched.
@@ -50,6 +52,8 @@ class AnnotateOptions:
             raise TsavError(f"au_threshold must be a probability strictly between 0 and 1, not {self.au_threshold!r}")
         if self.person not in PERSON_CHOICES:
             raise TsavError(f"person must be one of {', '.join(PERSON_CHOICES)}, not {self.person!r}")
+        if self.no_face not in NO_FACE_POLICIES:
+            raise TsavError(f"no_face must be one of {', '.join(NO_FACE_POLICIES)}, not {self.no_face!r}")
 
 
 def target_frames(n_frames: int, stride: int) -> np.ndarray:
@@ -322,8 +326,9 @@ def video_result(
         **made_by,
         "stride": options.stride,
         "au_threshold": options.au_threshold,
+        "no_face": options.no_face,
         "tsav_version": __version__,
         "timings_s": {"faces": round(people.seconds, 3), "network": round(network_s, 3)},
         "warnings": timeline.warnings + audio_warnings,
     }
-    return VideoResult(pathlib.Path(video).stem, timeline.times, result_people, summary, people.info)
+    return VideoResult(pathlib.Path(video).stem, timeline.times, result_people, summary, people.info, options.no_face)

@@ -19,15 +19,16 @@ from tsav_deploy.results.video_result import PersonResult, VideoResult
 LIVE_COLUMNS = ("latency_s", "stride")  # after the table's columns
 
 
-def live_rows(frame: LiveFrame, au_threshold: float) -> list[dict]:
+def live_rows(frame: LiveFrame, au_threshold: float, no_face: str = "keep") -> list[dict]:
     """The frame's rows: the per-frame table's rows (``results/table.py``, one per entry, None
-    where the table has NaN: no face), numbered by the frame's place in the stream, then
-    ``latency_s`` and ``stride``."""
+    where the table has NaN: no face, and its predictions under ``no_face`` "nan"), numbered by the
+    frame's place in the stream, then ``latency_s`` and ``stride``."""
     live = {"latency_s": round(frame.latency_s, 3), "stride": frame.stride}
-    return [row | {"frame": frame.index} | live for row in json_rows(_entries_result(frame, au_threshold))]
+    rows = json_rows(_entries_result(frame, au_threshold, no_face))
+    return [row | {"frame": frame.index} | live for row in rows]
 
 
-def _entries_result(frame: LiveFrame, au_threshold: float) -> VideoResult:
+def _entries_result(frame: LiveFrame, au_threshold: float, no_face: str) -> VideoResult:
     """The frame as a one-frame result with one person per entry, in entry order, the face's box
     and score as they came (no copy into the recording's float32 arrays)."""
     predictions = decode(np.stack([entry.logits for entry in frame.entries]), au_threshold)
@@ -40,15 +41,15 @@ def _entries_result(frame: LiveFrame, au_threshold: float) -> VideoResult:
         one = Predictions(*(getattr(predictions, f.name)[k : k + 1] for f in fields(Predictions)))
         suffix = "" if entry.person == "main" else f"_{entry.person}"
         people.append(PersonResult(suffix, entry.track_id, found, box, score, one))
-    return VideoResult("", np.array([frame.time], dtype=np.float64), people)
+    return VideoResult("", np.array([frame.time], dtype=np.float64), people, no_face=no_face)
 
 
 class LiveRecording:
     """Keeps what every frame of a stream needs for the files ``tsav annotate`` writes (logits,
     boxes; no pictures), to make one :class:`~tsav_deploy.results.video_result.VideoResult` of the stream when it ends."""
 
-    def __init__(self, name: str, au_threshold: float):
-        self.name, self.au_threshold = name, au_threshold
+    def __init__(self, name: str, au_threshold: float, no_face: str = "keep"):
+        self.name, self.au_threshold, self.no_face = name, au_threshold, no_face
         self.frames: list[LiveFrame] = []
 
     def add(self, frame: LiveFrame) -> None:
@@ -92,9 +93,10 @@ class LiveRecording:
             "frames": n,
             "seconds": round(video_duration(times), 3),
             "faces_found": {p.suffix.lstrip("_") or "main": int(p.face_found.sum()) for p in people},
+            "no_face": self.no_face,
             "tsav_version": __version__,
         }
-        return VideoResult(self.name, times, people, summary)
+        return VideoResult(self.name, times, people, summary, no_face=self.no_face)
 
 
 def _with_dropped(frames: list[LiveFrame], dropped: list[tuple[int, float]]) -> list[LiveFrame]:
@@ -126,8 +128,8 @@ def _stand_in(source: LiveFrame, index: int, time: float) -> LiveFrame:
     return LiveFrame(index, time, 0.0, source.stride, entries, source.absent)
 
 
-def frame_result(frame: LiveFrame, au_threshold: float) -> VideoResult:
+def frame_result(frame: LiveFrame, au_threshold: float, no_face: str = "keep") -> VideoResult:
     """One frame as a one-frame :class:`VideoResult` (what the overlay draws)."""
-    recording = LiveRecording("", au_threshold)
+    recording = LiveRecording("", au_threshold, no_face)
     recording.add(frame)
     return recording.result()

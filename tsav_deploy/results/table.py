@@ -11,8 +11,12 @@ table renders from :func:`table_values`:
 - :func:`read_video_table` / :func:`read_table`: a written table read back with the DataFrame's
   dtypes, and refused in one line where it holds what no writer writes.
 
-Without a face a row keeps its predictions (the absent prediction), has ``face_found`` false,
-``track_id`` -1, and no box, score or landmarks (NaN, an empty CSV cell, JSON null).
+Without a face a row has ``face_found`` false, ``modality`` "audio only", ``track_id`` -1, and no
+box, score or landmarks (NaN, an empty CSV cell, JSON null). Its predictions come from the audio and
+a black clip (as in the authors' pipeline, which the ABAW files' line per frame needs); the result's
+``no_face`` policy says what the table does with them: ``keep`` writes them, ``nan`` leaves every
+prediction cell empty (NaN, an empty CSV cell, JSON null; the expression NaN, the AU decisions
+nullable ``Int64``).
 """
 
 from __future__ import annotations
@@ -30,17 +34,25 @@ import pandas as pd
 from tsav_deploy.contract import ACTION_UNITS, EXPRESSIONS
 from tsav_deploy.results.video_result import PersonResult, VideoResult
 
+# What a row's predictions rest on: the face and the audio, or the audio and a black clip.
+AUDIO_VIDEO, AUDIO_ONLY = "audio+video", "audio only"
+MODALITIES = (AUDIO_VIDEO, AUDIO_ONLY)
+# What the table does with the predictions of a row without a face: write them, or leave them empty.
+NO_FACE_POLICIES = ("keep", "nan")
+
 BOX_COLUMNS = ("x1", "y1", "x2", "y2")
 # Empty without a face: the detector's box and score describe a face, not a prediction.
 FACE_COLUMNS = (*BOX_COLUMNS, "det_score")
 
 TABLE_COLUMNS = (
-    ["frame", "time", "person", "face_found", "track_id", *FACE_COLUMNS, "valence", "arousal"]
+    ["frame", "time", "person", "face_found", "modality", "track_id", *FACE_COLUMNS, "valence", "arousal"]
     + [f"p_{e}" for e in EXPRESSIONS]
     + ["expression"]
     + [f"p_{au}" for au in ACTION_UNITS]
     + list(ACTION_UNITS)
 )
+# Emptied on rows without a face under the ``nan`` policy.
+PREDICTION_COLUMNS = frozenset(TABLE_COLUMNS[TABLE_COLUMNS.index("valence") :])
 
 # With landmarks: the 68 points of the face each row used, in source-frame pixels (OpenFace's and
 # Py-Feat's names), empty (NaN) without a face.
@@ -58,8 +70,9 @@ DECIMALS: dict[str, int] = {
     **dict.fromkeys(LANDMARK_COLUMNS, 2),
 }
 
-TEXT_COLUMNS = ("person", "expression")
-_LANDMARKS = frozenset(LANDMARK_COLUMNS)
+TEXT_COLUMNS = ("person", "modality", "expression")
+# Categories in a fixed order (codes into the tuple; -1: an empty cell).
+CODED_COLUMNS = {"modality": MODALITIES, "expression": EXPRESSIONS}
 
 
 def table_columns(landmarks: bool = False) -> list[str]:
@@ -73,7 +86,9 @@ def person_name(person: PersonResult) -> str:
 
 def table_values(result: VideoResult, landmarks: bool = False) -> dict[str, np.ndarray]:
     """Each column's values in row order, unrounded (real values as float64, NaN without a face):
-    what every rendering of the table starts from. ``expression`` holds codes into EXPRESSIONS."""
+    what every rendering of the table starts from. ``modality`` and ``expression`` hold codes into
+    MODALITIES and EXPRESSIONS; under the ``nan`` policy a row without a face has NaN predictions,
+    and -1 (an empty cell) as its expression code and AU decisions."""
     n, people = result.frames, result.persons
     frame = np.repeat(np.arange(n, dtype=np.int64), len(people))  # frame-major, then person
 
@@ -96,6 +111,7 @@ def table_values(result: VideoResult, landmarks: bool = False) -> dict[str, np.n
         "time": result.times[frame],
         "person": stack([np.full(n, person_name(p)) for p in people], str),
         "face_found": found,
+        "modality": np.where(found, 0, 1).astype(np.int64),
         "track_id": stack([p.track_ids for p in people], np.int64),
         **dict(zip(BOX_COLUMNS, boxes.T)),
         "det_score": scores,
@@ -106,6 +122,9 @@ def table_values(result: VideoResult, landmarks: bool = False) -> dict[str, np.n
         **{f"p_{au}": au_probs[:, k] for k, au in enumerate(ACTION_UNITS)},
         **{au: decisions[:, k] for k, au in enumerate(ACTION_UNITS)},
     }
+    if result.no_face == "nan":
+        for name in PREDICTION_COLUMNS:
+            columns[name] = np.where(found, columns[name], np.nan if columns[name].dtype.kind == "f" else -1)
     if landmarks:
         points = stack([_landmarks(p) for p in people], np.float64).reshape(-1, len(LANDMARK_COLUMNS))
         columns.update(zip(LANDMARK_COLUMNS, points.T))
@@ -119,15 +138,25 @@ def _landmarks(person: PersonResult) -> np.ndarray:
 
 
 def frame_table(result: VideoResult, landmarks: bool = False) -> pd.DataFrame:
-    """The table as a DataFrame: int64 frame, track_id and AU decisions, bool face_found, category
-    person and expression, float64 values rounded to the column's decimals (NaN without a face)."""
+    """The table as a DataFrame: int64 frame, track_id and AU decisions (nullable Int64 where one is
+    empty), bool face_found, category person, modality and expression, float64 values rounded to the
+    column's decimals (NaN without a face)."""
     values = table_values(result, landmarks)
     columns: dict[str, object] = {}
     for name in table_columns(landmarks):
         columns[name] = np.round(values[name], DECIMALS[name]) if name in DECIMALS else values[name]
+    for name in ACTION_UNITS:
+        columns[name] = _decisions(values[name])
     columns["person"] = pd.Categorical(values["person"])
-    columns["expression"] = pd.Categorical.from_codes(values["expression"], categories=list(EXPRESSIONS))
+    for name, categories in CODED_COLUMNS.items():
+        columns[name] = pd.Categorical.from_codes(values[name], categories=list(categories))
     return pd.DataFrame(columns)
+
+
+def _decisions(values: np.ndarray) -> np.ndarray | pd.api.extensions.ExtensionArray:
+    """An AU's 0/1 decisions: int64, or nullable Int64 with NA for -1 where any cell is empty."""
+    empty = values < 0
+    return pd.array(np.where(empty, None, values), dtype="Int64") if empty.any() else values
 
 
 def csv_rows(result: VideoResult, landmarks: bool = False) -> Iterator[tuple[str, ...]]:
@@ -141,19 +170,17 @@ def csv_rows(result: VideoResult, landmarks: bool = False) -> Iterator[tuple[str
 def _csv_cells(name: str, values: np.ndarray, found: np.ndarray) -> list[str]:
     if name == "face_found":
         return ["1" if v else "0" for v in values.tolist()]
-    if name == "expression":
-        return [EXPRESSIONS[code] for code in values.tolist()]
+    if name in CODED_COLUMNS:
+        names = CODED_COLUMNS[name]
+        return [names[code] if code >= 0 else "" for code in values.tolist()]
+    if name in ACTION_UNITS:
+        return [str(v) if v >= 0 else "" for v in values.tolist()]
     if name not in DECIMALS:
         return [str(v) for v in values.tolist()]
     spec = f".{DECIMALS[name]}f"
     # A face's box and score are written as they are (a detector without a score gives nan); a
-    # missing face, or missing landmarks, leave the cell empty.
-    if name in FACE_COLUMNS:
-        empty = ~found
-    elif name in _LANDMARKS:
-        empty = np.isnan(values)
-    else:
-        return [format(v, spec) for v in values.tolist()]
+    # missing face, missing landmarks or an emptied prediction leave the cell empty.
+    empty = ~found if name in FACE_COLUMNS else np.isnan(values)
     return ["" if e else format(v, spec) for v, e in zip(values.tolist(), empty.tolist())]
 
 
@@ -176,8 +203,11 @@ def json_rows(result: VideoResult, landmarks: bool = False) -> list[dict]:
 
 
 def _json_cells(name: str, values: np.ndarray) -> list:
-    if name == "expression":
-        return [EXPRESSIONS[code] for code in values.tolist()]
+    if name in CODED_COLUMNS:
+        names = CODED_COLUMNS[name]
+        return [names[code] if code >= 0 else None for code in values.tolist()]
+    if name in ACTION_UNITS:
+        return [v if v >= 0 else None for v in values.tolist()]
     if name not in DECIMALS:
         return values.tolist()
     decimals = DECIMALS[name]
@@ -218,16 +248,18 @@ def read_video_table(folder: pathlib.Path, name: str) -> pd.DataFrame:
 
 
 def _read_csv(path: pathlib.Path) -> pd.DataFrame:
-    """A table CSV with the dtypes :func:`frame_table` gives (person as text)."""
+    """A table CSV with the dtypes :func:`frame_table` gives (person as text; modality and
+    expression as text until :func:`_checked` makes them categories)."""
     table = pd.read_csv(path)
     if "face_found" in table and pd.api.types.is_numeric_dtype(table["face_found"]):
         table["face_found"] = table["face_found"].astype(bool)
     if "person" in table:
         table["person"] = table["person"].astype(str)
-    if "expression" in table:
-        # A name that is not an expression becomes NaN, which :func:`_checked` refuses.
-        known = table["expression"].where(table["expression"].isin(EXPRESSIONS))
-        table["expression"] = pd.Categorical(known, categories=list(EXPRESSIONS))
+    for column in ACTION_UNITS:  # empty cells (--no-face nan): nullable integers, as frame_table gives
+        cells = table.get(column)
+        if cells is not None and pd.api.types.is_float_dtype(cells) and cells.isna().any():
+            if (cells.dropna() % 1 == 0).all():
+                table[column] = cells.astype("Int64")
     return table
 
 
@@ -239,6 +271,19 @@ def _checked(table: pd.DataFrame, path: pathlib.Path) -> pd.DataFrame:
     for column in columns:
         if column not in TEXT_COLUMNS and not pd.api.types.is_numeric_dtype(table[column]):
             raise ValueError(f"{path}: column {column!r} holds a value that is not a number")
-    if table["expression"].isna().any():
+    found = table["face_found"].astype(bool).to_numpy()
+    seen = (table["modality"].astype(object) == AUDIO_VIDEO).to_numpy()
+    if not table["modality"].isin(MODALITIES).all() or (seen != found).any():
+        raise ValueError(
+            f"{path}: column 'modality' is not {AUDIO_VIDEO!r} exactly where face_found is 1 ({AUDIO_ONLY!r} elsewhere)"
+        )
+    expression = table["expression"]
+    if (expression.notna() & ~expression.isin(EXPRESSIONS)).any():
         raise ValueError(f"{path}: column 'expression' holds a value that is not one of {', '.join(EXPRESSIONS)}")
+    # Only a row without a face can have its predictions left empty (--no-face nan).
+    emptied = table.loc[found, [c for c in columns if c in PREDICTION_COLUMNS]].isna().any()
+    if emptied.any():
+        raise ValueError(f"{path}: column {emptied.idxmax()!r} is empty on a row with a face")
+    for column, names in CODED_COLUMNS.items():  # the writers' categories, in their order
+        table[column] = pd.Categorical(table[column], categories=list(names))
     return table

@@ -43,6 +43,9 @@ class VideoResult:
     persons: list[PersonResult]
     info: dict = field(default_factory=dict)  # engine, face backend, timings, warnings (summary.json)
     video_info: VideoInfo | None = None  # the file's probe (the overlay's frame rate and audio)
+    # Rows without a face: "keep" their audio-only predictions in the table, or "nan" (empty cells;
+    # the plot and the overlay leave them out too). ABAW files keep them either way.
+    no_face: str = "keep"
 
     @property
     def frames(self) -> int:

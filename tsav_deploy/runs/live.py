@@ -76,8 +76,8 @@ class LiveRun:
         self.frames = self.predictor.stream_frames(
             source, audio_lookahead=audio_lookahead, realtime=realtime, stop=self.stop, keep_pictures=bool(overlay_out)
         )
-        au_threshold = self.predictor.options.au_threshold
-        self._recording = LiveRecording(self.name, au_threshold) if out is not None else None
+        options = self.predictor.options
+        self._recording = LiveRecording(self.name, options.au_threshold, options.no_face) if out is not None else None
         self.failures: list[Failure] = []
         self._where: object = source
         self._latencies: list[float] = []
@@ -114,17 +114,19 @@ class LiveRun:
 
     def _write(self, frame: LiveFrame, lines: JsonLines | None, overlay: OverlayStream | None) -> None:
         """Write ``frame`` everywhere it goes, ``_where`` naming the output being written."""
-        au_threshold = self.predictor.options.au_threshold
+        options = self.predictor.options
         self._latencies.append(frame.latency_s)
         self._strides[frame.stride] = self._strides.get(frame.stride, 0) + 1
         if lines is not None:
             self._where = self.jsonl
-            lines.write(live_rows(frame, au_threshold))
+            lines.write(live_rows(frame, options.au_threshold, options.no_face))
         if self._recording is not None:
             self._recording.add(frame)
         if overlay is not None:
             self._where = self.overlay_out
-            overlay.write(frame.rgb, frame.time, frame_result(frame, au_threshold), frame.audio)
+            overlay.write(
+                frame.rgb, frame.time, frame_result(frame, options.au_threshold, options.no_face), frame.audio
+            )
 
     def summary(self) -> dict:
         """Frames, latency (median, 95th percentile), strides, drops, wall time and the source's

@@ -19,7 +19,12 @@
   const plots = $("plots");
   const cursor = $("cursor");
 
-  // One person's frames as typed arrays; NaN / -1 where the frame has no face.
+  const AUDIO_ONLY = "audio only";
+  const FADE = 0.35; // what is left of an audio-only stretch's strength (the PNG's alpha)
+  const num = (x) => (x === null || x === undefined ? NaN : x);
+
+  // One person's frames as typed arrays (NaN / -1 where a cell is empty: --no-face nan), whether
+  // each frame's face was seen, and the audio-only stretches as [first, last] frame indices.
   function columns(person) {
     const sel = rows.filter((r) => r.person === person);
     const n = sel.length;
@@ -38,10 +43,17 @@
       const f = r.face_found ? 1 : 0;
       c.t[i] = r.time;
       c.face[i] = f;
-      c.v[i] = f ? r.valence : NaN;
-      c.a[i] = f ? r.arousal : NaN;
-      c.ex[i] = f ? exprIndex.get(r.expression) : -1;
-      for (let k = 0; k < AUS.length; k++) c.au[k][i] = f ? r["p_" + AUS[k]] : NaN;
+      c.v[i] = num(r.valence);
+      c.a[i] = num(r.arousal);
+      c.ex[i] = r.expression === null ? -1 : exprIndex.get(r.expression);
+      for (let k = 0; k < AUS.length; k++) c.au[k][i] = num(r["p_" + AUS[k]]);
+    }
+    c.stretches = [];
+    for (let i = 0; i < n; i++) {
+      if (c.face[i]) continue;
+      const first = i;
+      while (i + 1 < n && !c.face[i + 1]) i++;
+      c.stretches.push([first, i]);
     }
     // The axis ends where the last frame does: one mean frame interval after its start.
     const step = n > 1 ? (c.t[n - 1] - c.t[0]) / (n - 1) : 1 / 30;
@@ -77,8 +89,25 @@
     return ctx;
   }
 
+  // The frames' values where `seen` holds (seen or not), NaN elsewhere: one strength of a series.
+  function only(c, values, seen) {
+    return values.map((v, i) => (!c.face[i] === !seen ? v : NaN));
+  }
+
+  // Each audio-only stretch as a pixel range [x0, x1) of a canvas W wide.
+  function bands(c, W) {
+    const scale = W / c.end;
+    return c.stretches.map(([i, j]) => [Math.floor(c.t[i] * scale), Math.ceil((j + 1 < c.n ? c.t[j + 1] : c.end) * scale)]);
+  }
+
+  // The audio-only stretches faded: a wash of the page's colour over what is drawn there.
+  function fade(ctx, c, W, H) {
+    ctx.fillStyle = `rgba(255, 255, 255, ${1 - FADE})`;
+    for (const [x0, x1] of bands(c, W)) ctx.fillRect(x0, 0, x1 - x0, H);
+  }
+
   // One series, min/max per pixel column; neighbouring columns are joined unless a frame without a
-  // face lies between them, which leaves a gap.
+  // value lies between them, which leaves a gap.
   function series(ctx, c, values, W, y, colour, width) {
     const scale = W / c.end;
     const join = new Path2D();
@@ -144,8 +173,22 @@
       ctx.fillText(g.toString(), 3 * s, y(g) + (g > 0 ? 10 * s : -3 * s));
     }
     const width = Math.max(1, Math.round(1.5 * s));
-    series(ctx, c, c.v, W, y, meta.valence_colour, width);
-    series(ctx, c, c.a, W, y, meta.arousal_colour, width);
+    // Audio-only stretches: a grey band labelled where the label fits, the curves thin and faded.
+    ctx.fillStyle = "rgba(140, 150, 160, 0.22)";
+    for (const [x0, x1] of bands(c, W)) {
+      ctx.fillRect(x0, 0, x1 - x0, H);
+      if (x1 - x0 > ctx.measureText(AUDIO_ONLY).width + 8 * s) {
+        ctx.fillStyle = "#5b6573";
+        ctx.fillText(AUDIO_ONLY, x0 + 4 * s, H - 6 * s);
+        ctx.fillStyle = "rgba(140, 150, 160, 0.22)";
+      }
+    }
+    ctx.globalAlpha = FADE;
+    series(ctx, c, only(c, c.v, false), W, y, meta.valence_colour, Math.max(1, width / 1.5));
+    series(ctx, c, only(c, c.a, false), W, y, meta.arousal_colour, Math.max(1, width / 1.5));
+    ctx.globalAlpha = 1;
+    series(ctx, c, only(c, c.v, true), W, y, meta.valence_colour, width);
+    series(ctx, c, only(c, c.a, true), W, y, meta.arousal_colour, width);
   }
 
   // Each pixel column shows the frames that start inside it, or else the frame still on screen.
@@ -162,7 +205,7 @@
     }
   }
 
-  // The share of each predicted expression among the column's frames with a face.
+  // The share of each predicted expression among the column's frames (those with one).
   function drawRibbon(c) {
     const canvas = $("ribbon");
     const ctx = fit(canvas);
@@ -186,6 +229,7 @@
         top += h;
       }
     });
+    fade(ctx, c, canvas.width, H);
   }
 
   const RAMP = [
@@ -217,7 +261,7 @@
         const p = c.au[u];
         let m = -1;
         for (let i = i0; i < i1; i++) if (p[i] > m) m = p[i];
-        if (m < 0) continue; // no face in the column: left blank
+        if (m < 0) continue; // no value in the column (--no-face nan): left blank
         const [r, g, b] = ramp(m);
         for (let yy = edges[u]; yy < edges[u + 1] - (edges[u + 1] - edges[u] > 4 ? 1 : 0); yy++) {
           const o = (yy * W + k) * 4;
@@ -229,6 +273,7 @@
       }
     });
     ctx.putImageData(image, 0, 0);
+    fade(ctx, c, W, H);
   }
 
   function clockLabel(t, step) {
@@ -307,15 +352,19 @@
       ctx.stroke();
     }
     ctx.globalAlpha = 1;
-    if (c.face[i]) {
-      ctx.fillStyle = COLOURS[c.ex[i]];
+    if (c.v[i] === c.v[i]) {
+      ctx.globalAlpha = c.face[i] ? 1 : FADE;
+      ctx.fillStyle = c.ex[i] >= 0 ? COLOURS[c.ex[i]] : "#8a93a0";
       ctx.strokeStyle = "#fff";
       ctx.beginPath();
       ctx.arc(px(c.v[i]), py(c.a[i]), 6 * s, 0, 2 * Math.PI);
       ctx.fill();
       ctx.stroke();
-    } else {
-      ctx.fillText("no face", cx, cy - 8 * s);
+      ctx.globalAlpha = 1;
+    }
+    if (!c.face[i]) {
+      ctx.fillStyle = "#5b6573";
+      ctx.fillText(AUDIO_ONLY, cx, cy - 8 * s);
     }
   }
 
@@ -330,7 +379,8 @@
     cur = cache.get(person);
     let faces = 0;
     for (let i = 0; i < cur.n; i++) faces += cur.face[i];
-    $("person-info").textContent = `${cur.n} frames, a face in ${faces}`;
+    $("person-info").textContent = `${cur.n} frames, a face in ${faces}, audio only in ${cur.n - faces}`;
+    window.tsavReport.audioOnly = cur.stretches.map(([i, j]) => [cur.rows[i].frame, cur.rows[j].frame]);
     drawAll();
   }
 
@@ -356,12 +406,14 @@
     lastFrame = i;
     const r = i >= 0 ? cur.rows[i] : null;
     const face = r && r.face_found;
+    const has = r && r.valence !== null; // an audio-only row keeps its values unless --no-face nan
     $("now-frame").textContent = r ? String(r.frame) : "–";
-    $("now-face").textContent = r ? (face ? `yes (track ${r.track_id})` : "no face") : "–";
-    $("now-valence").textContent = face ? number(r.valence) : "–";
-    $("now-arousal").textContent = face ? number(r.arousal) : "–";
-    $("now-expression").textContent = face ? `${r.expression} (${(r["p_" + r.expression] * 100).toFixed(0)}%)` : "–";
-    $("now-aus").textContent = face ? AUS.filter((au) => r[au]).join(" ") || "none" : "–";
+    $("now-face").textContent = r ? (face ? `yes (track ${r.track_id})` : `no: ${AUDIO_ONLY}`) : "–";
+    $("readout").classList.toggle("audio-only", Boolean(r && !face));
+    $("now-valence").textContent = has ? number(r.valence) : "–";
+    $("now-arousal").textContent = has ? number(r.arousal) : "–";
+    $("now-expression").textContent = has ? `${r.expression} (${(r["p_" + r.expression] * 100).toFixed(0)}%)` : "–";
+    $("now-aus").textContent = has ? AUS.filter((au) => r[au]).join(" ") || "none" : "–";
     drawCircumplex(cur, i);
   }
 
