@@ -1,0 +1,143 @@
+"""The network as a Ray Serve deployment, and the engine-shaped object that sends the pipeline's
+network calls to it.
+
+:class:`NetworkReplica` holds one :class:`~tsav_deploy.runtime.Engine`. Its ``visual`` and ``aural``
+calls are ``@serve.batch`` methods: the batches that concurrent requests' pipelines send within a few
+milliseconds of each other are joined into one run of the stream, then split back per caller.
+
+:class:`RemoteEngine` has the Engine's calls that the pipeline makes (``visual``, ``aural``,
+``fusion``, and what the summary names), so the ingress runs the one pipeline through
+``Predictor.from_parts`` with the network in this deployment. A call whose replica dies is sent
+again (Serve routes it to a live or restarted replica); one lost twice fails its request in one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import numpy as np
+import torch
+from ray import serve
+
+from tsav_deploy.errors import TsavError
+from tsav_deploy.model import ModelConfig
+
+CALL_ATTEMPTS = 2
+# A network call answers in seconds; this bounds a request whose replica hangs (and Serve's wait
+# for a restarted replica).
+CALL_TIMEOUT_S = 600.0
+BATCH_WAIT_S = 0.01
+STREAMS = ("visual", "aural")
+
+
+class ReplicaLost(TsavError):
+    """The network replica running a request's batch was lost twice."""
+
+
+class NetworkReplica:
+    """One Engine built from the Predictor's options; a bad model is kept as an error line that the
+    service raises at start (not a failed replica, whose error would be a remote traceback)."""
+
+    def __init__(self, predictor_options: dict, stats_name: str, max_batch: int, threads: int):
+        import ray
+
+        from tsav_deploy.runtime import Engine
+
+        # Ray gives an actor with less than one CPU one thread (OMP_NUM_THREADS=1); the network takes
+        # the threads torch takes in `tsav serve` itself, as `tsav annotate` would on this machine.
+        torch.set_num_threads(threads)
+        self.stats = ray.get_actor(stats_name)
+        self.engine, self.error = None, None
+        try:
+            source = predictor_options.get("model") or predictor_options.get("weights")
+            self.engine = Engine.load(source, engine=predictor_options["engine"], device=predictor_options["device"])
+        except TsavError as exc:
+            self.error = str(exc)
+        for method in (self.visual, self.aural):
+            method.set_max_batch_size(max_batch)
+
+    def hello(self) -> dict:
+        """What the ingress needs to stand in for the Engine, or the construction error."""
+        if self.engine is None:
+            return {"error": self.error, "pid": os.getpid()}
+        engine = self.engine
+        return {
+            "error": None,
+            "pid": os.getpid(),
+            "name": engine.name,
+            "selection": engine.selection,
+            "config": engine.config.to_dict(),
+            "checkpoint_sha256": engine.checkpoint_sha256,
+            "device": str(engine.device),
+        }
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=BATCH_WAIT_S)
+    async def visual(self, items: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+        return await self._joined("visual", items)
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=BATCH_WAIT_S)
+    async def aural(self, items: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+        return await self._joined("aural", items)
+
+    async def fusion(self, item: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        # Not joined: a matrix product of another batch size changes the last bit of its sums, and
+        # fusion is a few thousand multiply-adds per row next to the streams' hundreds of millions.
+        return self.engine.fusion(*item)
+
+    async def _joined(self, stream: str, items: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+        """One run of ``stream`` over every caller's rows (in a thread: the replica keeps answering)."""
+        sizes = [len(x) for x, _ in items]
+        rows = np.concatenate([x for x, _ in items]) if len(items) > 1 else items[0][0]
+        flags = np.concatenate([f for _, f in items]) if len(items) > 1 else items[0][1]
+        out = await asyncio.to_thread(getattr(self.engine, stream), rows, flags)
+        self.stats.batch.remote(stream, len(items), int(sum(sizes)))
+        return np.split(out, np.cumsum(sizes)[:-1])
+
+
+class RemoteEngine:
+    """The Engine's calls the pipeline makes, answered by the network deployment (``handle``);
+    ``described``: the replica's :meth:`NetworkReplica.hello`. Call from a worker thread (a handle's
+    ``result()`` blocks)."""
+
+    def __init__(self, handle, described: dict):
+        self.handle = handle
+        self.name = described["name"]
+        self.selection = described["selection"]
+        self.config = ModelConfig.from_dict(described["config"])
+        self.checkpoint_sha256 = described["checkpoint_sha256"]
+        self.device = torch.device(described["device"])
+
+    @property
+    def features(self) -> int:
+        return self.config.widths[3]
+
+    def visual(self, clip: np.ndarray, black: np.ndarray | None = None) -> np.ndarray:
+        return self._call("visual", (np.ascontiguousarray(clip), _flags(black, len(clip))))
+
+    def aural(self, spec: np.ndarray, silent: np.ndarray | None = None) -> np.ndarray:
+        return self._call("aural", (np.ascontiguousarray(spec), _flags(silent, len(spec))))
+
+    def fusion(self, aural: np.ndarray, visual: np.ndarray) -> np.ndarray:
+        return self._call("fusion", (np.ascontiguousarray(aural), np.ascontiguousarray(visual)))
+
+    def _call(self, method: str, item: tuple) -> np.ndarray:
+        from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+
+        reason = ""
+        for _ in range(CALL_ATTEMPTS):
+            try:
+                return getattr(self.handle, method).remote(item).result(timeout_s=CALL_TIMEOUT_S)
+            except RayTaskError as exc:  # raised by the engine itself: its one line where it has one
+                cause = getattr(exc, "cause", None)
+                raise cause if isinstance(cause, TsavError) else RuntimeError(str(exc).splitlines()[0]) from None
+            except (RayActorError, GetTimeoutError, TimeoutError) as exc:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ReplicaLost(
+            f"the network replica running this request was lost {CALL_ATTEMPTS} times ({reason[:160]}); try again"
+        )
+
+
+def _flags(flags: np.ndarray | None, n: int) -> np.ndarray:
+    """Per-row constant-input flags as the replica joins them (none given: none constant)."""
+    return np.zeros(n, dtype=bool) if flags is None else np.asarray(flags, dtype=bool).reshape(n)
