@@ -50,8 +50,13 @@ def serve(
     max_batch: int = typer.Option(
         8, "--max-batch", help="Callers' network batches (each up to --batch-size frames) joined into one network run."
     ),
+    batch_wait_ms: float = typer.Option(
+        20.0, "--batch-wait-ms", help="How long a network run waits for other callers' batches once one is there."
+    ),
     max_queue: int = typer.Option(
-        16, "--max-queue", help="Requests and jobs held at once (running or waiting); the next gets 503 with Retry-After."
+        16,
+        "--max-queue",
+        help="Requests and jobs held at once (running or waiting); the next gets 503 with Retry-After.",
     ),
     max_upload_mb: float = typer.Option(512.0, "--max-upload-mb", help="Largest upload in MiB (413 above it)."),
     token_file: Optional[pathlib.Path] = typer.Option(
@@ -65,7 +70,9 @@ def serve(
     ),
     job_ttl: float = typer.Option(3600.0, "--job-ttl", help="Seconds a finished job's result is kept unfetched."),
     ray_address: str = typer.Option(
-        "local", "--ray", help="local (Ray started for the service) or a running cluster: auto, HOST:PORT, ray://HOST:PORT."
+        "local",
+        "--ray",
+        help="local (Ray started for the service) or a running cluster: auto, HOST:PORT, ray://HOST:PORT.",
     ),
 ) -> None:
     """Serve the model over HTTP: POST /v1/annotate, /v1/jobs, GET /healthz, /readyz, /metrics (README "Serving").
@@ -81,6 +88,7 @@ def serve(
         port=port,
         replicas=replicas,
         max_batch=max_batch,
+        batch_wait_ms=batch_wait_ms,
         max_queue=max_queue,
         max_upload_mb=max_upload_mb,
         token_file=token_file,

@@ -173,7 +173,11 @@ class Ingress:
         task = asyncio.get_running_loop().create_task(self._job(job, video, options))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
-        answer = {**job.describe(self.jobs.ttl_s), "status_url": f"/v1/jobs/{job.id}", "result_url": f"/v1/jobs/{job.id}/result"}
+        answer = {
+            **job.describe(self.jobs.ttl_s),
+            "status_url": f"/v1/jobs/{job.id}",
+            "result_url": f"/v1/jobs/{job.id}/result",
+        }
         return JSONResponse(answer, status_code=202, headers={"Location": answer["status_url"]})
 
     @app.get("/v1/jobs/{job_id}", summary="A job's status and progress.", responses=ERRORS)
@@ -188,7 +192,11 @@ class Ingress:
         job = self._job_or_404(job_id)
         if job.status in ("queued", "running"):
             fraction = job.describe(self.jobs.ttl_s)["progress"]["fraction"]
-            raise ServiceError(409, f"job {job_id} is {job.status} ({fraction:.0%} done); ask again later", {"Retry-After": str(RETRY_AFTER_S)})
+            raise ServiceError(
+                409,
+                f"job {job_id} is {job.status} ({fraction:.0%} done); ask again later",
+                {"Retry-After": str(RETRY_AFTER_S)},
+            )
         self.jobs.pop(job_id)
         if job.error is not None:
             raise ServiceError(*job.error)
@@ -237,7 +245,9 @@ class Ingress:
         """The pipeline in a worker thread; its failure as a status and the CLI's line."""
         engine = await self._engine()
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.pool, self._predict, engine, video, options, progress)
+            return await asyncio.get_running_loop().run_in_executor(
+                self.pool, self._predict, engine, video, options, progress
+            )
         except ReplicaLost as exc:
             raise ServiceError(503, str(exc), {"Retry-After": str(RETRY_AFTER_S)}) from None
         except Exception as exc:

@@ -32,7 +32,11 @@ FORMATS = {
     "application/vnd.apache.parquet": "parquet",
     "application/x-parquet": "parquet",
 }
-MEDIA_TYPES = {"json": "application/json", "csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}
+MEDIA_TYPES = {
+    "json": "application/json",
+    "csv": "text/csv; charset=utf-8",
+    "parquet": "application/vnd.apache.parquet",
+}
 
 
 class ServiceError(Exception):
@@ -50,7 +54,8 @@ def authorize(token: str | None, header: str | None) -> None:
     scheme, _, given = (header or "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
         raise ServiceError(
-            401, "missing or wrong token: send 'Authorization: Bearer <token>' with the service's token",
+            401,
+            "missing or wrong token: send 'Authorization: Bearer <token>' with the service's token",
             {"WWW-Authenticate": "Bearer"},
         )
 
@@ -82,7 +87,9 @@ def response_format(accept: str | None) -> str:
             return "json"
         if media in FORMATS:
             return FORMATS[media]
-    raise ServiceError(406, f"Accept: {accept}: the table comes as application/json, text/csv or application/vnd.apache.parquet")
+    raise ServiceError(
+        406, f"Accept: {accept}: the table comes as application/json, text/csv or application/vnd.apache.parquet"
+    )
 
 
 def render(result: VideoResult, fmt: str, name: str) -> tuple[bytes | dict, str]:
@@ -154,7 +161,9 @@ def named_video(media_root: pathlib.Path | None, relative: str) -> Video:
     """A file under ``--media-root`` named by ``relative`` (no ``..``, no absolute path, no link
     that leads outside: 403), which must be a file there (404)."""
     if media_root is None:
-        raise ServiceError(403, "this service takes no paths (it runs without --media-root): send the video as the body")
+        raise ServiceError(
+            403, "this service takes no paths (it runs without --media-root): send the video as the body"
+        )
     root = media_root.resolve()
     path = confined(root, relative)
     resolved = path.resolve() if path is not None else None
@@ -193,7 +202,9 @@ async def spooled(
                     raise too_large
                 file.write(chunk)
         if size == 0:
-            raise ServiceError(400, "no video: send it as the request body (curl --data-binary @video.mp4) or name one with ?path=")
+            raise ServiceError(
+                400, "no video: send it as the request body (curl --data-binary @video.mp4) or name one with ?path="
+            )
     except BaseException:
         video.discard()
         raise

@@ -17,10 +17,11 @@ from collections.abc import Iterator
 from tsav_deploy.api import PredictorOptions
 from tsav_deploy.errors import TsavError
 from tsav_deploy.runs.batch import check_predictor
-from tsav_deploy.runs.cluster import import_ray, init_ray
+from tsav_deploy.runs.cluster import init_ray
 from tsav_deploy.runs.serving.settings import ServeOptions, read_token
 
 APP = "tsav"
+INSTALL_HINT = "tsav serve needs Ray Serve, an optional extra: pip install 'tsav-deploy[ray]'"
 # What each network replica asks Ray for: a fraction, so that replicas fit beside the ingress (whose
 # face pass and decoding take the remaining cores) on a small machine; a CUDA device takes a GPU.
 REPLICA_CPUS = 0.5
@@ -36,7 +37,7 @@ class Service:
         check_predictor(predictor)
         self.predictor, self.options = predictor, options
         self.token = read_token(options.token_file)
-        self.ray = import_ray()
+        self.ray = _import_serve()
         self._started_ray = self._started_serve = False
         self._made_work = options.work_dir is None
         work = options.work_dir or tempfile.mkdtemp(prefix="tsav-serve-")
@@ -91,7 +92,7 @@ class Service:
             num_replicas=o.replicas,
             max_ongoing_requests=max(o.max_queue, o.max_batch) + 1,
             ray_actor_options={"num_cpus": REPLICA_CPUS, "num_gpus": self._gpus()},
-        ).bind(predictor, stats_name, o.max_batch, torch.get_num_threads())
+        ).bind(predictor, stats_name, (o.max_batch, o.batch_wait_ms / 1000), torch.get_num_threads())
         service = {
             "token": self.token,
             "media_root": str(o.media_root.resolve()) if o.media_root else None,
@@ -100,7 +101,9 @@ class Service:
             "max_queue": o.max_queue,
             "job_ttl_s": o.job_ttl_s,
         }
-        return Ingress.options(max_ongoing_requests=o.max_queue + EXTRA_CALLS).bind(predictor, service, stats_name, network)
+        return Ingress.options(max_ongoing_requests=o.max_queue + EXTRA_CALLS).bind(
+            predictor, service, stats_name, network
+        )
 
     def _gpus(self) -> float:
         return 1.0 if self.predictor.device.startswith("cuda") else 0.0
@@ -143,6 +146,17 @@ class Service:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _import_serve():
+    """Ray, once Ray Serve and its web framework are known to be there (else one line)."""
+    try:
+        import fastapi  # noqa: F401
+        import ray
+        from ray import serve  # noqa: F401
+    except ImportError:
+        raise TsavError(INSTALL_HINT) from None
+    return ray
 
 
 @contextlib.contextmanager

@@ -27,7 +27,7 @@ CALL_ATTEMPTS = 2
 # A network call answers in seconds; this bounds a request whose replica hangs (and Serve's wait
 # for a restarted replica).
 CALL_TIMEOUT_S = 600.0
-BATCH_WAIT_S = 0.01
+BATCH_WAIT_S = 0.02
 STREAMS = ("visual", "aural")
 
 
@@ -39,7 +39,7 @@ class NetworkReplica:
     """One Engine built from the Predictor's options; a bad model is kept as an error line that the
     service raises at start (not a failed replica, whose error would be a remote traceback)."""
 
-    def __init__(self, predictor_options: dict, stats_name: str, max_batch: int, threads: int):
+    def __init__(self, predictor_options: dict, stats_name: str, batching: tuple[int, float], threads: int):
         import ray
 
         from tsav_deploy.runtime import Engine
@@ -54,8 +54,9 @@ class NetworkReplica:
             self.engine = Engine.load(source, engine=predictor_options["engine"], device=predictor_options["device"])
         except TsavError as exc:
             self.error = str(exc)
-        for method in (self.visual, self.aural):
-            method.set_max_batch_size(max_batch)
+        for method in (self.visual, self.aural):  # the decorators' values are the class's, these the service's
+            method.set_max_batch_size(batching[0])
+            method.set_batch_wait_timeout_s(batching[1])
 
     def hello(self) -> dict:
         """What the ingress needs to stand in for the Engine, or the construction error."""

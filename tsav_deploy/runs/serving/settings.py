@@ -7,7 +7,17 @@ import ipaddress
 import pathlib
 from dataclasses import dataclass
 
-from tsav_deploy.bounds import JOB_TTL_S, PORT, QUEUE, REPLICAS, SERVE_BATCH, UPLOAD_MB, check_number, check_whole
+from tsav_deploy.bounds import (
+    BATCH_WAIT_MS,
+    JOB_TTL_S,
+    PORT,
+    QUEUE,
+    REPLICAS,
+    SERVE_BATCH,
+    UPLOAD_MB,
+    check_number,
+    check_whole,
+)
 from tsav_deploy.errors import TsavError
 
 LOOPBACK_NAMES = ("localhost",)
@@ -18,7 +28,7 @@ class ServeOptions:
     """The service's own options (the Predictor's are :class:`~tsav_deploy.api.PredictorOptions`).
 
     ``replicas``: network replicas (model deployment); ``max_batch``: callers' network batches joined
-    into one run of the network; ``max_queue``: requests and jobs held at once (running or waiting);
+    into one run of the network, waiting at most ``batch_wait_ms`` for them; ``max_queue``: requests and jobs held at once (running or waiting);
     ``media_root``: the folder whose files callers may name by path (none: uploads only);
     ``work_dir``: where uploads are kept while they are annotated (none: a new temporary folder);
     ``ray``: ``local`` or the address of a running cluster."""
@@ -27,6 +37,7 @@ class ServeOptions:
     port: int = 8000
     replicas: int = 1
     max_batch: int = 8
+    batch_wait_ms: float = 20.0
     max_queue: int = 16
     max_upload_mb: float = 512.0
     token_file: pathlib.Path | None = None
@@ -39,6 +50,7 @@ class ServeOptions:
         check_whole("--port", self.port, PORT)
         check_whole("--replicas", self.replicas, REPLICAS)
         check_whole("--max-batch", self.max_batch, SERVE_BATCH)
+        check_number("--batch-wait-ms", self.batch_wait_ms, BATCH_WAIT_MS)
         check_whole("--max-queue", self.max_queue, QUEUE)
         check_number("--max-upload-mb", self.max_upload_mb, UPLOAD_MB)
         check_number("--job-ttl", self.job_ttl_s, JOB_TTL_S)

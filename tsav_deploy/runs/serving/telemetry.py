@@ -30,7 +30,9 @@ class ServiceStats:
             "tsav_requests", "Requests answered, by route and status code.", ["route", "code"], registry=registry
         )
         self.frames = Counter("tsav_frames", "Video frames annotated.", registry=registry)
-        self.rate = Gauge("tsav_frames_per_second", "Frames annotated per second over the last minute.", registry=registry)
+        self.rate = Gauge(
+            "tsav_frames_per_second", "Frames annotated per second over the last minute.", registry=registry
+        )
         self.queue = Gauge(
             "tsav_queue_length", "Requests and jobs held (running or waiting for the network).", registry=registry
         )
@@ -49,7 +51,11 @@ class ServiceStats:
             registry=registry,
         )
         self.rows = Histogram(
-            "tsav_network_batch_rows", "Rows in one network run, by stream.", ["stream"], buckets=ROW_BUCKETS, registry=registry
+            "tsav_network_batch_rows",
+            "Rows in one network run, by stream.",
+            ["stream"],
+            buckets=ROW_BUCKETS,
+            registry=registry,
         )
         self.recent: collections.deque[tuple[float, int]] = collections.deque()
 
