@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from ray import serve
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from tsav_deploy import __version__
 from tsav_deploy.api import Annotation, Predictor
@@ -91,6 +92,9 @@ class Ingress:
 
     def __init__(self, predictor_options: dict, service: dict, stats_name: str, network):
         import ray
+        import torch
+
+        torch.set_num_threads(service["threads"])  # as the network replica: Ray would give one thread
 
         self.network, self.stats = network, ray.get_actor(stats_name)
         self.defaults = check_options(**predictor_options)
@@ -231,7 +235,10 @@ class Ingress:
                 raise ServiceError(400, "send the video either as the body or as ?path=, not both")
             return named_video(self.media_root, query["path"])
         declared = int(length) if length.isdigit() else None
-        return await spooled(request.stream(), self.work, self.limit, declared, query.get("filename"))
+        try:
+            return await spooled(request.stream(), self.work, self.limit, declared, query.get("filename"))
+        except ClientDisconnect:  # nobody hears the answer; the metrics count it
+            raise ServiceError(400, "the caller hung up before the upload's last byte") from None
 
     async def _engine(self) -> RemoteEngine:
         if self.engine is None:

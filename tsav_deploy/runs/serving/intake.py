@@ -6,6 +6,7 @@ folder under the size limit, or a path under the media root). Each refusal is a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hmac
 import io
 import os
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 
 from tsav_deploy.api.predictor import check_source
 from tsav_deploy.atomic import confined, create_new
-from tsav_deploy.errors import TsavError
+from tsav_deploy.errors import TsavError, shown
 from tsav_deploy.pipeline.offline import AnnotateOptions
 from tsav_deploy.results.table import csv_text, frame_table, json_rows
 from tsav_deploy.results.video_result import VideoResult
@@ -74,7 +75,7 @@ def annotate_options(query: dict[str, str], defaults: AnnotateOptions) -> Annota
             except ValueError:
                 values[name] = query[name]  # refused below, in the option's own words
     try:
-        return AnnotateOptions(**{**defaults.__dict__, **values})
+        return dataclasses.replace(defaults, **values)
     except TsavError as exc:
         raise ServiceError(400, str(exc)) from None
 
@@ -212,5 +213,5 @@ async def spooled(
 
 
 def _shown_name(filename: str | None) -> str:
-    name = pathlib.PurePosixPath(filename or "").name
+    name = shown(pathlib.PurePosixPath(filename or "").name)
     return name if name and name not in (".", "..") else "upload"

@@ -100,6 +100,7 @@ class Service:
             "max_upload_bytes": o.max_upload_bytes,
             "max_queue": o.max_queue,
             "job_ttl_s": o.job_ttl_s,
+            "threads": torch.get_num_threads(),
         }
         return Ingress.options(max_ongoing_requests=o.max_queue + EXTRA_CALLS).bind(
             predictor, service, stats_name, network
