@@ -58,7 +58,16 @@ STRIDE = Query(None, description="Run the network every K-th frame, interpolate 
 AU_THRESHOLD = Query(None, description="AU probability threshold, strictly between 0 and 1.")
 PATH = Query(None, description="A file under the service's --media-root, instead of a body.")
 FILENAME = Query(None, description="The upload's file name: its extension, and its name in error lines.")
-ERRORS = {code: {"description": "One line: {'error': '...'}"} for code in (400, 401, 403, 404, 406, 413, 422, 503)}
+ERRORS = {code: {"description": "One line: {'error': '...'}"} for code in (400, 401, 403, 404, 406, 409, 413, 422, 503)}
+# The video is the raw body (any language's HTTP client sends a file so; nothing to encode).
+BODY = {
+    "requestBody": {
+        "required": False,
+        "description": "The video file's bytes (none with ?path=).",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+TABLES = {200: {"content": {"application/json": {}, "text/csv": {}, "application/vnd.apache.parquet": {}}}}
 
 
 @app.exception_handler(ServiceError)
@@ -127,7 +136,12 @@ class Ingress:
 
         return Response(await self.stats.exposition.remote(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/v1/annotate", summary="Annotate one video (the body, or ?path=). " + TABLE, responses=ERRORS)
+    @app.post(
+        "/v1/annotate",
+        summary="Annotate one video (the body, or ?path=). " + TABLE,
+        responses={**TABLES, **ERRORS},
+        openapi_extra=BODY,
+    )
     async def annotate(
         self,
         request: Request,
@@ -155,7 +169,13 @@ class Ingress:
         self.stats.answered.remote("annotate", 200, time.perf_counter() - started, annotation.result.frames)
         return JSONResponse(body) if isinstance(body, dict) else Response(body, media_type=media)
 
-    @app.post("/v1/jobs", status_code=202, summary="Start annotating one video; poll /v1/jobs/{id}.", responses=ERRORS)
+    @app.post(
+        "/v1/jobs",
+        status_code=202,
+        summary="Start annotating one video; poll /v1/jobs/{id}.",
+        responses=ERRORS,
+        openapi_extra=BODY,
+    )
     async def submit(
         self,
         request: Request,
@@ -189,7 +209,11 @@ class Ingress:
         authorize(self.token, request.headers.get("authorization"))
         return self._job_or_404(job_id).describe(self.jobs.ttl_s)
 
-    @app.get("/v1/jobs/{job_id}/result", summary="A finished job's table (then forgotten). " + TABLE, responses=ERRORS)
+    @app.get(
+        "/v1/jobs/{job_id}/result",
+        summary="A finished job's table (then forgotten). " + TABLE,
+        responses={**TABLES, **ERRORS},
+    )
     async def result(self, request: Request, job_id: str) -> Response:
         authorize(self.token, request.headers.get("authorization"))
         fmt = response_format(request.headers.get("accept"))
