@@ -4,7 +4,8 @@ of the same videos back to back, in one run on one machine (a benchmark).
     python scripts/bench_serve.py VIDEO --weights CKPT [--requests 16] [--clients 1 4 16] [--options '...']
 
 ``tsav annotate`` runs as a user runs it (one process over REQUESTS links to VIDEO, start-up and
-model loading included). Then one `tsav serve --ray local` (its start-up not counted) answers
+model loading included), before and after the service's runs (the load of a shared machine drifts).
+Between them, one `tsav serve --ray local` (its start-up not counted) answers
 REQUESTS uploads of VIDEO at each client count, each client sending its next upload as soon as its
 last is answered (tsav_deploy.client.annotate). Printed: one JSON line per run (wall time, frames/s
 over all requests, latency p50/p95 per request), the network batches the service formed (callers
@@ -46,7 +47,7 @@ def cli_back_to_back(
     video: pathlib.Path, requests: int, model: list[str], extra: list[str], folder: pathlib.Path
 ) -> float:
     links = folder / "videos"
-    links.mkdir()
+    links.mkdir(parents=True)
     for k in range(requests):  # the names differ: tsav annotate writes files per video name
         (links / f"v{k:03d}{video.suffix}").symlink_to(video.resolve())
     command = [sys.executable, "-m", "tsav_deploy.cli", "annotate", str(links), *model, *extra]
@@ -113,7 +114,8 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         folder = pathlib.Path(tmp)
-        cli_wall = cli_back_to_back(args.video, args.requests, model, args.options.split(), folder)
+        # Before and after the service: on a shared machine the load drifts, and the two bracket it.
+        cli_walls = [cli_back_to_back(args.video, args.requests, model, args.options.split(), folder / "before")]
         process, url = start_service(model, args.options.split(), folder)
         try:
             frames, before = 0, callers_per_run(url)
@@ -137,12 +139,14 @@ def main() -> None:
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=300)
-        row = {"run": "tsav annotate, back to back", "requests": args.requests, "wall_s": round(cli_wall, 1)}
-        print(
-            json.dumps(
-                row | {"frames_per_s": round(frames / cli_wall, 2), "frames_per_request": frames // args.requests}
+        cli_walls.append(cli_back_to_back(args.video, args.requests, model, args.options.split(), folder / "after"))
+        for when, wall in zip(("before", "after"), cli_walls):
+            row = {"run": f"tsav annotate, back to back, {when}", "requests": args.requests, "wall_s": round(wall, 1)}
+            print(
+                json.dumps(
+                    row | {"frames_per_s": round(frames / wall, 2), "frames_per_request": frames // args.requests}
+                )
             )
-        )
     print(json.dumps({"load_after": load()}))
 
 

@@ -101,8 +101,7 @@ def render(result: VideoResult, fmt: str, name: str) -> tuple[bytes | dict, str]
         buffer = io.BytesIO()
         frame_table(result).to_parquet(buffer, engine="pyarrow", index=False)
         return buffer.getvalue(), MEDIA_TYPES["parquet"]
-    summary = {k: v for k, v in result.info.items() if k != "timings_s"}
-    return {"video": name, "summary": summary, "rows": json_rows(result)}, MEDIA_TYPES["json"]
+    return {"video": name, "summary": result.info, "rows": json_rows(result)}, MEDIA_TYPES["json"]
 
 
 @dataclass
