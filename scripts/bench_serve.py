@@ -3,7 +3,7 @@ of the same videos back to back, in one run on one machine (a benchmark).
 
     python scripts/bench_serve.py VIDEO --weights CKPT [--requests 16] [--clients 1 4 16] [--options '...']
 
-``tsav annotate`` runs as a user runs it (one process over REQUESTS links to VIDEO, start-up and
+``tsav annotate`` runs as a user runs it (one process over REQUESTS copies of VIDEO, start-up and
 model loading included), before and after the service's runs (the load of a shared machine drifts).
 Between them, one `tsav serve --ray local` (its start-up not counted) answers
 REQUESTS uploads of VIDEO at each client count, each client sending its next upload as soon as its
@@ -20,6 +20,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -48,8 +49,8 @@ def cli_back_to_back(
 ) -> float:
     links = folder / "videos"
     links.mkdir(parents=True)
-    for k in range(requests):  # the names differ: tsav annotate writes files per video name
-        (links / f"v{k:03d}{video.suffix}").symlink_to(video.resolve())
+    for k in range(requests):  # copies: tsav annotate takes a file once however it is named (links too)
+        shutil.copyfile(video, links / f"v{k:03d}{video.suffix}")
     command = [sys.executable, "-m", "tsav_deploy.cli", "annotate", str(links), *model, *extra]
     command += ["--out", str(folder / "out"), "--no-plot"]
     started = time.perf_counter()
