@@ -34,7 +34,8 @@ LAYERS = [
     ("outputs",),
     ("api", "train", "export"),
     ("runs",),
-    ("cli",),
+    # The service's client stands beside the CLI: a caller's side, over HTTP.
+    ("cli", "client"),
 ]
 LAYER = {part: rank for rank, parts in enumerate(LAYERS) for part in parts}
 

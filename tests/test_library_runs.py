@@ -93,7 +93,7 @@ def _params(command: str) -> dict[str, click.Parameter]:
     return {opt: param for param in group.commands[command].params for opt in param.opts}
 
 
-@pytest.mark.parametrize("command", ["annotate", "live", "bench"])
+@pytest.mark.parametrize("command", ["annotate", "live", "bench", "serve"])
 def test_each_command_offers_every_declared_predictor_option(command):
     params = _params(command)
     exceptions = EXCEPTIONS.get(command, {})

@@ -17,6 +17,16 @@ WORKERS = (1, 4096)
 CPUS_PER_WORKER = (0.0, 1024.0)  # above 0
 GPUS_PER_WORKER = (0.0, 64.0)
 SPLIT_SECONDS = (1.0, 86400.0)
+# tsav serve: its port, network replicas, callers' batches joined into one network run, requests
+# held at once (each runs its pipeline in a thread of its own), upload size (MiB: 64 GiB, a few
+# hours of HD video) and how long a finished job's result waits to be fetched (a week).
+PORT = (1, 65535)
+REPLICAS = (1, 1024)
+SERVE_BATCH = (1, 256)
+BATCH_WAIT_MS = (0.0, 10000.0)
+QUEUE = (1, 1024)
+UPLOAD_MB = (1.0, 65536.0)
+JOB_TTL_S = (1.0, 604800.0)
 # The largest picture decoded (8192x8192: DCI 8K fits): 192 MiB as RGB, so that no frame of a file
 # or stream (a 64 kB file can declare 16384x16000) sizes memory beyond what the tool can hold.
 MAX_FRAME_PIXELS = 8192 * 8192

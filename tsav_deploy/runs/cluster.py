@@ -125,6 +125,30 @@ def _join_remedy() -> str:
     )
 
 
+def init_ray(address: str) -> None:
+    """Start Ray for this process (``local``: on this machine, listening on 127.0.0.1 only, no
+    dashboard) or join the cluster at ``address``; a cluster that cannot be joined is one line
+    that says what to do."""
+    import logging
+
+    ray = import_ray()
+    if address == "local":
+        with _loopback_only():
+            ray.init(
+                address="local",  # a new Ray, even where `ray start` left a cluster address behind
+                num_cpus=os.cpu_count(),
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.ERROR,
+            )
+        return
+    try:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TsavError(f"--ray {address}: cannot join the Ray cluster ({message}); {_join_remedy()}") from None
+
+
 def split_length(durations: Iterable[float], workers: int) -> float:
     """Seconds per range when none is asked for: about two ranges per worker over all the work,
     never under :data:`MIN_SPLIT_S`, so many short videos are not cut and one long one fills the
@@ -141,7 +165,7 @@ def frame_ranges(frames: int, fps: float, seconds: float, options: AnnotateOptio
     return [(a, min(a + step, frames)) for a in range(0, frames, step)] or [(0, frames)]
 
 
-def _import_ray():
+def import_ray():
     try:
         import ray
     except ImportError:
@@ -283,7 +307,7 @@ class RayAnnotator:
         self.annotate_options = check_options(**{"weights": None, "model": None, **_DEFAULTS, **options})
         self.options = options
         self.cluster = cluster
-        self.ray = _import_ray()
+        self.ray = import_ray()
         self._started_ray = False
         self._actors: list = []
         self._counter = None
@@ -299,25 +323,7 @@ class RayAnnotator:
         ray = self.ray
         if ray.is_initialized():  # the caller's own session (ray.init before us): use it, leave it
             return
-        import logging
-
-        if self.cluster.address == "local":
-            with _loopback_only():
-                ray.init(
-                    address="local",  # a new Ray, even where `ray start` left a cluster address behind
-                    num_cpus=os.cpu_count(),
-                    include_dashboard=False,
-                    log_to_driver=False,
-                    logging_level=logging.ERROR,
-                )
-        else:
-            try:
-                ray.init(address=self.cluster.address, log_to_driver=False, logging_level=logging.ERROR)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise TsavError(
-                    f"--ray {self.cluster.address}: cannot join the Ray cluster ({message}); {_join_remedy()}"
-                ) from None
+        init_ray(self.cluster.address)
         self._started_ray = True
         resources = ray.cluster_resources()
         need = {
