@@ -16,6 +16,7 @@ from tsav_deploy.cli.app import (
     EngineName,
     ExportDir,
     FaceBackendName,
+    NoFace,
     Person,
     Stride,
     Weights,
@@ -42,6 +43,7 @@ def serve(
     stride: Stride = default("stride"),
     batch_size: BatchSize = default("batch_size"),
     au_threshold: AuThreshold = default("au_threshold"),
+    no_face: NoFace = default("no_face"),
     host: str = typer.Option(
         "127.0.0.1", "--host", help="Address to listen on; any but a loopback address needs --token-file."
     ),
@@ -77,7 +79,7 @@ def serve(
 ) -> None:
     """Serve the model over HTTP: POST /v1/annotate, /v1/jobs, GET /healthz, /readyz, /metrics (README "Serving").
 
-    --person, --stride and --au-threshold are the defaults of requests, which may set their own.
+    --person, --stride, --au-threshold and --no-face are the defaults of requests, which may set their own.
     """
     from tsav_deploy.runs.serving import ServeOptions
     from tsav_deploy.runs.serving.launch import Service

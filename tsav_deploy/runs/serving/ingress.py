@@ -56,6 +56,7 @@ app = FastAPI(
 PERSON = Query(None, description="main (the person seen in most frames) | all; default: the service's --person.")
 STRIDE = Query(None, description="Run the network every K-th frame, interpolate between (1-300).")
 AU_THRESHOLD = Query(None, description="AU probability threshold, strictly between 0 and 1.")
+NO_FACE = Query(None, description="Rows without a face: keep (audio-only predictions) or nan (empty prediction cells).")
 PATH = Query(None, description="A file under the service's --media-root, instead of a body.")
 FILENAME = Query(None, description="The upload's file name: its extension, and its name in error lines.")
 ERRORS = {code: {"description": "One line: {'error': '...'}"} for code in (400, 401, 403, 404, 406, 409, 413, 422, 503)}
@@ -148,6 +149,7 @@ class Ingress:
         person: Optional[str] = PERSON,
         stride: Optional[str] = STRIDE,
         au_threshold: Optional[str] = AU_THRESHOLD,
+        no_face: Optional[str] = NO_FACE,
         path: Optional[str] = PATH,
         filename: Optional[str] = FILENAME,
     ) -> Response:
@@ -182,6 +184,7 @@ class Ingress:
         person: Optional[str] = PERSON,
         stride: Optional[str] = STRIDE,
         au_threshold: Optional[str] = AU_THRESHOLD,
+        no_face: Optional[str] = NO_FACE,
         path: Optional[str] = PATH,
         filename: Optional[str] = FILENAME,
     ) -> JSONResponse:

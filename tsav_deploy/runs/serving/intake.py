@@ -24,7 +24,7 @@ from tsav_deploy.results.table import csv_text, frame_table, json_rows
 from tsav_deploy.results.video_result import VideoResult
 
 # The request's options (query fields) that change the annotation, and those that say where the video is.
-ANNOTATION_FIELDS = ("person", "stride", "au_threshold")
+ANNOTATION_FIELDS = ("person", "stride", "au_threshold", "no_face")
 VIDEO_FIELDS = ("path", "filename")
 RETRY_AFTER_S = 5
 FORMATS = {
@@ -68,7 +68,7 @@ def annotate_options(query: dict[str, str], defaults: AnnotateOptions) -> Annota
         known = ", ".join(ANNOTATION_FIELDS + VIDEO_FIELDS)
         raise ServiceError(400, f"unknown option {unknown[0]!r}; the options are {known}")
     values: dict[str, object] = {}
-    for name, parse in (("person", str), ("stride", int), ("au_threshold", float)):
+    for name, parse in (("person", str), ("stride", int), ("au_threshold", float), ("no_face", str)):
         if name in query:
             try:
                 values[name] = parse(query[name])
