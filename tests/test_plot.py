@@ -62,3 +62,23 @@ def test_the_faceless_stretch_is_drawn_faded_and_labelled_audio_only(no_face):
             assert alpha == (1.0 if no_face == "nan" else pytest.approx(0.65))
     finally:
         plt.close(fig)
+
+
+@pytest.mark.parametrize("found", [True, False])
+def test_a_video_of_one_frame_is_plotted(found, tmp_path):
+    """A photo renamed to .mp4 decodes to one frame: its timeline is a PNG with that frame's values."""
+    from tsav_deploy.outputs.plot import write_plot
+
+    result = synthetic_result("one", np.array([0.0]), ("",), gaps={0: [] if found else [(0, 1)]})
+    path = write_plot(tmp_path / "one.png", result)
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    fig = timeline_figure(result)
+    try:
+        (valence,) = [line for line in fig.axes[0].get_lines() if line.get_label() == "valence"]
+        y = np.asarray(valence.get_ydata(), dtype=float)
+        expected = result.persons[0].predictions.valence if found else [np.nan]
+        np.testing.assert_array_equal(y, expected)
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)

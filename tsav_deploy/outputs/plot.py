@@ -47,8 +47,7 @@ def timeline_figure(result: VideoResult, person_index: int = 0):
     for values, name, colour in ((p.valence, "valence", VALENCE_COLOUR), (p.arousal, "arousal", AROUSAL_COLOUR)):
         ax_va.plot(t, np.where(found, values, np.nan), label=name, color=colour, lw=1.2)
         if keep:
-            # Each faceless stretch with its neighbouring frames, so that the dashes meet the line.
-            near = ~found | np.convolve(~found, [True, True, True], mode="same")
+            near = _with_neighbours(~found)  # so that the dashes meet the line
             line = ax_va.plot(t, np.where(near, values, np.nan), color=colour, **AUDIO_ONLY_LINE)[0]
             line.set_gid(AUDIO_ONLY_GID)
     ax_va.axhline(0, color="0.6", lw=0.5)
@@ -98,6 +97,14 @@ def timeline_figure(result: VideoResult, person_index: int = 0):
     bar.set_box_aspect(12)  # a slim bar at the panel's height, whatever the column's width
     fig.subplots_adjust(left=0.07, right=0.93, top=0.95, bottom=0.08, hspace=0.12)
     return fig
+
+
+def _with_neighbours(mask: np.ndarray) -> np.ndarray:
+    """``mask`` widened by one frame on each side, at the same length (also for one frame)."""
+    wide = mask.copy()
+    wide[1:] |= mask[:-1]
+    wide[:-1] |= mask[1:]
+    return wide
 
 
 def _stretches(t: np.ndarray, mask: np.ndarray) -> list[tuple[float, float]]:
