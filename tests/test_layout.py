@@ -258,3 +258,17 @@ def test_tests_import_no_test_module():
     helpers = sorted(p.name for p in TESTS.glob("*.py") if not p.name.startswith("test_") and p.name != "conftest.py")
     assert not offenders, "imports of test modules:\n" + "\n".join(offenders)
     assert not helpers, f"shared test code outside tests/helpers: {helpers}"
+
+
+def test_every_package_folder_is_installed():
+    """A non-editable install takes only the packages pyproject names: each folder with an
+    ``__init__.py`` must be there, or ``pip install .`` leaves that part out."""
+    import tomllib
+
+    named = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = set()
+    for package, folder in SOURCES.items():
+        for marker in folder.rglob("__init__.py"):
+            parts = marker.parent.relative_to(folder).parts
+            found.add(".".join((package, *parts)))
+    assert found == named, f"not installed: {sorted(found - named)}; named but absent: {sorted(named - found)}"
