@@ -205,6 +205,19 @@ def _library_line(predictor: Predictor, video: pathlib.Path) -> str:
     return str(raised.value)
 
 
+def test_the_schema_documents_every_field_intake_reads(server):
+    """Both routes' query fields in /openapi.json are the ones intake accepts, no more, no fewer."""
+    from tsav_deploy.runs.serving.intake import ANNOTATION_FIELDS, VIDEO_FIELDS
+
+    status, _, body = server.call("GET", "/openapi.json", token=None)
+    assert status == 200
+    paths = json.loads(body)["paths"]
+    for route in ("/v1/annotate", "/v1/jobs"):
+        parameters = paths[route]["post"]["parameters"]
+        assert [p["name"] for p in parameters] == [*ANNOTATION_FIELDS, *VIDEO_FIELDS]
+        assert all(p["in"] == "query" and p.get("description") for p in parameters)
+
+
 def test_bad_input_gets_its_status_and_one_line(server, predictor, media_dir, tmp_path):
     text = tmp_path / "notes.mp4"
     text.write_text("not a video\n" * 200)

@@ -229,8 +229,7 @@ def range_logits(
     # The host is free while an accelerator computes, so there the frontend runs a batch ahead in a
     # thread. Not on the CPU, where the runtime splits every layer over all cores and a frontend
     # thread beside it stalls them all at each layer's end (2 cores, paper network, OpenVINO fp32, 3
-    # interleaved pairs: the visual stream kept 0.83-0.87 of the matmul rate with the thread and
-    # 0.87-0.93 without, end to end 0.77-0.81 of the ceiling against 0.81-0.87).
+    # interleaved pairs: the visual stream ran 4-7 % slower with the thread, end to end 5-7 % slower).
     ahead = engine.device.type != "cpu"
     batches, warnings = network_batches(video, people, options, frames, progress, ahead)
     logits = [run_network(engine, batch) for batch in batches]

@@ -34,9 +34,8 @@ ARTIFACT_FORMAT = {
     "tensorrt": "tensorrt",
 }
 # What `auto` tries, fastest first. CPU: measured with the paper-size network on a 2-core AVX-512 VM
-# (torch 2.13, ONNX Runtime 1.32, OpenVINO 2026.4, batch 8): the visual stream ran at 0.97 of the fp32
-# matmul rate in OpenVINO, 0.52-0.61 in ONNX Runtime and 0.23-0.48 in torch eager (channels-last
-# included); TorchScript is ONNX Runtime's fallback. CUDA: TensorRT's fused, tuned kernels first by
+# (torch 2.13, ONNX Runtime 1.32, OpenVINO 2026.4, batch 8, fp32): OpenVINO ran the visual stream
+# 1.6-1.9x as fast as ONNX Runtime and 2-4x as fast as torch eager (channels-last included); TorchScript is ONNX Runtime's fallback. CUDA: TensorRT's fused, tuned kernels first by
 # design (not measurable where this was written).
 AUTO_ORDER = {"cpu": ("openvino", "onnx", "torchscript"), "cuda": ("tensorrt", "onnx", "torchscript")}
 

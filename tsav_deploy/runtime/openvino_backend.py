@@ -1,8 +1,7 @@
 """OpenVINO over the exported ONNX graphs: the fastest CPU engine measured here.
 
 OpenVINO's CPU plugin (oneDNN underneath) runs the factorised 3-D convolutions of the visual stream
-at 0.97 of the fp32 matmul rate on the 2-core AVX-512 machine this was written on, where ONNX
-Runtime reaches 0.52-0.61; on the int8 graphs of ``tsav export --int8`` it runs 4-5x as fast as ONNX
+1.6-1.9x as fast as ONNX Runtime in fp32 on a 2-core AVX-512 machine; on the int8 graphs of ``tsav export --int8`` it runs 4-5x as fast as ONNX
 Runtime (VNNI/AMX kernels). It reads the same ``*.onnx`` files, so an export needs nothing extra.
 """
 

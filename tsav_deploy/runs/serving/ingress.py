@@ -15,9 +15,10 @@ import pathlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Optional
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from ray import serve
@@ -53,12 +54,6 @@ app = FastAPI(
     description="Valence, arousal, expressions and action units per video frame (README 'Serving'). "
     "Send 'Authorization: Bearer <token>' where the service has a token (all routes but /healthz, /readyz).",
 )
-PERSON = Query(None, description="main (the person seen in most frames) | all; default: the service's --person.")
-STRIDE = Query(None, description="Run the network every K-th frame, interpolate between (1-300).")
-AU_THRESHOLD = Query(None, description="AU probability threshold, strictly between 0 and 1.")
-NO_FACE = Query(None, description="Rows without a face: keep (audio-only predictions) or nan (empty prediction cells).")
-PATH = Query(None, description="A file under the service's --media-root, instead of a body.")
-FILENAME = Query(None, description="The upload's file name: its extension, and its name in error lines.")
 ERRORS = {code: {"description": "One line: {'error': '...'}"} for code in (400, 401, 403, 404, 406, 409, 413, 422, 503)}
 # The video is the raw body (any language's HTTP client sends a file so; nothing to encode).
 BODY = {
@@ -69,6 +64,22 @@ BODY = {
     }
 }
 TABLES = {200: {"content": {"application/json": {}, "text/csv": {}, "application/vnd.apache.parquet": {}}}}
+
+
+@dataclass
+class RequestFields:
+    """The query fields of ``/v1/annotate`` and ``/v1/jobs``, declared once for the OpenAPI schema.
+    Their values are read by intake (``annotate_options``, ``named_video``), which checks each and
+    refuses fields not declared here in one line, as the CLI refuses a bad flag."""
+
+    person: Optional[str] = Query(None, description="main (the person seen in most frames) | all; default: --person.")
+    stride: Optional[str] = Query(None, description="Run the network every K-th frame, interpolate between (1-300).")
+    au_threshold: Optional[str] = Query(None, description="AU probability threshold, strictly between 0 and 1.")
+    no_face: Optional[str] = Query(
+        None, description="Rows without a face: keep (audio-only predictions) or nan (empty prediction cells)."
+    )
+    path: Optional[str] = Query(None, description="A file under the service's --media-root, instead of a body.")
+    filename: Optional[str] = Query(None, description="The upload's file name: its extension, and its name in errors.")
 
 
 @app.exception_handler(ServiceError)
@@ -146,12 +157,7 @@ class Ingress:
     async def annotate(
         self,
         request: Request,
-        person: Optional[str] = PERSON,
-        stride: Optional[str] = STRIDE,
-        au_threshold: Optional[str] = AU_THRESHOLD,
-        no_face: Optional[str] = NO_FACE,
-        path: Optional[str] = PATH,
-        filename: Optional[str] = FILENAME,
+        query: RequestFields = Depends(),  # for the schema: intake reads and checks the fields
     ) -> Response:
         started = time.perf_counter()
         try:
@@ -181,12 +187,7 @@ class Ingress:
     async def submit(
         self,
         request: Request,
-        person: Optional[str] = PERSON,
-        stride: Optional[str] = STRIDE,
-        au_threshold: Optional[str] = AU_THRESHOLD,
-        no_face: Optional[str] = NO_FACE,
-        path: Optional[str] = PATH,
-        filename: Optional[str] = FILENAME,
+        query: RequestFields = Depends(),  # for the schema: intake reads and checks the fields
     ) -> JSONResponse:
         authorize(self.token, request.headers.get("authorization"))
         options = annotate_options(dict(request.query_params), self.defaults)
