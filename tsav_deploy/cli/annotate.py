@@ -12,26 +12,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from tsav_deploy.cli.app import (
-    AuThreshold,
-    BatchSize,
-    Detector,
-    Device,
-    EngineName,
-    ExportDir,
-    FaceBackendName,
-    NoFace,
-    Person,
-    Stride,
-    Weights,
+    PredictorOptions,
     app,
     console,
-    declared,
-    default,
     err_console,
     error_line,
-    predictor_options,
     user_errors,
     warn_output_failures,
+    with_predictor_options,
 )
 from tsav_deploy.errors import TsavError, shown
 from tsav_deploy.failures import Failure
@@ -79,24 +67,15 @@ SplitSeconds = Annotated[
 
 @app.command()
 @user_errors
+@with_predictor_options()
 def annotate(
+    options: PredictorOptions,
     inputs: list[str] = typer.Argument(..., help="Video files, directories or globs."),
-    weights: Weights = default("weights"),
-    model: ExportDir = default("model"),
-    engine: EngineName = default("engine"),
-    device: Device = default("device"),
-    faces: FaceBackendName = default("faces"),
-    detector: Detector = default("detector"),
-    person: Person = default("person"),
     out: pathlib.Path = typer.Option(pathlib.Path("tsav_out"), "--out", "-o", help="Output directory."),
     overlay: bool = typer.Option(False, "--overlay", help="Also write <name>.overlay.mp4."),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Write <name>.png, a timeline plot."),
     table_format: str = typer.Option("csv", "--table", help="Per-frame table: csv | parquet | both."),
     landmarks: Landmarks = False,
-    stride: Stride = default("stride"),
-    batch_size: BatchSize = default("batch_size"),
-    au_threshold: AuThreshold = default("au_threshold"),
-    no_face: NoFace = default("no_face"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo videos whose outputs are complete."),
     html_report: HtmlReport = False,
     isolate: Isolate = False,
@@ -118,7 +97,6 @@ def annotate(
 
     if table_format not in TABLE_FORMATS:
         raise TsavError(f"--table must be one of {', '.join(TABLE_FORMATS)}, not {table_format!r}")
-    options = predictor_options(**declared(locals()))
     outputs = OutputOptions(
         overlay=overlay, plot=plot, overwrite=overwrite, table=table_format, report=html_report, landmarks=landmarks
     )

@@ -9,6 +9,7 @@ caught, so a bug still shows its traceback.
 from __future__ import annotations
 
 import functools
+import inspect
 import pathlib
 from typing import Annotated, Any, Optional
 
@@ -54,12 +55,6 @@ def default(name: str) -> Any:
     return PREDICTOR_OPTIONS[name].default
 
 
-def declared(values: dict[str, Any]) -> dict[str, Any]:
-    """The Predictor's options among a command's parameters (its ``locals()``), by their declared
-    names: a command passes on every option it offers, none can be left out of the call."""
-    return {name: values[name] for name in PREDICTOR_OPTIONS if name in values}
-
-
 Weights = Annotated[Optional[str], predictor_option("weights")]
 ExportDir = Annotated[Optional[pathlib.Path], predictor_option("model")]
 EngineName = Annotated[str, predictor_option("engine")]
@@ -71,6 +66,26 @@ Stride = Annotated[int, predictor_option("stride")]
 BatchSize = Annotated[int, predictor_option("batch_size")]
 AuThreshold = Annotated[float, predictor_option("au_threshold")]
 NoFace = Annotated[str, predictor_option("no_face")]
+# Each of the Predictor's options as a typed CLI parameter, in the declaration's order.
+PREDICTOR_PARAMETERS = dict(
+    zip(
+        PREDICTOR_OPTIONS,
+        (
+            Weights,
+            ExportDir,
+            EngineName,
+            Device,
+            FaceBackendName,
+            Detector,
+            Person,
+            Stride,
+            BatchSize,
+            AuThreshold,
+            NoFace,
+        ),
+        strict=True,
+    )
+)
 
 NO_WEIGHTS = (
     "no model given: pass --weights CHECKPOINT (a .pth.tar from the authors, a tsav checkpoint, or a "
@@ -78,14 +93,43 @@ NO_WEIGHTS = (
 )
 
 
-def predictor_options(**values: Any) -> PredictorOptions:
-    """The Predictor's options from a command's, with the CLI's own lines for a missing or a
-    doubled model."""
+def predictor_options(values: dict[str, Any], model_needed: bool = True) -> PredictorOptions:
+    """The Predictor's options from a command's, with the CLI's own lines for a doubled model and,
+    where the command needs one, a missing model."""
     if values.get("weights") and values.get("model"):
         raise TsavError("pass either --weights or --model, not both")
-    if not (values.get("weights") or values.get("model")):
+    if model_needed and not (values.get("weights") or values.get("model")):
         raise TsavError(NO_WEIGHTS)
     return PredictorOptions(**values)
+
+
+def with_predictor_options(leave_out: tuple[str, ...] = (), model_needed: bool = True, **defaults: Any):
+    """A command that offers the Predictor's options (all but ``leave_out``; ``defaults`` where the
+    command's differ from the declaration) as flags, after its arguments, and receives them as one
+    ``options: PredictorOptions``. Every command spells, documents and passes them on alike."""
+    names = [name for name in PREDICTOR_OPTIONS if name not in leave_out]
+
+    def wrap(command):
+        own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "options"]
+        arguments = [p for p in own if isinstance(p.default, typer.models.ArgumentInfo)]
+        offered = [
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, annotation=PREDICTOR_PARAMETERS[name],
+                default=defaults.get(name, PREDICTOR_OPTIONS[name].default),
+            )
+            for name in names
+        ]  # fmt: skip
+        rest = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own if p not in arguments]
+
+        @functools.wraps(command)
+        def wrapper(**values: Any):
+            chosen = {name: values.pop(name) for name in names}
+            return command(options=predictor_options(chosen, model_needed), **values)
+
+        wrapper.__signature__ = inspect.Signature([*arguments, *offered, *rest])
+        return wrapper
+
+    return wrap
 
 
 def error_line(line: str) -> None:

@@ -9,64 +9,46 @@ import typer
 from rich.table import Table
 
 from tsav_deploy.cli.app import (
-    BatchSize,
-    Detector,
-    Device,
-    EngineName,
-    ExportDir,
-    FaceBackendName,
-    Person,
-    Stride,
-    Weights,
+    PredictorOptions,
     app,
     console,
-    declared,
-    default,
     err_console,
     user_errors,
+    with_predictor_options,
 )
 from tsav_deploy.errors import TsavError
 
 
 @app.command()
 @user_errors
+@with_predictor_options(leave_out=("au_threshold", "no_face"), model_needed=False, faces="dlib")
 def bench(
+    options: PredictorOptions,
     video: pathlib.Path = typer.Argument(
         ..., help="The video to time (docs/performance.md names the recordings its figures come from)."
     ),
-    weights: Weights = default("weights"),
-    model: ExportDir = default("model"),
-    engine: EngineName = default("engine"),
-    device: Device = default("device"),
-    faces: FaceBackendName = "dlib",
-    detector: Detector = default("detector"),
-    person: Person = default("person"),
-    stride: Stride = default("stride"),
-    batch_size: BatchSize = default("batch_size"),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Frames/s of every stage and end to end, peak memory, and the network stages against the model-bound ceiling.
 
     Without --weights/--model only the frontend is measured (decode, faces, alignment+mask, clips, audio, mel).
     """
-    from tsav_deploy.api import PredictorOptions
     from tsav_deploy.pipeline.offline import AnnotateOptions
     from tsav_deploy.runs.bench import bench_predictor, bench_video
 
-    if weights and model:
-        raise TsavError("pass either --weights or --model, not both")
-    AnnotateOptions(person=person, stride=stride, batch_size=batch_size)  # checked before loading
+    AnnotateOptions(person=options.person, stride=options.stride, batch_size=options.batch_size)  # before loading
     if not video.is_file():
         raise TsavError(f"{video}: no such file")
-    options = PredictorOptions(**declared(locals()))
     predictor = bench_predictor(options)
     with err_console.status("benchmark") as status:
-        report = bench_video(video, predictor, device=device, progress=lambda s: status.update(f"benchmark: {s}"))
+        report = bench_video(
+            video, predictor, device=options.device, progress=lambda s: status.update(f"benchmark: {s}")
+        )
     data = report.to_dict()
     if as_json:
         console.print_json(json.dumps(data))
         return
-    _print_table(data, video.name, stride, batch_size)
+    _print_table(data, video.name, options.stride, options.batch_size)
     console.print(_ceiling_line(data), highlight=False)
     selection = predictor.engine.selection or predictor.engine.name
     console.print(

@@ -14,24 +14,13 @@ import typer
 from rich.markup import escape
 
 from tsav_deploy.cli.app import (
-    AuThreshold,
-    BatchSize,
-    Detector,
-    Device,
-    EngineName,
-    ExportDir,
-    FaceBackendName,
-    NoFace,
-    Person,
-    Stride,
-    Weights,
+    PredictorOptions,
     app,
-    declared,
-    default,
     err_console,
     error_line,
     user_errors,
     warn_output_failures,
+    with_predictor_options,
 )
 from tsav_deploy.errors import shown
 
@@ -74,22 +63,13 @@ Realtime = Annotated[
 
 @app.command()
 @user_errors
+@with_predictor_options()
 def live(
+    options: PredictorOptions,
     source: str = typer.Argument(
         ...,
         help="A file, webcam[:N], /dev/videoN, or a stream URL (rtsp, rtmp, srt, udp, tcp, http; tcp://HOST:PORT?listen=1 waits for a sender).",
     ),
-    weights: Weights = default("weights"),
-    model: ExportDir = default("model"),
-    engine: EngineName = default("engine"),
-    device: Device = default("device"),
-    faces: FaceBackendName = default("faces"),
-    detector: Detector = default("detector"),
-    person: Person = default("person"),
-    stride: Stride = default("stride"),
-    batch_size: BatchSize = default("batch_size"),
-    au_threshold: AuThreshold = default("au_threshold"),
-    no_face: NoFace = default("no_face"),
     audio_lookahead: AudioLookahead = 5.0,
     jsonl: Jsonl = None,
     out: LiveOut = None,
@@ -102,10 +82,8 @@ def live(
     Ctrl-C (or the stream's end) makes every pending frame final and closes the files; a second
     Ctrl-C stops at once.
     """
-    from tsav_deploy.api import PredictorOptions
     from tsav_deploy.runs.live import LiveRun
 
-    options = PredictorOptions(**declared(locals()))
     stop = threading.Event()
     run = LiveRun(
         source,

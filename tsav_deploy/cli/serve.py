@@ -9,26 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from tsav_deploy.cli.app import (
-    AuThreshold,
-    BatchSize,
-    Detector,
-    Device,
-    EngineName,
-    ExportDir,
-    FaceBackendName,
-    NoFace,
-    Person,
-    Stride,
-    Weights,
-    app,
-    console,
-    declared,
-    default,
-    err_console,
-    predictor_options,
-    user_errors,
-)
+from tsav_deploy.cli.app import PredictorOptions, app, console, err_console, user_errors, with_predictor_options
 from tsav_deploy.runs.serving.settings import ServeOptions
 
 SERVED = ServeOptions()  # the defaults
@@ -77,18 +58,9 @@ RayAddress = Annotated[
 
 @app.command()
 @user_errors
+@with_predictor_options()
 def serve(
-    weights: Weights = default("weights"),
-    model: ExportDir = default("model"),
-    engine: EngineName = default("engine"),
-    device: Device = default("device"),
-    faces: FaceBackendName = default("faces"),
-    detector: Detector = default("detector"),
-    person: Person = default("person"),
-    stride: Stride = default("stride"),
-    batch_size: BatchSize = default("batch_size"),
-    au_threshold: AuThreshold = default("au_threshold"),
-    no_face: NoFace = default("no_face"),
+    options: PredictorOptions,
     host: Host = SERVED.host,
     port: Port = SERVED.port,
     replicas: Replicas = SERVED.replicas,
@@ -109,7 +81,6 @@ def serve(
     from tsav_deploy.runs.serving.launch import Service
 
     values = locals()
-    options = predictor_options(**declared(values))
     settings = ServeOptions(**{field.name: values[field.name] for field in fields(ServeOptions)})
     with err_console.status("starting the service (Ray, the model)"):
         service = Service(options, settings)
