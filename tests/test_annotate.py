@@ -4,11 +4,11 @@ bad inputs. Frame counts are checked against an independent PyAV decode."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import av
 import numpy as np
@@ -129,38 +129,40 @@ def test_onnx_openvino_and_pytorch_engines_write_the_same_files(media_dir, small
     assert engines == ["torch", "onnxruntime", "openvino"]
 
 
+SECOND = "stage_twice.mp4"
+
+
 def _videos_dir(media_dir, tmp_path):
+    """The short cartoon, then (in name order) the stage clip twice over (20 s, whose face pass
+    alone takes seconds): a Ctrl-C sent while the second is under way lands inside it."""
+    from helpers.stream_sender import repeat
+
     folder = tmp_path / "videos"
     folder.mkdir()
-    # In name order the short cartoon comes first and the stage clip (pass 1 takes seconds there)
-    # second, so a Ctrl-C sent when the first video is recorded lands inside the second.
-    for video in ("cartoon_no_face.mp4", "stage_and_audience.mp4"):
-        shutil.copy(media_dir / video, folder / video)
+    shutil.copy(media_dir / "cartoon_no_face.mp4", folder / "cartoon_no_face.mp4")
+    repeat(str(media_dir / "stage_and_audience.mp4"), str(folder / SECOND), copies=2)
     return folder
 
 
 def test_interrupted_run_leaves_no_partial_file_and_rerun_finishes_the_rest(media_dir, small_checkpoint, tmp_path):
     folder, out = _videos_dir(media_dir, tmp_path), tmp_path / "out"
-    args = [
-        "annotate",
-        str(folder),
-        "--weights",
-        str(small_checkpoint),
-        "--out",
-        str(out),
-        "--faces",
-        "dlib",
-        "--stride",
-        "3",
-    ]
+    args = ["annotate", str(folder), "--weights", str(small_checkpoint), "--out", str(out)]
+    args += ["--faces", "dlib", "--detector", "hog", "--stride", "3"]
     cmd = [sys.executable, "-m", "tsav_deploy.cli", *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}  # piped: plain progress lines
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     records = out / ".tsav"
-    deadline = time.time() + 240
-    while time.time() < deadline and not (records.exists() and list(records.glob("*.json"))):
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)  # Ctrl-C while the next video is being processed
-    assert proc.wait(timeout=60) != 0
+    try:
+        # Ctrl-C once the second (longer) video reports its face pass: the first is done, the
+        # second is provably under way.
+        for line in proc.stderr:
+            if line.startswith(f"{SECOND}: faces"):
+                break
+        proc.send_signal(signal.SIGINT)
+        proc.stderr.read()
+        assert proc.wait(timeout=60) != 0
+    finally:
+        proc.kill()
     done_first = sorted(p.stem for p in records.glob("*.json"))
     assert done_first and len(done_first) < 2
     assert not list(out.rglob("*.partial*"))
