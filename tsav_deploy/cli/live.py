@@ -63,7 +63,7 @@ Realtime = Annotated[
 
 @app.command()
 @user_errors
-@with_predictor_options()
+@with_predictor_options(model_needed=False)  # the source is checked first; the Predictor asks for a model
 def live(
     options: PredictorOptions,
     source: str = typer.Argument(
