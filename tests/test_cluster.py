@@ -26,9 +26,6 @@ try:
 except ImportError:  # the tests of a run on Ray skip; the one line without Ray is still checked
     ray = None
 needs_ray = pytest.mark.skipif(ray is None, reason="Ray is an optional extra (pip install 'tsav-deploy[ray]')")
-# One worker of `pytest -n 2 --dist loadgroup` runs this module: its Ray clusters start one at a time.
-pytestmark = pytest.mark.xdist_group("cluster")
-
 SHORT = ("webcam_man_mp3.mp4", "cartoon_no_face.mp4")  # one face throughout; none at all
 LONG = "stage_and_audience.mp4"  # 275 frames, several people, audio longer than video
 FACES = ("--faces", "dlib", "--detector", "hog")

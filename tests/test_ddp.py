@@ -19,8 +19,7 @@ from helpers.synthetic_data import single_thread_torch
 STEPS = 3
 
 
-# One worker of `pytest -n 2 --dist loadgroup` runs this module, so its reference run is made once.
-pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.xdist_group("ddp")]
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _config(synth, cache, out, **overrides) -> TrainConfig:

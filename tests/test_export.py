@@ -30,9 +30,6 @@ from tsav_deploy.model import ModelConfig
 from tsav_deploy.results.predictions import decode
 from tsav_deploy.runtime import Engine
 
-# One worker of `pytest -n 2 --dist loadgroup` runs this module, so the paper-size export is built once.
-pytestmark = pytest.mark.xdist_group("export")
-
 PAPER_PARAMETERS = 42_489_995
 REDUCED = ModelConfig.reduced()
 runner = CliRunner()

@@ -24,9 +24,6 @@ from tsav_deploy.runs.batch import ERROR_LOG, Batch
 from helpers.annotate_outputs import check_outputs, run_cli
 from helpers.hostile_media import SOURCE, build_corpus, decoded_frames
 
-# One worker of `pytest -n 2 --dist loadgroup` runs this module, so its hostile corpus is made once.
-pytestmark = pytest.mark.xdist_group("reliability")
-
 TSAV = [sys.executable, "-m", "tsav_deploy.cli"]
 # The two outputs of every video whose bytes do not depend on when or how often it ran.
 DETERMINISTIC = ("VA_Set/{}.txt", "EXPR_Set/{}.txt", "AU_Set/{}.txt", "{}.csv")

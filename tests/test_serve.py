@@ -38,11 +38,9 @@ def _has_serve() -> bool:
         return False
 
 
-# One worker of `pytest -n 2 --dist loadgroup` runs this module, so the service is started once.
-pytestmark = [
-    pytest.mark.skipif(not _has_serve(), reason="Ray Serve is an optional extra (pip install 'tsav-deploy[ray]')"),
-    pytest.mark.xdist_group("serve"),
-]
+pytestmark = pytest.mark.skipif(
+    not _has_serve(), reason="Ray Serve is an optional extra (pip install 'tsav-deploy[ray]')"
+)
 
 CLIP = "webcam_man_mp3.mp4"  # 72 frames, one face throughout: the job whose replica is killed
 SHORT = "webcam_first_second.mp4"  # its first second (30 frames): every other request
