@@ -145,13 +145,21 @@ def _videos_dir(media_dir, tmp_path):
     return folder
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_interrupted_run_leaves_no_partial_file_and_rerun_finishes_the_rest(media_dir, small_checkpoint, tmp_path):
     folder, out = _videos_dir(media_dir, tmp_path), tmp_path / "out"
     args = ["annotate", str(folder), "--weights", str(small_checkpoint), "--out", str(out)]
     args += ["--faces", "dlib", "--detector", "hog", "--stride", "3"]
     cmd = [sys.executable, "-m", "tsav_deploy.cli", *args]
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}  # piped: plain progress lines
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    # Ctrl-C as at a terminal: a test run started in the background (`pytest &`) ignores SIGINT, and
+    # a child would inherit that.
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_sigint_default
+    )
     records = out / ".tsav"
     try:
         # Ctrl-C as soon as the second video starts: the first is done, and the whole of the
