@@ -55,37 +55,24 @@ def default(name: str) -> Any:
     return PREDICTOR_OPTIONS[name].default
 
 
-Weights = Annotated[Optional[str], predictor_option("weights")]
-ExportDir = Annotated[Optional[pathlib.Path], predictor_option("model")]
-EngineName = Annotated[str, predictor_option("engine")]
-Device = Annotated[str, predictor_option("device")]
-FaceBackendName = Annotated[str, predictor_option("faces")]
-Detector = Annotated[Optional[str], predictor_option("detector")]
-Person = Annotated[str, predictor_option("person")]
-Stride = Annotated[int, predictor_option("stride")]
-BatchSize = Annotated[int, predictor_option("batch_size")]
-AuThreshold = Annotated[float, predictor_option("au_threshold")]
-NoFace = Annotated[str, predictor_option("no_face")]
-# Each of the Predictor's options as a typed CLI parameter, in the declaration's order.
-PREDICTOR_PARAMETERS = dict(
-    zip(
-        PREDICTOR_OPTIONS,
-        (
-            Weights,
-            ExportDir,
-            EngineName,
-            Device,
-            FaceBackendName,
-            Detector,
-            Person,
-            Stride,
-            BatchSize,
-            AuThreshold,
-            NoFace,
-        ),
-        strict=True,
-    )
-)
+# Each of the Predictor's options as a typed CLI parameter, in the declaration's order
+# (test_library_runs holds every command's flags against the declaration).
+PREDICTOR_PARAMETERS: dict[str, Any] = {
+    "weights": Annotated[Optional[str], predictor_option("weights")],
+    "model": Annotated[Optional[pathlib.Path], predictor_option("model")],
+    "engine": Annotated[str, predictor_option("engine")],
+    "device": Annotated[str, predictor_option("device")],
+    "faces": Annotated[str, predictor_option("faces")],
+    "detector": Annotated[Optional[str], predictor_option("detector")],
+    "person": Annotated[str, predictor_option("person")],
+    "stride": Annotated[int, predictor_option("stride")],
+    "batch_size": Annotated[int, predictor_option("batch_size")],
+    "au_threshold": Annotated[float, predictor_option("au_threshold")],
+    "no_face": Annotated[str, predictor_option("no_face")],
+}
+# `tsav preprocess` finds faces with the Predictor's face options.
+FaceBackendName = PREDICTOR_PARAMETERS["faces"]
+Detector = PREDICTOR_PARAMETERS["detector"]
 
 NO_WEIGHTS = (
     "no model given: pass --weights CHECKPOINT (a .pth.tar from the authors, a tsav checkpoint, or a "
